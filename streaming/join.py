@@ -1,0 +1,314 @@
+"""Outcome join: decisions waiting for their outcomes, and outcomes waiting for decisions.
+
+A :class:`JoinStore` keeps, per pending decision, what the engine needs to count
+its label later (event time, score, decision, group indices) in numpy columns,
+keyed by ``decision_id``. It is also the dedupe memory: a decision id is known
+for as long as its entry lives (the TTL), so a re-delivered decision is counted
+once. Memory is bounded: past ``capacity`` entries the oldest move to a durable
+SQLite tier (:class:`SpillTier`) and are looked up there on a miss.
+
+Outcomes that arrive before their decision wait in a bounded, insertion-ordered
+map; an outcome still waiting after the TTL, or pushed out by the bound, is
+*orphaned*. A decision still unlabeled after the TTL is *expired*.
+
+>>> store = JoinStore(width=2, ttl=3600.0, capacity=10)
+>>> rows = store.add_decisions(["a", "b"], np.array([0.0, 10.0]), np.array([0.9, 0.2]),
+...                            np.array([1, 0]), np.array([-1, -1]), np.array([7, 8]),
+...                            np.array([[0, 1], [2, 3]]))
+>>> store.lookup(["b", "zz"]).tolist()
+[1, -1]
+>>> store.wait_outcomes(["c"], np.array([1]), watermark=10.0)
+>>> store.take_waiting(["c", "a"])
+([0], [1])
+>>> store.expire(watermark=5000.0)    # a and b were never labeled
+>>> store.counts["expired"], len(store)
+(2, 0)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["JoinStore", "SpillTier"]
+
+_INITIAL = 1024
+
+
+class SpillTier:
+    """Pending decisions beyond the in-memory capacity, in SQLite (durable, unbounded by RAM)."""
+
+    def __init__(self, path: str | Path = ":memory:"):
+        self.path = str(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL") if self.path != ":memory:" else None
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS pending (decision_id TEXT PRIMARY KEY, ts REAL, score REAL,"
+            " decision INTEGER, label INTEGER, fingerprint INTEGER, groups BLOB)"
+        )
+        self.db.execute("CREATE INDEX IF NOT EXISTS pending_ts ON pending (ts)")
+        self.rows = self.db.execute("SELECT count(*) FROM pending").fetchone()[0]
+
+    def put(self, rows: list[tuple]) -> None:
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO pending VALUES (?,?,?,?,?,?,?)", rows)
+        self.db.execute("COMMIT")
+        self.rows = self.db.execute("SELECT count(*) FROM pending").fetchone()[0]
+
+    def pop(self, ids: Sequence[str]) -> dict[str, tuple]:
+        """Remove and return the entries of ``ids`` that are here."""
+        found: dict[str, tuple] = {}
+        if not self.rows or not ids:
+            return found
+        uniq = list(dict.fromkeys(ids))
+        for i in range(0, len(uniq), 500):
+            chunk = uniq[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(
+                f"SELECT * FROM pending WHERE decision_id IN ({marks})", chunk
+            ).fetchall():
+                found[row[0]] = row
+        if found:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM pending WHERE decision_id = ?", [(k,) for k in found])
+            self.db.execute("COMMIT")
+            self.rows -= len(found)
+        return found
+
+    def expire(self, cutoff: float) -> int:
+        """Drop entries older than ``cutoff``; returns how many were still unlabeled."""
+        if not self.rows:
+            return 0
+        unlabeled = self.db.execute(
+            "SELECT count(*) FROM pending WHERE ts < ? AND label < 0", (cutoff,)
+        ).fetchone()[0]
+        deleted = self.db.execute("DELETE FROM pending WHERE ts < ?", (cutoff,)).rowcount
+        self.rows -= deleted
+        return unlabeled
+
+    def unlabeled(self) -> int:
+        if not self.rows:
+            return 0
+        return self.db.execute("SELECT count(*) FROM pending WHERE label < 0").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class JoinStore:
+    """Pending decisions (dedupe + outcome join) and early outcomes, bounded, with a TTL."""
+
+    def __init__(
+        self,
+        *,
+        width: int,
+        ttl: float,
+        capacity: int = 500_000,
+        max_waiting: int = 100_000,
+        spill: SpillTier | None = None,
+    ):
+        self.width = width
+        self.ttl = ttl
+        self.capacity = capacity
+        self.max_waiting = max_waiting
+        self.spill = spill
+        self._alloc(_INITIAL)
+        self.index: dict[str, int] = {}
+        self._free: list[int] = []
+        self._next = 0
+        self.waiting: dict[str, tuple[int, float]] = {}  # id → (label, watermark on arrival)
+        self.counts = {"joined": 0, "expired": 0, "orphaned": 0, "spilled": 0}
+
+    def _alloc(self, n: int) -> None:
+        self.ts = np.zeros(n, np.float64)
+        self.score = np.zeros(n, np.float64)
+        self.decision = np.zeros(n, np.int64)
+        self.label = np.full(n, -1, np.int64)
+        self.fingerprint = np.zeros(n, np.int64)
+        self.groups = np.full((n, self.width), -1, np.int64)
+        self.ids: list[str | None] = [None] * n
+        self.used = np.zeros(n, bool)
+
+    def _grow(self, n: int) -> None:
+        old = (self.ts, self.score, self.decision, self.label, self.fingerprint, self.groups, self.used)
+        ids = self.ids
+        size = len(self.ts)
+        self._alloc(n)
+        for new, prev in zip(
+            (self.ts, self.score, self.decision, self.label, self.fingerprint, self.groups, self.used),
+            old,
+            strict=True,
+        ):
+            new[:size] = prev
+        self.ids[:size] = ids
+
+    def widen(self, width: int) -> None:
+        """Room for more group columns (an attribute seen for the first time)."""
+        if width > self.width:
+            self.groups = np.pad(self.groups, ((0, 0), (0, width - self.width)), constant_values=-1)
+            self.width = width
+
+    def __len__(self) -> int:
+        return len(self.index) + (self.spill.rows if self.spill else 0)
+
+    @property
+    def pending_unlabeled(self) -> int:
+        """Decisions still waiting for their outcome (memory and spill tier)."""
+        mem = int(((self.label < 0) & self.used).sum())
+        return mem + (self.spill.unlabeled() if self.spill else 0)
+
+    # -- lookups ---------------------------------------------------------------
+    def lookup(self, ids: Sequence[str]) -> np.ndarray:
+        """Row per id, -1 when unknown; entries found in the spill tier come back into memory."""
+        get = self.index.get
+        rows = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
+        if self.spill is not None and self.spill.rows and (rows < 0).any():
+            missing = [ids[j] for j in np.nonzero(rows < 0)[0]]
+            found = self.spill.pop(missing)
+            if found:
+                back = list(found.values())
+                self._insert(
+                    [r[0] for r in back],
+                    np.array([r[1] for r in back]),
+                    np.array([r[2] for r in back]),
+                    np.array([r[3] for r in back]),
+                    np.array([r[4] for r in back]),
+                    np.array([r[5] for r in back]),
+                    np.stack([self._unpack_groups(r[6]) for r in back]),
+                )
+                rows = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
+        return rows
+
+    def _unpack_groups(self, blob: bytes) -> np.ndarray:
+        g = np.frombuffer(blob, np.int64)
+        out = np.full(self.width, -1, np.int64)
+        out[: len(g)] = g
+        return out
+
+    # -- updates ---------------------------------------------------------------
+    def _insert(self, ids, ts, score, decision, label, fingerprint, groups) -> np.ndarray:
+        n = len(ids)
+        rows = np.empty(n, np.int64)
+        free = self._free
+        k = 0
+        while k < n and free:
+            rows[k] = free.pop()
+            k += 1
+        if k < n:
+            need = self._next + (n - k)
+            if need > len(self.ts):
+                self._grow(max(need, 2 * len(self.ts)))
+            rows[k:] = np.arange(self._next, need)
+            self._next = need
+        self.ts[rows] = ts
+        self.score[rows] = score
+        self.decision[rows] = decision
+        self.label[rows] = label
+        self.fingerprint[rows] = fingerprint
+        g = np.full((n, self.width), -1, np.int64)
+        g[:, : groups.shape[1]] = groups
+        self.groups[rows] = g
+        self.used[rows] = True
+        ids_list = self.ids
+        index = self.index
+        for r, i in zip(rows.tolist(), ids, strict=True):
+            ids_list[r] = i
+            index[i] = r
+        return rows
+
+    def add_decisions(self, ids, ts, score, decision, label, fingerprint, groups) -> np.ndarray:
+        """Remember new (already deduplicated) decisions; returns their rows."""
+        rows = self._insert(ids, ts, score, decision, label, fingerprint, groups)
+        if len(self.index) > self.capacity:
+            self._spill_oldest(len(self.index) - self.capacity + self.capacity // 10)
+        return rows
+
+    def _remove(self, rows: np.ndarray) -> None:
+        for r in rows.tolist():
+            i = self.ids[r]
+            if i is not None:
+                del self.index[i]
+                self.ids[r] = None
+        self.used[rows] = False
+        self.label[rows] = -1
+        self._free.extend(rows.tolist())
+
+    def _spill_oldest(self, n: int) -> None:
+        if self.spill is None:
+            # No durable tier: forget the oldest (their outcomes will be orphaned).
+            rows = self._oldest(n)
+            self.counts["expired"] += int((self.label[rows] < 0).sum())
+            self._remove(rows)
+            return
+        rows = self._oldest(n)
+        self.spill.put(
+            [
+                (
+                    self.ids[r],
+                    float(self.ts[r]),
+                    float(self.score[r]),
+                    int(self.decision[r]),
+                    int(self.label[r]),
+                    int(self.fingerprint[r]),
+                    self.groups[r].tobytes(),
+                )
+                for r in rows.tolist()
+            ]
+        )
+        self.counts["spilled"] += len(rows)
+        self._remove(rows)
+
+    def _oldest(self, n: int) -> np.ndarray:
+        used = np.nonzero(self.used)[0]
+        if n >= len(used):
+            return used
+        part = np.argpartition(self.ts[used], n)[:n]
+        return used[part]
+
+    def set_labels(self, rows: np.ndarray, labels: np.ndarray) -> None:
+        self.label[rows] = labels
+        self.counts["joined"] += len(rows)
+
+    def wait_outcomes(self, ids: Sequence[str], labels: np.ndarray, *, watermark: float) -> None:
+        """Keep outcomes whose decision has not arrived yet (first one per id wins)."""
+        waiting = self.waiting
+        for i, lab in zip(ids, labels.tolist(), strict=True):
+            if i not in waiting:
+                waiting[i] = (lab, watermark)
+        overflow = len(waiting) - self.max_waiting
+        if overflow > 0:
+            for key in list(waiting)[:overflow]:
+                del waiting[key]
+            self.counts["orphaned"] += overflow
+
+    def take_waiting(self, ids: Sequence[str]) -> tuple[list[int], list[int]]:
+        """Positions in ``ids`` whose outcome was already waiting, and those labels."""
+        if not self.waiting:
+            return [], []
+        pos, labels = [], []
+        pop = self.waiting.pop
+        for j, i in enumerate(ids):
+            hit = pop(i, None)
+            if hit is not None:
+                pos.append(j)
+                labels.append(hit[0])
+        return pos, labels
+
+    def expire(self, *, watermark: float) -> None:
+        """Drop decisions and early outcomes older than the TTL."""
+        cutoff = watermark - self.ttl
+        old = np.nonzero(self.used & (self.ts < cutoff))[0]
+        if len(old):
+            self.counts["expired"] += int((self.label[old] < 0).sum())
+            self._remove(old)
+        if self.spill is not None:
+            self.counts["expired"] += self.spill.expire(cutoff)
+        if self.waiting:
+            stale = [k for k, (_, seen) in self.waiting.items() if seen < cutoff]
+            for k in stale:
+                del self.waiting[k]
+            self.counts["orphaned"] += len(stale)
