@@ -1,0 +1,193 @@
+"""The ``fairwatch`` command line: a thin layer over programmatic ``run`` functions.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+from monitor.config import EXIT_CONFIG, Config, ConfigError, load_config
+from monitor.engine import VERSION
+from monitor.logs import configure_logging
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("fairwatch.cli")
+
+DESCRIPTION = """\
+fairwatch — production fairness monitoring.
+
+Reads a model's decisions (and later their real outcomes), keeps windowed
+per-group fairness statistics (demographic parity, equalized odds, calibration,
+intersectional groups) and exports them as Prometheus metrics on :9108/metrics.
+
+Configuration: --config FILE (YAML) or FAIRWATCH_CONFIG; every key can be
+overridden by FAIRWATCH_<KEY> / FAIRWATCH_<SECTION>__<KEY> environment variables.
+With no configuration at all every command runs on embedded defaults.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fairwatch", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"fairwatch {VERSION}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="YAML configuration file (default: embedded defaults)")
+    common.add_argument("--log-format", choices=("text", "json"), help="log format (default: config log.format)")
+    common.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="log level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run the whole loop on the built-in loan simulator, live",
+        description=(
+            "Simulated loan decisions (race × sex groups) and their delayed outcomes flow through "
+            "the engine; metrics are served on :9108/metrics and shown in a live table. The default "
+            "scenario drops one group's approval rate two simulated hours in. Ctrl-C stops."
+        ),
+    )
+    demo.add_argument("--port", type=_port, help="metrics port (default: config metrics.port, 9108)")
+    demo.add_argument("--scenario", choices=("none", "dp-drop", "calibration-drift", "label-shift", "small-group-noise"), help="drift scenario (default: dp-drop)")
+    demo.add_argument("--seed", type=int, help="simulator seed (default: 7)")
+    demo.add_argument("--speed", type=_positive_float, help="simulated seconds per wall second (default: 120)")
+    demo.add_argument("--rate", type=_positive_float, help="decisions per simulated second (default: 5)")
+    demo.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="stop after this many wall seconds (default: run until Ctrl-C)")
+    demo.add_argument("--interval", type=_positive_float, default=2.0, metavar="SECONDS", help="evaluation interval in wall seconds (default: 2)")
+    demo.add_argument("--no-live", action="store_true", help="log evaluations instead of drawing the live table")
+    demo.set_defaults(func=_cmd_demo)
+
+    rep = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="replay JSONL event files through the engine and print or save the final snapshot",
+        description=(
+            "Reads decision/v1 events (one JSON object per line) and, optionally, outcome/v1 events, "
+            "feeding outcomes in event-time order as they would have arrived live. Invalid lines are "
+            "counted and written with their reason to the dead-letter file; they never stop the replay."
+        ),
+    )
+    rep.add_argument("--file", required=True, metavar="DECISIONS.jsonl", help="decision events, JSON lines")
+    rep.add_argument("--outcomes", metavar="OUTCOMES.jsonl", help="outcome events, JSON lines")
+    rep.add_argument("--snapshot", metavar="OUT.json", help="write the final metric snapshot (DESIGN §7 format) here")
+    rep.add_argument("--dead-letter", metavar="FILE", help="where rejected lines go (default: <file>.deadletter.jsonl)")
+    rep.add_argument("--batch-size", type=_positive_int, default=10_000, help="events per micro-batch (default: 10000)")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.set_defaults(func=_cmd_replay)
+
+    try:
+        from intervention.cli import add_pipeline_parser
+    except ImportError:  # pragma: no cover - the intervention package is optional at import time
+        pass
+    else:
+        add_pipeline_parser(sub)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(getattr(args, "config", None))
+    configure_logging(args.log_level or cfg.log.level, args.log_format or cfg.log.format)
+    return cfg
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    cfg = _config(args)
+    sim = cfg.simulator.model_copy(
+        update={
+            k: v
+            for k, v in (("scenario", args.scenario), ("seed", args.seed), ("speed", args.speed), ("rate", args.rate))
+            if v is not None
+        }
+    )
+    metrics = cfg.metrics.model_copy(update={"port": args.port} if args.port is not None else {})
+    cfg = cfg.model_copy(update={"simulator": sim, "metrics": metrics})
+    live = not args.no_live and sys.stdout.isatty()
+    return run_demo(cfg, duration=args.duration, interval=args.interval, live=live)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.replay import replay
+
+    cfg = _config(args)
+    dead = args.dead_letter or str(Path(args.file).with_suffix("")) + ".deadletter.jsonl"
+    try:
+        result = replay(
+            args.file,
+            outcomes=args.outcomes,
+            settings=cfg.engine_settings(),
+            dead_letter=dead,
+            batch_size=args.batch_size,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except FileNotFoundError as exc:
+        print(f"fairwatch replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    data = orjson.dumps(result.snapshot.to_json(), option=orjson.OPT_INDENT_2)
+    if args.snapshot:
+        Path(args.snapshot).write_bytes(data + b"\n")
+    else:
+        sys.stdout.buffer.write(data + b"\n")
+    print(
+        f"replayed {result.decisions_read} decision lines and {result.outcomes_read} outcome lines; "
+        f"{result.rejected} rejected"
+        + (f" (written to {result.dead_letter})" if result.dead_letter else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"fairwatch: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

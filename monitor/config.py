@@ -1,0 +1,231 @@
+"""Configuration: one YAML file, every key overridable by ``FAIRWATCH_…`` variables.
+
+With no file at all every command runs on embedded defaults. Bad configuration
+fails at start with the key and the reason (:class:`ConfigError`, exit code 3).
+
+Environment variables: ``FAIRWATCH_<KEY>`` for a top-level key and
+``FAIRWATCH_<SECTION>__<KEY>`` for a nested one, values in YAML syntax:
+``FAIRWATCH_MIN_DECISIONS=200``, ``FAIRWATCH_JOIN__TTL=60d``,
+``FAIRWATCH_WINDOWS="[1h, 24h]"``.
+
+>>> load_config(env={"FAIRWATCH_MIN_DECISIONS": "200"}).min_decisions
+200
+>>> load_config(env={"FAIRWATCH_JOIN__TTL": "60d"}).join.ttl
+5184000.0
+>>> load_config(env={"FAIRWATCH_MIN_DECISION": "1"})
+Traceback (most recent call last):
+...
+monitor.config.ConfigError: FAIRWATCH_MIN_DECISION: unknown key 'min_decision' (env); did you mean 'min_decisions'?
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from monitor.engine import EngineSettings
+from monitor.windows import WindowSpec, parse_duration
+
+__all__ = ["Config", "ConfigError", "load_config", "EXIT_CONFIG", "NON_CONFIG_ENV"]
+
+EXIT_CONFIG = 3
+ENV_PREFIX = "FAIRWATCH_"
+#: Variables with the prefix that are not configuration keys.
+NON_CONFIG_ENV = frozenset(
+    {"FAIRWATCH_CONFIG", "FAIRWATCH_KAFKA_BOOTSTRAP", "FAIRWATCH_POSTGRES_DSN", "FAIRWATCH_CACHE_DIR"}
+)
+
+
+class ConfigError(Exception):
+    """Bad configuration: names the key and the reason."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetricsConfig(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class ModelConfig(_Section):
+    label_maturity: Duration = 0.0
+    reference_groups: dict[str, str] = {}
+
+
+class JoinConfig(_Section):
+    ttl: Duration = 30 * 86400.0
+    memory_capacity: int = Field(500_000, ge=1)
+    max_waiting_outcomes: int = Field(100_000, ge=0)
+    spill_path: str | None = None
+
+
+class SimulatorConfig(_Section):
+    seed: int = Field(7, ge=0)
+    rate: float = Field(5.0, gt=0)  # decisions per simulated second
+    speed: float = Field(120.0, gt=0)  # simulated seconds per wall second
+    scenario: Literal["none", "dp-drop", "calibration-drift", "label-shift", "small-group-noise"] = "dp-drop"
+    drift_at: Duration = 2 * 3600.0
+    outcome_delay: Duration = 1800.0  # median delay of outcomes (lognormal)
+
+
+class LogConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Section):
+    """The whole configuration; every field has an embedded default."""
+
+    metrics: MetricsConfig = MetricsConfig()
+    evaluation_interval: Duration = 10.0
+    windows: list[str] = ["1h", "24h", "7d"]
+    buckets_per_window: int = Field(60, ge=1, le=10_000)
+    calibration_bins: int = Field(10, ge=1, le=1000)
+    min_decisions: int = Field(100, ge=1)
+    min_labeled: int = Field(50, ge=1)
+    allowed_lateness: Duration = 300.0
+    max_future_skew: Duration = 300.0
+    confidence_level: float = Field(0.95, gt=0, lt=1)
+    max_groups_per_attribute: int = Field(50, ge=1, le=10_000)
+    attributes: list[str] | None = None
+    intersections: list[list[str]] | None = None
+    reference_groups: dict[str, str] = {}
+    models: dict[str, ModelConfig] = {}
+    join: JoinConfig = JoinConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        for w in self.windows:
+            try:
+                WindowSpec.parse(w, buckets=self.buckets_per_window)
+            except ValueError as exc:
+                raise ValueError(f"windows: {exc}") from None
+        if len(set(self.windows)) != len(self.windows):
+            raise ValueError(f"windows: names must be unique, got {self.windows!r}")
+        for name, m in self.models.items():
+            if m.label_maturity > self.join.ttl:
+                raise ValueError(
+                    f"models.{name}.label_maturity: {m.label_maturity:g} s is longer than "
+                    f"join.ttl ({self.join.ttl:g} s): outcomes would expire before they mature"
+                )
+        for inter in self.intersections or ():
+            if not 2 <= len(inter) <= 3:
+                raise ValueError(f"intersections: each needs 2 or 3 attributes, got {inter!r}")
+        return self
+
+    def engine_settings(self) -> EngineSettings:
+        refs = dict(self.reference_groups)
+        return EngineSettings(
+            windows=tuple(self.windows),
+            buckets=self.buckets_per_window,
+            bins=self.calibration_bins,
+            min_decisions=self.min_decisions,
+            min_labeled=self.min_labeled,
+            allowed_lateness=self.allowed_lateness,
+            max_future_skew=self.max_future_skew,
+            confidence=self.confidence_level,
+            max_groups=self.max_groups_per_attribute,
+            attributes=tuple(self.attributes) if self.attributes is not None else None,
+            intersections=(
+                tuple(tuple(i) for i in self.intersections) if self.intersections is not None else None
+            ),
+            reference_groups=refs,
+            label_maturity={name: m.label_maturity for name, m in self.models.items()},
+            join_ttl=self.join.ttl,
+            join_capacity=self.join.memory_capacity,
+            join_max_waiting=self.join.max_waiting_outcomes,
+            join_spill_path=self.join.spill_path,
+        )
+
+
+def _known_keys(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for var, raw in sorted(env.items()):
+        if not var.startswith(ENV_PREFIX) or var in NON_CONFIG_ENV or var.startswith("FAIRWATCH_TEST_"):
+            continue
+        path = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
+        model: type[BaseModel] | None = Config
+        for depth, key in enumerate(path):
+            fields = model.model_fields if model is not None else {}
+            if model is not None and key not in fields:
+                hint = difflib.get_close_matches(key, list(fields), n=1)
+                extra = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(fields)}"
+                raise ConfigError(var, f"unknown key {'.'.join(path[: depth + 1])!r} (env){extra}")
+            ann = fields[key].annotation if model is not None else None
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError as exc:
+            raise ConfigError(var, f"not a YAML value ({exc.__class__.__name__})") from None
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), apply environment overrides, validate."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    path = path or env.get("FAIRWATCH_CONFIG")
+    if path:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(str(p), f"cannot read config file ({exc.strerror})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(str(p), f"not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(str(p), f"must be a mapping of keys, got {type(loaded).__name__}")
+        data = loaded or {}
+    data = _merge(data, _env_overrides(env))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(x) for x in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key (input {err['input']!r})"
+        elif "input" in err and err["type"] != "value_error":
+            msg = f"{msg} (got {err['input']!r})"
+        if key == "config" and ": " in msg:  # whole-config checks name their key themselves
+            key, _, msg = msg.partition(": ")
+        raise ConfigError(key, msg) from None
