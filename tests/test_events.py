@@ -1,0 +1,188 @@
+"""Bad input: every rejection reason, random bytes, mutated events — counted, never raised."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.engine import Engine, EngineSettings
+from streaming.events import (
+    REASONS,
+    EventError,
+    Rejection,
+    _decision_fields_checked,
+    decision_fields,
+    decode_decision,
+    decode_outcome,
+)
+
+GOOD = {
+    "schema": "decision/v1",
+    "decision_id": "8f1c",
+    "model": "loan-approval",
+    "model_version": "v3",
+    "ts": "2026-11-21T10:15:00.123Z",
+    "score": 0.73,
+    "decision": 1,
+    "attributes": {"race": "Black", "sex": "Female"},
+    "features": {"credit_score": 640, "income": 52000},
+    "label": None,
+}
+NOW = 1795256100.0
+
+
+def mutate(**changes):
+    d = dict(GOOD)
+    for k, v in changes.items():
+        if v is KeyError:
+            d.pop(k)
+        else:
+            d[k] = v
+    return orjson.dumps(d)
+
+
+BAD_DECISIONS = [
+    (b"x" * 70_000, "oversized", "event"),
+    (b'{"schema": "decision/v1",', "malformed_json", "event"),
+    (b"\xff\xfe\x00", "malformed_json", "event"),
+    (b"[1, 2]", "not_an_object", "event"),
+    (mutate(schema="decision/v2"), "unknown_schema", "schema"),
+    (mutate(schema=KeyError), "missing_field:schema", "schema"),
+    (mutate(score=KeyError), "missing_field:score", "score"),
+    (mutate(decision_id=KeyError), "missing_field:decision_id", "decision_id"),
+    (mutate(ts=KeyError), "missing_field:ts", "ts"),
+    (mutate(attributes=KeyError), "missing_field:attributes", "attributes"),
+    (mutate(decision_id=""), "bad_decision_id", "decision_id"),
+    (mutate(decision_id="x" * 129), "bad_decision_id", "decision_id"),
+    (mutate(decision_id=17), "bad_type:decision_id", "decision_id"),
+    (mutate(model=""), "bad_model", "model"),
+    (mutate(model_version=3), "bad_type:model_version", "model_version"),
+    (mutate(score=1.5), "score_out_of_range", "score"),
+    (mutate(score=-0.01), "score_out_of_range", "score"),
+    (mutate(score="0.5"), "bad_type:score", "score"),
+    (mutate(score=True), "bad_type:score", "score"),
+    (mutate(score=KeyError)[:-1] + b',"score":NaN}', "non_finite_score", "score"),
+    (mutate(score=KeyError)[:-1] + b',"score":-Infinity}', "non_finite_score", "score"),
+    (mutate(score=KeyError)[:-1] + b',"score":1e999}', "non_finite_score", "score"),
+    (mutate(decision=2), "bad_decision", "decision"),
+    (mutate(decision=1.0), "bad_decision", "decision"),
+    (mutate(decision=True), "bad_decision", "decision"),
+    (mutate(label=2), "bad_label", "label"),
+    (mutate(label="1"), "bad_label", "label"),
+    (mutate(ts="yesterday"), "bad_timestamp", "ts"),
+    (mutate(ts="2026-11-21T10:15:00"), "bad_timestamp", "ts"),
+    (mutate(ts=1795256100123), "bad_timestamp", "ts"),
+    (mutate(ts="1999-12-31T23:59:59Z"), "bad_timestamp", "ts"),
+    (mutate(ts=[1]), "bad_timestamp", "ts"),
+    (mutate(ts=NOW + 3600), "future_timestamp", "ts"),
+    (mutate(attributes=["race"]), "bad_attributes", "attributes"),
+    (mutate(attributes={"": "x"}), "bad_attributes", "attributes"),
+    (mutate(attributes={"race": 5}), "bad_attribute_value", "attributes.race"),
+    (mutate(attributes={"race": "__other__"}), "bad_attribute_value", "attributes.race"),
+    (mutate(attributes={"race": "a,b"}), "bad_attribute_value", "attributes.race"),
+    (mutate(features=[1, 2]), "bad_features", "features"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason", "field"), BAD_DECISIONS, ids=[r for _, r, _ in BAD_DECISIONS])
+def test_every_reason_is_reported_with_the_field(raw, reason, field):
+    got = decode_decision(raw, now=NOW)
+    assert isinstance(got, Rejection)
+    assert got.reason == reason
+    assert got.message.startswith(field + ":")
+    assert got.raw == raw
+    assert reason.split(":")[0] in REASONS
+
+
+def test_outcome_reasons():
+    good = {"schema": "outcome/v1", "decision_id": "8f1c", "model": "m", "ts": 1795256100, "label": 1}
+    assert decode_outcome(orjson.dumps(good)).label == 1
+    assert decode_outcome(orjson.dumps({**good, "label": None})).reason == "bad_label"
+    assert decode_outcome(orjson.dumps({**good, "schema": "decision/v1"})).reason == "unknown_schema"
+    bad = dict(good)
+    del bad["label"]
+    assert decode_outcome(orjson.dumps(bad)).reason == "missing_field:label"
+
+
+def test_valid_event_forms():
+    d = decode_decision(mutate(ts=1795256100, score=1, attributes={"race": None}, label=0))
+    assert (d.ts, d.score, d.label, d.attributes) == (1795256100.0, 1.0, 0, {"race": None})
+    d = decode_decision(mutate(ts="2026-11-21T12:15:00.123+02:00"))
+    assert d.ts == 1795256100.123
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+timestamps = st.sampled_from(
+    ["2026-11-21T10:15:00.123Z", "2026-11-21T10:15:00Z", "2026-11-21T10:15:00.12Z", "2026-11-21T10:15:00.1234Z",
+     "2026-02-30T10:15:00.123Z", "2026-11-21T25:15:00.123Z", "2026-11-21 10:15:00.123Z", "2026-11-21T10:15:00.abcZ",
+     "2026-11-21T10:15:00.123+00:00", "x" * 24, 1795256100, 1795256100.5, 17952561001234, -5]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "schema": st.sampled_from(["decision/v1", "outcome/v1"]) | json_values,
+            "decision_id": st.text(min_size=0, max_size=130) | json_values,
+            "model": st.sampled_from(["loan", ""]) | json_values,
+            "model_version": st.sampled_from(["v3"]) | json_values,
+            "ts": timestamps | json_values,
+            "score": st.floats(-0.5, 1.5) | st.integers(-1, 2) | json_values,
+            "decision": st.sampled_from([0, 1, 2, 1.0, True]) | json_values,
+            "attributes": st.dictionaries(st.sampled_from(["race", "sex", "", "a,b"]), st.sampled_from(["Black", None, "", "__missing__", "x,y", 3]), max_size=3) | json_values,
+            "features": st.none() | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2) | json_values,
+            "label": st.sampled_from([None, 0, 1, 2, True]) | json_values,
+        },
+    )
+)
+def test_fast_path_equals_checked_path(event):
+    raw = orjson.dumps(event)
+    try:
+        fast = decision_fields(raw, now=NOW)
+    except EventError as exc:
+        fast = exc.reason
+    try:
+        slow = _decision_fields_checked(raw, now=NOW)
+    except EventError as exc:
+        slow = exc.reason
+    assert fast == slow
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=200) | st.builds(lambda v: orjson.dumps(v), json_values), max_size=40))
+def test_random_bytes_never_escape_and_every_event_is_counted(raws):
+    eng = Engine(EngineSettings(windows=("1h",)))
+    valid = [mutate(decision_id=f"ok{i}") for i in range(5)]
+    rejected = eng.process(decisions=raws + valid + valid[:2], outcomes=raws)
+    snap = eng.snapshot()
+    counted = sum(s.value for s in snap.select("fairwatch_events_total"))
+    assert counted == 2 * len(raws) + 7
+    assert len(rejected) == sum(
+        s.value for s in snap.select("fairwatch_events_total") if s.labels["result"] == "invalid"
+    )
+    assert snap.value("fairwatch_events_total", topic="fairness.decisions", result="ok") == 5
+    assert snap.value("fairwatch_events_total", result="duplicate", reason="same") == 2
+    for r in rejected:
+        assert r.reason.split(":")[0] in REASONS
+
+
+def test_duplicates_same_and_conflicting_and_late():
+    eng = Engine(EngineSettings(windows=("1h",), allowed_lateness=60.0))
+    a = mutate(decision_id="a", ts=NOW)
+    eng.process(decisions=[a, a])
+    eng.process(decisions=[mutate(decision_id="a", ts=NOW, score=0.1)])
+    eng.process(decisions=[mutate(decision_id="late", ts=NOW - 3600 - 120)])
+    eng.process(decisions=[mutate(decision_id="edge", ts=NOW - 3600 - 30)])
+    snap = eng.snapshot()
+    assert snap.value("fairwatch_events_total", result="duplicate", reason="same") == 1
+    assert snap.value("fairwatch_events_total", result="duplicate", reason="conflicting") == 1
+    assert snap.value("fairwatch_events_total", result="late", reason="too_old") == 1
+    assert snap.value("fairness_decisions_total", attribute="race", group="Black", decision="1") == 2
