@@ -36,7 +36,7 @@ from monitor.metrics import attribute_metrics
 from monitor.snapshot import Sample, Snapshot, WindowMetrics
 from monitor.stats import CountsTable, GroupCounts
 from monitor.windows import BucketRing, WindowSpec
-from streaming.events import EventError, Rejection, decision_fields, outcome_fields
+from streaming.events import EventError, Rejection, decode_decision_batch, outcome_fields
 from streaming.join import JoinStore, SpillTier
 
 __all__ = ["Engine", "EngineSettings", "VERSION"]
@@ -217,7 +217,11 @@ class Engine:
         return good
 
     def _decisions(self, raws, now, meta, topic, rejected) -> None:
-        good = self._validate(raws, decision_fields, now, meta, topic, rejected)
+        good, bad = decode_decision_batch(raws, now=now, max_future_skew=self.settings.max_future_skew)
+        for j, exc in bad:
+            part, off = meta[j] if meta else (None, None)
+            rejected.append(Rejection(exc.reason, str(exc), bytes(raws[j]), topic, part, off))
+            self.events[(topic, "invalid", exc.reason)] += 1
         if not good:
             return
         models = {f[1] for f in good}
@@ -281,7 +285,7 @@ class Engine:
         score_a = np.array(score, np.float64)[sel]
         dec_a = np.array(decision, np.int64)[sel]
         lab_a = np.array(label, np.int64)[sel]
-        gidx = st.groups.encode(attrs_ok)
+        gidx = st.groups.encode_keys(attrs_ok)
         st._fit()
         st.count_decisions(ts_a, dec_a, gidx)
         labeled = lab_a >= 0

@@ -30,6 +30,7 @@ from streaming.events import MISSING_GROUP, OTHER_GROUP
 
 __all__ = ["GroupTable", "MISSING_GROUP", "OTHER_GROUP"]
 
+_ROW_CACHE_LIMIT = 1 << 16
 _KEY_BASE = 1 << 21  # combines up to 3 part indices of < 2M groups into one int64 key
 
 
@@ -54,6 +55,9 @@ class GroupTable:
         self._groups_per_column: list[int] = []
         self._value_map: dict[str, dict[str | None, int]] = {}  # attribute → raw value → index
         self._combo_map: list[dict[int, int]] = []  # column → combined part key → index
+        self._row_cache: dict[tuple, int] = {}  # attribute items → row of _row_array
+        self._rows: list[np.ndarray] = []
+        self._row_array = np.zeros((0, 0), np.int64)
         wanted = [tuple([a]) for a in attributes or ()]
         for inter in intersections or ():
             parts = tuple(sorted(inter))
@@ -173,6 +177,30 @@ class GroupTable:
                 mapped[i] = idx
             out[:, col] = mapped[inverse]
         return out
+
+    def encode_keys(self, keys: Sequence[tuple]) -> np.ndarray:
+        """Like :meth:`encode` for attribute sets given as ``tuple(attributes.items())``.
+
+        Rows are cached per distinct attribute set, so the common case costs one
+        dict lookup per event. The cache is bounded and dropped whenever the
+        columns change.
+        """
+        cache = self._row_cache
+        get = cache.get
+        codes = [get(k, -1) for k in keys]
+        if -1 in codes:
+            width = len(self.columns)
+            for k in dict.fromkeys(k for k, c in zip(keys, codes, strict=True) if c == -1):
+                row = self.encode([dict(k)])[0]
+                if len(self.columns) != width or len(cache) >= _ROW_CACHE_LIMIT:
+                    cache.clear()  # new columns: every cached row is too short
+                    self._rows = []
+                    width = len(self.columns)
+                cache[k] = len(self._rows)
+                self._rows.append(row)
+            self._row_array = np.array(self._rows, np.int64).reshape(len(self._rows), width)
+            codes = [get(k) for k in keys]
+        return self._row_array[np.array(codes, np.int64)]
 
     # -- checkpoints -----------------------------------------------------------
     def to_state(self) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "decode_decision",
     "decode_outcome",
     "decision_fields",
+    "decode_decision_batch",
     "outcome_fields",
     "validate_decision",
     "validate_outcome",
@@ -375,6 +377,83 @@ def decision_fields(
     return _decision_fields_checked(raw, now=now, max_future_skew=max_future_skew)
 
 
+def decode_decision_batch(
+    raws: Sequence[bytes], *, now: float | None = None, max_future_skew: float = 300.0
+) -> tuple[list[tuple], list[tuple[int, EventError]]]:
+    """Validate a batch of decisions in one loop (the engine's hot path).
+
+    Returns ``(good, bad)``: ``good`` holds, per valid event, the fields of
+    :class:`Decision` except that ``attributes`` is given as the hashable tuple
+    of its items; ``bad`` holds ``(position, error)``. Same acceptance and the
+    same reasons as :func:`decision_fields` (tested property).
+    """
+    good: list[tuple] = []
+    bad: list[tuple[int, EventError]] = []
+    append = good.append
+    loads = orjson.loads
+    crc = zlib.crc32
+    seconds = _SECOND_CACHE
+    attr_cache = _ATTR_CACHE
+    for j, raw in enumerate(raws):
+        try:
+            obj = loads(raw) if len(raw) <= MAX_EVENT_BYTES else None
+        except orjson.JSONDecodeError:
+            obj = None
+        if type(obj) is dict:
+            try:
+                did = obj["decision_id"]
+                model = obj["model"]
+                version = obj["model_version"]
+                score = obj["score"]
+                decision = obj["decision"]
+                attributes = obj["attributes"]
+                value = obj["ts"]
+                schema = obj["schema"]
+            except KeyError:
+                schema = None
+            label = obj.get("label")
+            if (
+                schema == DECISION_SCHEMA
+                and type(did) is str
+                and type(model) is str
+                and type(version) is str
+                and type(score) is float
+                and type(decision) is int
+                and type(attributes) is dict
+                and type(value) is str
+                and len(value) == 24
+                and 0 < len(did) <= MAX_ID_CHARS
+                and 0 < len(model) <= MAX_NAME_CHARS
+                and 0 < len(version) <= MAX_NAME_CHARS
+                and 0.0 <= score <= 1.0
+                and (decision == 1 or decision == 0)
+                and (label is None or (type(label) is int and (label == 0 or label == 1)))
+                and type(obj.get("features", _NO_FEATURES)) is dict
+                and value[23] == "Z"
+                and value[19] == "."
+            ):
+                sec = seconds.get(value[:19])
+                frac = value[20:23]
+                key = tuple(attributes.items())
+                if sec is not None and frac.isdigit() and key in attr_cache:
+                    ts = (sec * 1000 + int(frac)) / 1000
+                    if now is None or ts - now <= max_future_skew:
+                        append(
+                            (did, model, version, ts, score, decision, key,
+                             -1 if label is None else label, crc(raw))
+                        )
+                        continue
+        # Everything else (first sight of a second or attribute set, other timestamp
+        # forms, any problem): the per-event path, which fills the caches or names the reason.
+        try:
+            f = decision_fields(raw, now=now, max_future_skew=max_future_skew)
+        except EventError as exc:
+            bad.append((j, exc))
+            continue
+        append(f[:6] + (tuple(f[6].items()),) + f[7:])
+    return good, bad
+
+
 _NO_FEATURES: dict = {}
 _SECOND_CACHE: dict[str, int] = {}
 _ATTR_CACHE: set[tuple] = set()
@@ -399,6 +478,8 @@ def _fast_timestamp(value: object) -> float | None:
                 sec = int(datetime.fromisoformat(head + "+00:00").timestamp())
             except ValueError:
                 return None
+            if not MIN_TS <= sec < MAX_TS:
+                return None  # never cached, so the batch path cannot accept it either
             if len(_SECOND_CACHE) >= _CACHE_LIMIT:
                 _SECOND_CACHE.clear()
             _SECOND_CACHE[head] = sec

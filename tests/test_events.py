@@ -138,7 +138,7 @@ timestamps = st.sampled_from(
             "score": st.floats(-0.5, 1.5) | st.integers(-1, 2) | json_values,
             "decision": st.sampled_from([0, 1, 2, 1.0, True]) | json_values,
             "attributes": st.dictionaries(st.sampled_from(["race", "sex", "", "a,b"]), st.sampled_from(["Black", None, "", "__missing__", "x,y", 3]), max_size=3) | json_values,
-            "features": st.none() | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2) | json_values,
+            "features": st.none() | st.dictionaries(st.text(max_size=3), st.integers(-(2**40), 2**40), max_size=2) | json_values,
             "label": st.sampled_from([None, 0, 1, 2, True]) | json_values,
         },
     )
@@ -186,3 +186,24 @@ def test_duplicates_same_and_conflicting_and_late():
     assert snap.value("fairwatch_events_total", result="duplicate", reason="conflicting") == 1
     assert snap.value("fairwatch_events_total", result="late", reason="too_old") == 1
     assert snap.value("fairness_decisions_total", attribute="race", group="Black", decision="1") == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(BAD_DECISIONS).map(lambda t: t[0]) | st.builds(
+    lambda ts, score, race: mutate(ts=ts, score=score, attributes={"race": race}),
+    timestamps, st.floats(-0.5, 1.5) | st.integers(-1, 2), st.sampled_from(["Black", None, "x,y", 3, ""]),
+), max_size=30))
+def test_batch_decoder_equals_per_event_decoder(raws):
+    from streaming.events import decode_decision_batch
+
+    good, bad = decode_decision_batch(raws, now=NOW)
+    expected_good, expected_bad = [], []
+    for j, raw in enumerate(raws):
+        try:
+            f = decision_fields(raw, now=NOW)
+        except EventError as exc:
+            expected_bad.append((j, exc.reason))
+        else:
+            expected_good.append(f[:6] + (tuple(f[6].items()),) + f[7:])
+    assert good == expected_good
+    assert [(j, e.reason) for j, e in bad] == expected_bad

@@ -1,0 +1,187 @@
+"""The command line end to end: replay ≡ live exporter, demo start-up, bad input and config."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.cli import main
+from monitor.config import Config
+from monitor.engine import Engine
+from monitor.exporter import serve_metrics
+from monitor.snapshot import FAMILIES, SnapshotBoard
+from streaming.simulator import LoanSimulator, OutcomeDelay, write_jsonl
+
+#: The families this issue's engine exports (alerts, rollbacks, pipeline runs, Kafka lag
+#: and checkpoints belong to the alerting and Kafka parts).
+OWNED = sorted(
+    set(FAMILIES)
+    - {
+        "fairness_alert_tier",
+        "fairness_rollbacks_total",
+        "fairness_pipeline_runs_total",
+        "fairwatch_consumer_lag",
+        "fairwatch_last_checkpoint_timestamp_seconds",
+    }
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name.endswith("_created"):
+                continue
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def sim(scenario="dp-drop"):
+    return LoanSimulator(
+        seed=3, rate=2.0, scenario=scenario, drift_at=1800.0,
+        delay=OutcomeDelay(kind="lognormal", median_s=600.0, sigma=0.7),
+    )
+
+
+def test_replay_snapshot_equals_live_exporter(tmp_path: Path):
+    dec, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    write_jsonl(sim(), 4 * 3600.0, dec, out)
+    # Live: the same stream, delivered in simulator order in small batches, scraped over HTTP.
+    engine = Engine(Config().engine_settings())
+    s = sim()
+    for _ in range(4 * 60):
+        b = s.advance_batch(60.0)
+        engine.process(decisions=b.topic_values(False), outcomes=b.topic_values(True))
+    board = SnapshotBoard()
+    board.publish(engine.snapshot())
+    server, _ = serve_metrics(board, host="127.0.0.1", port=0)
+    try:
+        live = scrape(server.server_port)
+    finally:
+        server.shutdown()
+        server.server_close()
+    snap_path = tmp_path / "snap.json"
+    assert main(["replay", "--file", str(dec), "--outcomes", str(out), "--snapshot", str(snap_path), "--no-progress"]) == 0
+    batch = {
+        (e["name"], tuple(sorted(e["labels"].items()))): e["value"]
+        for e in orjson.loads(snap_path.read_bytes())
+    }
+    assert set(batch) == set(live)
+    # Counts are exact; score sums are float sums whose last bits depend on how the
+    # stream was cut into batches, so everything derived from them agrees to 1e-12.
+    for key, value in batch.items():
+        if float(value).is_integer() and "score_sum" not in key[0]:
+            assert live[key] == value, key
+        else:
+            assert live[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+    names = {k[0] for k in batch}
+    assert names >= {"fairness_demographic_parity_ratio", "fairness_expected_calibration_error", "fairness_equalized_odds_gap"}
+
+
+def test_replay_dead_letters_bad_lines_and_goes_on(tmp_path: Path, capsys):
+    dec = tmp_path / "d.jsonl"
+    write_jsonl(sim("none"), 1800.0, dec)
+    lines = dec.read_bytes().splitlines()
+    bad = [b"{not json", b'{"schema":"decision/v1"}', lines[0], b"\xff\xfe"]
+    dec.write_bytes(b"\n".join(lines[:10] + bad + lines[10:]) + b"\n")
+    snap = tmp_path / "s.json"
+    assert main(["replay", "--file", str(dec), "--snapshot", str(snap), "--no-progress"]) == 0
+    dl = tmp_path / "d.deadletter.jsonl"
+    rows = [orjson.loads(x) for x in dl.read_bytes().splitlines()]
+    assert [r["reason"] for r in rows] == ["malformed_json", "missing_field:decision_id", "malformed_json"]
+    assert rows[0]["raw"] == "{not json" and rows[0]["offset"] == 11
+    assert "raw_base64" in rows[2]
+    data = orjson.loads(snap.read_bytes())
+    total_ok = sum(e["value"] for e in data if e["name"] == "fairwatch_events_total" and e["labels"]["result"] == "ok")
+    dup = sum(e["value"] for e in data if e["name"] == "fairwatch_events_total" and e["labels"]["result"] == "duplicate")
+    assert total_ok == len(lines) and dup == 1
+    assert "3 rejected" in capsys.readouterr().err
+
+
+def test_bad_cli_arguments_and_config(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["replay"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--speed", "fast"])
+    assert e.value.code == 2
+    assert "--speed: must be a number, got 'fast'" in capsys.readouterr().err
+    assert main(["replay", "--file", str(tmp_path / "nope.jsonl")]) == 2
+    assert "--file: no such file" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("windows: [1h]\njoin:\n  ttl: forever\n")
+    f = tmp_path / "x.jsonl"
+    f.write_text("")
+    assert main(["replay", "--config", str(cfg), "--file", str(f)]) == 3
+    assert "join.ttl: invalid duration 'forever'" in capsys.readouterr().err
+    cfg.write_text("windowz: [1h]\n")
+    assert main(["replay", "--config", str(cfg), "--file", str(f)]) == 3
+    assert "windowz: unknown key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["demo", "--help"], ["replay", "--help"]])
+def test_help_explains(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    assert len(capsys.readouterr().out) > 300
+
+
+def test_env_override_of_every_level(monkeypatch):
+    from monitor.config import load_config
+
+    cfg = load_config(env={"FAIRWATCH_WINDOWS": "[1h, 6h]", "FAIRWATCH_METRICS__PORT": "9200", "FAIRWATCH_KAFKA_BOOTSTRAP": "x:1"})
+    assert cfg.windows == ["1h", "6h"] and cfg.metrics.port == 9200
+
+
+def test_demo_starts_fast_and_exports_every_family():
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "demo", "--no-live", "--port", str(port), "--speed", "900", "--interval", "1", "--duration", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        first = None
+        seen: set[str] = set()
+        while time.monotonic() - t0 < 90:
+            try:
+                samples = scrape(port)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            if first is None and samples:
+                first = time.monotonic() - t0
+            seen = {name for name, _ in samples}
+            seen = {n[: -len("_total")] + "_total" if n.endswith("_total") else n for n in seen}
+            if set(OWNED) <= seen:
+                break
+            time.sleep(1)
+        assert first is not None and first < 10, f"first scrape after {first} s"
+        assert set(OWNED) <= seen, f"missing families: {sorted(set(OWNED) - seen)}"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+        assert b"demo stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
