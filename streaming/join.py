@@ -38,6 +38,41 @@ __all__ = ["JoinStore", "SpillTier"]
 _INITIAL = 1024
 
 
+class _Bloom:
+    """Which ids may be in the spill tier: no false negatives, few false positives.
+
+    Keyed by Python's string hash (salted per process), so it is rebuilt from the
+    tier's ids at start instead of being stored.
+    """
+
+    K = 4
+
+    def __init__(self, bits: int = 1 << 24):
+        self.bits = bits
+        self.array = np.zeros(bits // 8, np.uint8)
+        self.added = 0
+
+    def _positions(self, ids: Sequence[str]) -> np.ndarray:
+        h = np.fromiter((hash(i) for i in ids), np.int64, len(ids)).view(np.uint64)
+        h2 = (h * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+        return np.stack([(h + np.uint64(k) * h2) % np.uint64(self.bits) for k in range(self.K)])
+
+    def add(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        pos = self._positions(ids).reshape(-1)
+        np.bitwise_or.at(self.array, (pos >> np.uint64(3)).astype(np.int64), (1 << (pos & np.uint64(7))).astype(np.uint8))
+        self.added += len(ids)
+
+    def may_contain(self, ids: Sequence[str]) -> np.ndarray:
+        if not ids or not self.added:
+            return np.zeros(len(ids), bool)
+        pos = self._positions(ids)
+        byte = self.array[(pos >> np.uint64(3)).astype(np.int64)]
+        hit = (byte >> (pos & np.uint64(7)).astype(np.uint8)) & 1
+        return hit.all(axis=0)
+
+
 class SpillTier:
     """Pending decisions beyond the in-memory capacity, in SQLite (durable, unbounded by RAM)."""
 
@@ -52,19 +87,32 @@ class SpillTier:
         )
         self.db.execute("CREATE INDEX IF NOT EXISTS pending_ts ON pending (ts)")
         self.rows = self.db.execute("SELECT count(*) FROM pending").fetchone()[0]
+        self._rebuild_bloom()
+
+    def _rebuild_bloom(self) -> None:
+        self.bloom = _Bloom(max(1 << 20, 1 << int(16 * max(self.rows, 1)).bit_length()))
+        cur = self.db.execute("SELECT decision_id FROM pending")
+        while batch := cur.fetchmany(100_000):
+            self.bloom.add([r[0] for r in batch])
+        self._deleted = 0
 
     def put(self, rows: list[tuple]) -> None:
         self.db.execute("BEGIN")
         self.db.executemany("INSERT OR REPLACE INTO pending VALUES (?,?,?,?,?,?,?)", rows)
         self.db.execute("COMMIT")
         self.rows = self.db.execute("SELECT count(*) FROM pending").fetchone()[0]
+        if self.rows > self.bloom.bits // 16:
+            self._rebuild_bloom()  # keep false positives rare as the tier grows
+        else:
+            self.bloom.add([r[0] for r in rows])
 
     def pop(self, ids: Sequence[str]) -> dict[str, tuple]:
         """Remove and return the entries of ``ids`` that are here."""
         found: dict[str, tuple] = {}
         if not self.rows or not ids:
             return found
-        uniq = list(dict.fromkeys(ids))
+        maybe = self.bloom.may_contain(ids)
+        uniq = list(dict.fromkeys(i for i, m in zip(ids, maybe.tolist(), strict=True) if m))
         for i in range(0, len(uniq), 500):
             chunk = uniq[i : i + 500]
             marks = ",".join("?" * len(chunk))
@@ -77,6 +125,7 @@ class SpillTier:
             self.db.executemany("DELETE FROM pending WHERE decision_id = ?", [(k,) for k in found])
             self.db.execute("COMMIT")
             self.rows -= len(found)
+            self._deleted += len(found)
         return found
 
     def expire(self, cutoff: float) -> int:
@@ -88,6 +137,9 @@ class SpillTier:
         ).fetchone()[0]
         deleted = self.db.execute("DELETE FROM pending WHERE ts < ?", (cutoff,)).rowcount
         self.rows -= deleted
+        self._deleted += deleted
+        if self._deleted > max(self.rows, 100_000):
+            self._rebuild_bloom()  # deleted ids would otherwise stay "maybe" forever
         return unlabeled
 
     def unlabeled(self) -> int:

@@ -64,12 +64,13 @@ event = st.tuples(
 )
 
 
-def run(events, cuts, *, settings_=None):
+def run(events, cuts, *, settings_=None, resend=0):
     s = settings_ or EngineSettings(
         windows=("1h", "2h"), buckets=12, min_decisions=1, min_labeled=1, allowed_lateness=600.0
     )
     eng = Engine(s)
     raws = [decision(i, T0 + e[0], e[1], e[2], e[3], e[4], e[5]) for i, e in enumerate(events)]
+    raws += raws[:resend]  # re-delivered decisions: must be counted once
     outs = [outcome(i, T0 + 4 * 3600, e[6]) for i, e in enumerate(events) if e[6] is not None and e[5] is None]
     bounds = sorted({0, len(raws), *[c % (len(raws) + 1) for c in cuts]})
     for a, b in zip(bounds, bounds[1:], strict=False):
@@ -236,3 +237,22 @@ def test_label_maturity_shifts_outcome_window():
     assert snap.value("fairness_true_positive_rate", attribute="race", group="White") == 1.0
     assert snap.value("fairness_false_positive_rate", attribute="race", group="White") is None
     assert snap.value("fairness_labeled_share", attribute="race", group="White") == 1.0
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event, min_size=1, max_size=200), st.lists(st.integers(0, 10_000), max_size=4))
+def test_spill_tier_gives_the_same_result_as_memory(tmp_path_factory, events, cuts):
+    """A tiny in-memory capacity with the SQLite tier behind it changes nothing."""
+    base = dict(windows=("1h", "2h"), buckets=12, min_decisions=1, min_labeled=1, allowed_lateness=600.0)
+    mem = run(events, cuts, settings_=EngineSettings(**base))
+    path = tmp_path_factory.mktemp("spill") / "join.sqlite"
+    spill = run(events, cuts, settings_=EngineSettings(**base, join_capacity=7, join_spill_path=str(path)), resend=5)
+    a, b = mem.snapshot(), spill.snapshot()
+    ignore = {"fairwatch_events_total"}
+    assert {(s.name, tuple(sorted(s.labels.items())), round(s.value, 9)) for s in a.samples if s.name not in ignore} == {
+        (s.name, tuple(sorted(s.labels.items())), round(s.value, 9)) for s in b.samples if s.name not in ignore
+    }
+    dups = b.value("fairwatch_events_total", result="duplicate", reason="same") or 0
+    late = sum(s.value for s in b.select("fairwatch_events_total") if s.labels["result"] == "late")
+    # the 5 re-sent decisions are recognised even after they moved to SQLite (unless they were late)
+    assert dups + late - (a.value("fairwatch_events_total", result="late", reason="too_old") or 0) == min(5, len(events))
