@@ -88,6 +88,26 @@ class SimulatorConfig(_Section):
     outcome_delay: Duration = 1800.0  # median delay of outcomes (lognormal)
 
 
+class KafkaConfig(_Section):
+    """Kafka source of ``fairwatch run``; ``options`` pass through to the client (security_protocol,
+    sasl_mechanism, sasl_plain_username, ssl_cafile, … as named by kafka-python)."""
+
+    bootstrap_servers: str = "localhost:9092"
+    group_id: str = "fairwatch"
+    group_instance_id: str | None = None  # static membership for rolling restarts
+    client: Literal["kafka-python", "confluent"] = "kafka-python"
+    decisions_topic: str = "fairness.decisions"
+    outcomes_topic: str = "fairness.outcomes"
+    deadletter_topic: str = "fairness.deadletter"
+    max_poll_records: int = Field(10_000, ge=1)
+    options: dict[str, Any] = {}
+
+
+class StateConfig(_Section):
+    url: str = "sqlite:///fairwatch-state.db"  # or postgresql://user@host/db
+    checkpoint_interval: Duration = 5.0
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -113,6 +133,8 @@ class Config(_Section):
     models: dict[str, ModelConfig] = {}
     join: JoinConfig = JoinConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    state: StateConfig = StateConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
@@ -130,6 +152,8 @@ class Config(_Section):
                     f"models.{name}.label_maturity: {m.label_maturity:g} s is longer than "
                     f"join.ttl ({self.join.ttl:g} s): outcomes would expire before they mature"
                 )
+        if not self.state.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError(f"state.url: expected sqlite:///PATH or postgresql://…, got {self.state.url!r}")
         for inter in self.intersections or ():
             if not 2 <= len(inter) <= 3:
                 raise ValueError(f"intersections: each needs 2 or 3 attributes, got {inter!r}")

@@ -26,11 +26,12 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from monitor.checkpoint import FORMAT_VERSION, pack, unpack
 from monitor.groups import GroupTable
 from monitor.metrics import attribute_metrics
 from monitor.snapshot import Sample, Snapshot, WindowMetrics
@@ -40,6 +41,8 @@ from streaming.events import EventError, Rejection, decode_decision_batch, outco
 from streaming.join import JoinStore, SpillTier
 
 __all__ = ["Engine", "EngineSettings", "VERSION"]
+
+_TABLE = ("dec", "lab", "cal_n", "cal_s", "cal_l")
 
 VERSION = "0.1.0"
 DECISIONS_TOPIC = "fairness.decisions"
@@ -116,6 +119,55 @@ class ModelState:
     def watermark(self) -> float:
         return self.max_ts - self.settings.allowed_lateness
 
+    # -- checkpoints -----------------------------------------------------------
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        arrays: dict[str, np.ndarray] = {}
+        for name, a in zip(_TABLE, self.totals.arrays(), strict=True):
+            arrays[f"totals.{name}"] = a
+        rings = []
+        for i, r in enumerate(self.rings):
+            for name, a in zip(_TABLE, r.table.arrays(), strict=True):
+                arrays[f"ring{i}.{name}"] = a
+            arrays[f"ring{i}.bucket_of_slot"] = r.bucket_of_slot
+            rings.append({"window": r.spec.name, "slots": r.slots, "head": r.head})
+        join_arrays, join_meta = self.join.to_state()
+        arrays.update({f"join.{k}": v for k, v in join_arrays.items()})
+        meta = {
+            "model": self.model,
+            "groups": self.groups.to_state(),
+            "rings": rings,
+            "join": join_meta,
+            "max_ts": None if self.max_ts == -math.inf else self.max_ts,
+            "last_expiry": None if self.last_expiry == -math.inf else self.last_expiry,
+            "versions": dict(self.versions),
+        }
+        return arrays, meta
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Continue from a checkpoint taken with the same window configuration."""
+        saved = [(r["window"], r["slots"]) for r in meta["rings"]]
+        mine = [(r.spec.name, r.slots) for r in self.rings]
+        if saved != mine:
+            raise ValueError(
+                f"checkpoint of model {self.model!r} has windows {saved}, configuration has {mine}: "
+                "changed windows, buckets, lateness or label maturity need a fresh state"
+            )
+        self.groups = GroupTable.from_state(meta["groups"])
+        g = self.groups.size
+        self.totals = CountsTable((), groups=g, bins=self.settings.bins)
+        for name, a in zip(_TABLE, self.totals.arrays(), strict=True):
+            a[...] = arrays[f"totals.{name}"]
+        for i, (r, rm) in enumerate(zip(self.rings, meta["rings"], strict=True)):
+            r.table = CountsTable((r.slots,), groups=g, bins=self.settings.bins)
+            for name, a in zip(_TABLE, r.table.arrays(), strict=True):
+                a[...] = arrays[f"ring{i}.{name}"]
+            r.bucket_of_slot = arrays[f"ring{i}.bucket_of_slot"].copy()
+            r.head = rm["head"]
+        self.join.restore({k[5:]: v for k, v in arrays.items() if k.startswith("join.")}, meta["join"])
+        self.max_ts = -math.inf if meta["max_ts"] is None else meta["max_ts"]
+        self.last_expiry = -math.inf if meta["last_expiry"] is None else meta["last_expiry"]
+        self.versions = Counter(meta["versions"])
+
     def _fit(self) -> None:
         """Grow the count arrays when new groups or columns appeared."""
         g = self.groups.size
@@ -172,6 +224,7 @@ class Engine:
         self.settings.window_specs()  # fail early on a bad window name
         self.models: dict[str, ModelState] = {}
         self.events: Counter[tuple[str, str, str]] = Counter()
+        self.touched: set[str] = set()  # models the last process() call updated
 
     def _state(self, model: str) -> ModelState:
         st = self.models.get(model)
@@ -197,6 +250,7 @@ class Engine:
         replay of history). ``*_meta`` are (partition, offset) per event.
         """
         rejected: list[Rejection] = []
+        self.touched = set()
         if decisions:
             self._decisions(decisions, now, decision_meta, decision_topic, rejected)
         if outcomes:
@@ -230,6 +284,7 @@ class Engine:
             self._model_decisions(self._state(model), rows, topic)
 
     def _model_decisions(self, st: ModelState, rows: list[tuple], topic: str) -> None:
+        self.touched.add(st.model)
         ids, _, versions, ts, score, decision, attrs, label, fp = zip(*rows, strict=True)
         n = len(ids)
         ts_a = np.array(ts, np.float64)
@@ -317,6 +372,7 @@ class Engine:
             self._model_outcomes(self._state(model), rows, topic)
 
     def _model_outcomes(self, st: ModelState, rows: list[tuple], topic: str) -> None:
+        self.touched.add(st.model)
         ids, _, _, labels = zip(*rows, strict=True)
         n = len(ids)
         lab_a = np.array(labels, np.int64)
@@ -452,6 +508,45 @@ class Engine:
             out.append(Sample("fairwatch_outcome_joins_total", {"model": model, "result": result}, float(st.join.counts[result])))
         out.append(Sample("fairwatch_pending_outcomes", {"model": model}, float(st.join.pending_unlabeled)))
         return out
+
+    # -- checkpoints -----------------------------------------------------------
+    def state_blob(self, models: Iterable[str] | None = None, *, events: Mapping | None = None) -> bytes:
+        """Checkpoint of ``models`` (default: all) and an events ledger as one blob."""
+        names = sorted(self.models if models is None else set(models) & set(self.models))
+        arrays: dict[str, np.ndarray] = {}
+        metas = []
+        for i, name in enumerate(names):
+            a, m = self.models[name].to_state()
+            arrays.update({f"m{i}.{k}": v for k, v in a.items()})
+            metas.append(m)
+        ledger = self.events if events is None else events
+        meta = {
+            "format": FORMAT_VERSION,
+            "models": metas,
+            "events": [[t, r, why, n] for (t, r, why), n in sorted(ledger.items())],
+        }
+        return pack(arrays, meta)
+
+    def restore_blob(self, blob: bytes) -> tuple[Counter[tuple[str, str, str]], list[str]]:
+        """Load the models of a checkpoint blob (replacing same-named ones).
+
+        Returns the blob's events ledger and the names of the models it held.
+        """
+        arrays, meta = unpack(blob)
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"checkpoint format {meta.get('format')!r}, this fairwatch reads {FORMAT_VERSION}")
+        for i, m in enumerate(meta["models"]):
+            st = ModelState(m["model"], self.settings)
+            prefix = f"m{i}."
+            st.restore({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}, m)
+            self.models[m["model"]] = st
+        ledger = Counter({(t, r, why): n for t, r, why, n in meta["events"]})
+        return ledger, [m["model"] for m in meta["models"]]
+
+    def drop(self, models: Iterable[str]) -> None:
+        """Forget models (their partitions moved to another replica)."""
+        for m in models:
+            self.models.pop(m, None)
 
     # -- helpers for tests and tools ------------------------------------------
     def window_counts(self, model: str, window: str, *, labeled: bool = False) -> dict[tuple[str, str], GroupCounts]:

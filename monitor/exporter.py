@@ -19,11 +19,14 @@ snapshot yet means no series.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from monitor.snapshot import FAMILIES, Family, SnapshotBoard
@@ -71,10 +74,37 @@ class FairnessCollector(Collector):
             yield fam
 
 
-def serve_metrics(board: SnapshotBoard, *, host: str = "0.0.0.0", port: int = 9108):
-    """Start the ``/metrics`` HTTP endpoint; returns ``(server, thread)``."""
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+        return None
+
+
+def serve_metrics(
+    board: SnapshotBoard,
+    *,
+    host: str = "0.0.0.0",
+    port: int = 9108,
+    health: Callable[[], tuple[bool, bool, str]] | None = None,
+):
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz``; returns ``(server, thread)``.
+
+    ``health()`` returns ``(alive, ready, detail)``; without it both probes say ok.
+    """
     registry = CollectorRegistry()
     FairnessCollector(board, registry=registry)
-    server, thread = start_http_server(port, addr=host, registry=registry)
-    log.info("metrics endpoint listening", extra={"host": host, "port": port})
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path in ("/healthz", "/readyz"):
+            alive, ready, detail = health() if health else (True, True, "ok")
+            ok = alive if path == "/healthz" else alive and ready
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [(detail + "\n").encode()]
+        return metrics_app(environ, start_response)
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="fairwatch-http", daemon=True)
+    thread.start()
+    log.info("metrics endpoint listening", extra={"host": host, "port": server.server_port})
     return server, thread

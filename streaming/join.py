@@ -350,6 +350,41 @@ class JoinStore:
                 labels.append(hit[0])
         return pos, labels
 
+    # -- checkpoints -----------------------------------------------------------
+    def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The in-memory tier as arrays + JSON (the spill tier is durable by itself)."""
+        rows = np.nonzero(self.used)[0]
+        arrays = {
+            "ts": self.ts[rows],
+            "score": self.score[rows],
+            "decision": self.decision[rows],
+            "label": self.label[rows],
+            "fingerprint": self.fingerprint[rows],
+            "groups": self.groups[rows],
+        }
+        meta = {
+            "width": self.width,
+            "ids": [self.ids[r] for r in rows.tolist()],
+            "waiting": [[k, lab, seen] for k, (lab, seen) in self.waiting.items()],
+            "counts": self.counts,
+        }
+        return arrays, meta
+
+    def restore(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """Replace the in-memory tier with a checkpointed one."""
+        self.width = meta["width"]
+        self._alloc(max(_INITIAL, len(meta["ids"])))
+        self.index = {}
+        self._free = []
+        self._next = 0
+        if meta["ids"]:
+            self._insert(
+                meta["ids"], arrays["ts"], arrays["score"], arrays["decision"], arrays["label"],
+                arrays["fingerprint"], arrays["groups"],
+            )
+        self.waiting = {k: (lab, seen) for k, lab, seen in meta["waiting"]}
+        self.counts = dict(meta["counts"])
+
     def expire(self, *, watermark: float) -> None:
         """Drop decisions and early outcomes older than the TTL."""
         cutoff = watermark - self.ttl

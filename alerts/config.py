@@ -1,0 +1,226 @@
+"""The ``alerts:`` section of the configuration: tier policy, actions, rollback, admin API.
+
+Defaults come from the intervention playbook (DESIGN §5): degradation against the
+approved baseline of 5 %, 10 %, 20 % gives tiers 1, 2, 3; absolute guards are DP
+ratio < 0.75 (tier 2), DI outside [0.80, 1.25] (tier 3), EO gap > 0.12 (tier 2),
+ECE > 0.08 in any group (tier 2), intersectional DP < 0.75 (tier 2), accuracy more
+than 5 % below baseline (tier 3).
+
+>>> cfg = AlertsConfig()
+>>> cfg.rule("disparate_impact").guards[0].tier, cfg.rule("disparate_impact").guards[0].below
+(3, 0.8)
+>>> cfg.confirm_window("5m")
+'15m'
+>>> AlertsConfig.model_validate({"policy": {"evidence": "maybe"}})
+Traceback (most recent call last):
+...
+pydantic_core._pydantic_core.ValidationError: 1 validation error for AlertsConfig
+...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from monitor.windows import parse_duration
+
+__all__ = [
+    "METRICS",
+    "AlertsConfig",
+    "Guard",
+    "PolicyConfig",
+    "RuleConfig",
+    "RollbackConfig",
+    "NotifyConfig",
+    "AdminConfig",
+    "load_alerts_config",
+]
+
+#: The ``metric`` label values of ``fairness_alert_tier`` and what "worse" means for each.
+METRICS: dict[str, Literal["low", "high"]] = {
+    "demographic_parity_ratio": "low",  # lower is worse
+    "disparate_impact": "low",  # two-sided guard band; degradation on the lowest group
+    "equalized_odds_gap": "high",
+    "expected_calibration_error": "high",  # the worst group
+    "accuracy": "low",  # the worst group
+}
+
+Evidence = Literal["point", "ci"]
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Guard(_Section):
+    """An absolute threshold: ``below`` or ``above`` (or both, a band) gives ``tier``."""
+
+    tier: int = Field(ge=1, le=3)
+    below: float | None = None
+    above: float | None = None
+    intersectional: bool | None = None  # None: any attribute; True/False: only those
+
+    @model_validator(mode="after")
+    def _one_side(self) -> Guard:
+        if self.below is None and self.above is None:
+            raise ValueError("guard needs 'below' and/or 'above'")
+        return self
+
+
+class RuleConfig(_Section):
+    """How one metric is judged. ``None`` fields inherit from :class:`PolicyConfig`."""
+
+    enabled: bool = True
+    #: degradation against the baseline: ``relative`` (x/baseline) or ``absolute`` (x − baseline)
+    degradation: Literal["relative", "absolute", "none"] = "relative"
+    guards: tuple[Guard, ...] = ()
+    evidence: Evidence | None = None
+    windows: tuple[str, ...] | None = None  # None: every window in the snapshot
+    min_labeled: int | None = Field(None, ge=1)  # per group, for outcome metrics
+
+
+def _default_rules() -> dict[str, RuleConfig]:
+    return {
+        "demographic_parity_ratio": RuleConfig(
+            guards=(Guard(tier=2, below=0.75, intersectional=False), Guard(tier=2, below=0.75, intersectional=True)),
+        ),
+        "disparate_impact": RuleConfig(degradation="none", guards=(Guard(tier=3, below=0.80, above=1.25),)),
+        "equalized_odds_gap": RuleConfig(
+            degradation="absolute", guards=(Guard(tier=2, above=0.12),), min_labeled=200
+        ),
+        "expected_calibration_error": RuleConfig(
+            degradation="absolute", guards=(Guard(tier=2, above=0.08),), min_labeled=300
+        ),
+        # "accuracy more than 5 % below baseline" → tier 3 (relative degradation ≥ 5 %)
+        "accuracy": RuleConfig(degradation="relative"),
+    }
+
+
+class PolicyConfig(_Section):
+    """The tier state machine and the multi-window confirmation."""
+
+    #: degradation thresholds against the baseline for tiers 1, 2, 3
+    degradation: tuple[float, float, float] = (0.05, 0.10, 0.20)
+    #: per-metric override of the degradation thresholds (accuracy: 5 % is already tier 3)
+    degradation_overrides: dict[str, tuple[float, float, float]] = {"accuracy": (0.05, 0.05, 0.05)}
+    #: consecutive evaluations a higher tier must hold before it is raised
+    for_: int = Field(2, ge=1, alias="for")
+    #: consecutive evaluations below the current tier (with hysteresis) before it is lowered
+    clear_for: int = Field(5, ge=1)
+    #: margin (in the metric's units) by which the point must be back inside before lowering
+    hysteresis: float = Field(0.02, ge=0)
+    #: what must cross: the point estimate, or the confidence bound on the bad side
+    evidence: Evidence = "ci"
+    #: evidence demanded of the confirming (longer) window
+    confirm_evidence: Evidence = "point"
+    #: short window -> the longer window that must confirm it (SRE multi-window alerts)
+    confirm: dict[str, str] = {"5m": "15m", "15m": "1h", "1h": "24h"}
+    rules: dict[str, RuleConfig] = Field(default_factory=_default_rules)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> PolicyConfig:
+        d = self.degradation
+        if not 0 < d[0] <= d[1] <= d[2]:
+            raise ValueError(f"degradation: must be increasing and > 0, got {list(d)!r}")
+        unknown = sorted(set(self.rules) - set(METRICS))
+        if unknown:
+            raise ValueError(f"rules: unknown metric(s) {unknown}; valid: {sorted(METRICS)}")
+        for short, long in self.confirm.items():
+            if parse_duration(long) <= parse_duration(short):
+                raise ValueError(f"confirm: {short!r} must be confirmed by a longer window, got {long!r}")
+        return self
+
+
+class BaselineEntry(_Section):
+    """Approved baseline values of one model: ``{metric: {attribute: value}}``."""
+
+    values: dict[str, dict[str, float]] = {}
+    approved_by: str | None = None
+    source: str = "config"
+
+
+class NotifyConfig(_Section):
+    """Where alerts go (Alertmanager-compatible, and/or a generic webhook)."""
+
+    alertmanager_url: str | None = None  # e.g. http://alertmanager:9093 (POST /api/v2/alerts)
+    webhook_url: str | None = None
+    webhook_token_env: str | None = None  # name of the env var holding a bearer token
+    queue_size: int = Field(1000, ge=1)
+    timeout: Duration = 5.0
+    retries: int = Field(5, ge=0)
+    backoff: Duration = 0.5
+    backoff_max: Duration = 30.0
+    resend_interval: Duration = 60.0  # re-send firing alerts (Alertmanager resolves stale ones)
+    generator_url: str = "http://fairwatch/incidents"
+
+
+class ModelFlag(_Section):
+    flag: str  # flag key in the store
+    rollback_to: str  # the approved baseline version (variant)
+
+
+class RollbackConfig(_Section):
+    enabled: bool = True
+    dry_run: bool = False
+    cooldown: Duration = 3600.0
+    flag_store: dict[str, Any] = {"kind": "flagd-file", "path": "flags.json"}
+    models: dict[str, ModelFlag] = {}
+    #: verification: share of new decisions that must carry the rollback version
+    verify_version_share: float = Field(0.99, gt=0, le=1)
+    #: decisions after the flip that may still carry the old version (in-flight requests)
+    verify_grace: Duration = 30.0
+    #: give up verifying (and escalate) after this long (event time)
+    verify_timeout: Duration = 90 * 60.0
+    state_path: str | None = None  # JSON: last rollback per model (for `flags restore`)
+
+
+class AdminConfig(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9109, ge=0, le=65535)
+    token_env: str = "FAIRWATCH_ADMIN_TOKEN"
+
+
+class AlertsConfig(_Section):
+    """Everything under ``alerts:`` in the main YAML file."""
+
+    enabled: bool = True
+    policy: PolicyConfig = PolicyConfig()
+    baselines: dict[str, BaselineEntry] = {}
+    baseline_path: str = "fairwatch-baselines.json"
+    #: learn baselines from a named period of event time when none is approved: {model: [start, end]}
+    learn_baseline: dict[str, tuple[float, float]] = {}
+    notify: NotifyConfig = NotifyConfig()
+    rollback: RollbackConfig = RollbackConfig()
+    admin: AdminConfig = AdminConfig()
+    audit_path: str = "fairwatch-audit.jsonl"
+    pipeline: dict[str, Any] = {}  # passed to the intervention pipeline as incident["pipeline"]
+
+    def rule(self, metric: str) -> RuleConfig:
+        return self.policy.rules.get(metric, RuleConfig(enabled=False))
+
+    def confirm_window(self, window: str) -> str | None:
+        return self.policy.confirm.get(window)
+
+
+def load_alerts_config(path: str | Path | None) -> AlertsConfig:
+    """The ``alerts:`` key of a fairwatch YAML file (embedded defaults without a file)."""
+    if not path:
+        return AlertsConfig()
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must be a mapping of keys, got {type(data).__name__}")
+    return AlertsConfig.model_validate(data.get("alerts") or {})

@@ -1,0 +1,1 @@
+"""Prometheus recording/alerting rules for fairwatch and their generator."""

@@ -1,0 +1,725 @@
+"""The playbook's intervention pipeline: stages, gates, decision points, rollback, escalation.
+
+``run_pipeline(config)`` runs causal analysis → pre-processing → in-processing →
+post-processing → evaluation, checks each validation gate, follows the playbook's
+decision points, and on a failed gate rolls back to the named stage with the named
+parameter adjustment — at most ``gates.max_iterations`` (3) iterations, then it
+escalates. Every decision and its numbers land in ``run.json``; models (joblib),
+reports (JSON), plots (PNG) and an HTML summary land in the run folder.
+
+All metrics are measured on the held-out *test* split; calibrators and thresholds are
+fitted on the *validation* split; models on the *train* split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from . import plots
+from .causal import causal_analysis, load_expert_knowledge, write_dot
+from .config import PipelineConfig
+from .data import Split, binary_outcome, load_adult, load_table, make_encoder, split_data
+from .errors import PipelineInputError, check_columns
+from .evaluation import intersectional_report, pareto_frontier
+from .gates import (
+    GateResult,
+    accuracy_loss,
+    causal_gate,
+    inprocess_gate,
+    postprocess_gate,
+    preprocess_gate,
+    target_met,
+)
+from .inprocess import FairConstrainedLogisticRegression, convergence_report, make_reductions
+from .metrics import ece_by_group, expected_calibration_error, fairness_summary
+from .models import (
+    CalibratedModel,
+    RepairedModel,
+    TabularModel,
+    ThresholdedModel,
+    fit_quietly,
+    make_base_estimator,
+)
+from .postprocess import GroupCalibrator, effective_thresholds, make_threshold_optimizer, threshold_sanity
+from .preprocess import DisparateImpactRemover, ks_integrity, reweighing_weights
+
+__all__ = ["PipelineContext", "Candidate", "run_pipeline", "prepare_context", "headline", "write_json"]
+
+log = logging.getLogger("fairwatch.intervention")
+
+STAGES = ("causal", "preprocess", "inprocess", "postprocess", "evaluation")
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (numpy scalars and paths converted)."""
+
+    def default(o: Any) -> Any:
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return None if not np.isfinite(o) else float(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        if isinstance(o, set):
+            return sorted(o)
+        raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, default=default, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------- resources
+
+
+def _read_hwm_kib() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class StageTimer:
+    """Wall time and peak resident memory (Linux VmHWM, reset per stage) of each stage."""
+
+    records: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        reset = _reset_hwm()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            hwm = _read_hwm_kib()
+            rec = self.records.setdefault(name, {"wall_seconds": 0.0, "peak_rss_mib": None, "runs": 0})
+            rec["wall_seconds"] = round(float(rec["wall_seconds"] or 0) + time.perf_counter() - t0, 3)
+            rec["runs"] = int(rec["runs"] or 0) + 1
+            if hwm is not None:
+                peak = round(hwm / 1024, 1)
+                rec["peak_rss_mib"] = peak if not reset or rec["peak_rss_mib"] is None else max(peak, rec["peak_rss_mib"])
+
+
+# ---------------------------------------------------------------------------- context
+
+
+@dataclass
+class Candidate:
+    """One evaluated model: its stage, parameters, test metrics and artifact path."""
+
+    name: str
+    stage: str
+    iteration: int
+    params: dict[str, Any]
+    model: Any
+    metrics: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name, "stage": self.stage, "iteration": self.iteration, "params": self.params,
+                "metrics": self.metrics, "model_path": self.path}  # fmt: skip
+
+
+@dataclass
+class PipelineContext:
+    cfg: PipelineConfig
+    df: pd.DataFrame
+    y: np.ndarray
+    split: Split
+    features: list[str]
+    out: Path
+    events: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    timer: StageTimer = field(default_factory=StageTimer)
+
+    def part(self, name: str) -> pd.DataFrame:
+        return self.df.iloc[getattr(self.split, name)].reset_index(drop=True)
+
+    def y_part(self, name: str) -> np.ndarray:
+        return self.y[getattr(self.split, name)]
+
+    def event(self, kind: str, **data: Any) -> dict[str, Any]:
+        rec = {"seq": len(self.events) + 1, "kind": kind, **data}
+        self.events.append(rec)
+        log.info("%s %s", kind, {k: v for k, v in data.items() if k in ("stage", "name", "outcome", "passed")})
+        return rec
+
+
+def _load_frame(cfg: PipelineConfig) -> pd.DataFrame:
+    if not cfg.data:
+        raise PipelineInputError("--data: a data file is required", field="--data")
+    if all(Path(p).suffix in (".data", ".test") for p in cfg.data):
+        return load_adult(*cfg.data)
+    frames = [load_table(p) for p in cfg.data]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def prepare_context(cfg: PipelineConfig, df: pd.DataFrame | None = None) -> PipelineContext:
+    """Load and validate the data, choose model features, split, create the run folder."""
+    df = _load_frame(cfg) if df is None else df.copy()
+    check_columns("--protected", cfg.protected, df.columns)
+    check_columns("--outcome", [cfg.outcome], df.columns)
+    check_columns("--features", cfg.features, df.columns)
+    check_columns("--mediators", cfg.mediators, df.columns)
+    check_columns("repair_features", cfg.repair_features, df.columns)
+    if cfg.sample is not None and int(cfg.sample) < len(df):
+        df = df.sample(n=int(cfg.sample), random_state=cfg.seed).reset_index(drop=True)
+    for a in cfg.protected:
+        df[a] = df[a].astype(object).where(df[a].notna(), "__missing__").astype(str)
+    y = binary_outcome(df[cfg.outcome])
+    skip = set(cfg.protected) | {cfg.outcome} | set(cfg.exclude)
+    features = cfg.features or [c for c in df.columns if c not in skip]
+    bad = sorted(set(features) & set(cfg.protected))
+    if bad:
+        raise PipelineInputError(
+            f"--features: {bad[0]!r} is a protected attribute; protected attributes never enter the model",
+            field="--features",
+        )
+    split = split_data(df, outcome=cfg.outcome, protected=cfg.protected, fractions=tuple(cfg.split),
+                       random_state=cfg.seed)  # fmt: skip
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    return PipelineContext(cfg=cfg, df=df, y=y, split=split, features=list(features), out=out)
+
+
+def headline(ctx: PipelineContext, y_true: np.ndarray, y_pred: np.ndarray, y_prob: np.ndarray | None,
+             sens: pd.DataFrame) -> dict[str, Any]:  # fmt: skip
+    """Flat metrics of one candidate: utility, the primary attribute's fairness, ECE,
+    and the intersectional summary over all protected attributes."""
+    cfg = ctx.cfg
+    s = fairness_summary(y_true, y_pred, sens[cfg.protected], y_prob=y_prob, min_group_size=cfg.min_group_size)
+    prim = s["attributes"][cfg.primary]
+    inter = intersectional_report(y_true, y_pred, sens[cfg.protected], min_group_size=cfg.min_group_size)
+    dis = [g["disparate_impact"] for k, g in prim["groups"].items()
+           if k not in prim["insufficient_groups"] and g["disparate_impact"] is not None]  # fmt: skip
+    return {
+        "accuracy": s["accuracy"], "precision": s["precision"], "recall": s["recall"], "f1": s["f1"],
+        "selection_rate": s["selection_rate"], "ece": s["ece"],
+        "dp_ratio": prim["dp_ratio"], "dp_difference": prim["dp_difference"], "eo_gap": prim["eo_gap"],
+        "eop_gap": prim["eop_gap"], "max_group_ece": prim.get("max_group_ece"),
+        "min_disparate_impact": min(dis) if dis else None,
+        "selection_rate_by_group": {k: g["selection_rate"] for k, g in prim["groups"].items()},
+        "intersectional_min_dp_ratio": inter["min_dp_ratio"],
+        "intersectional_max_eo_gap": inter["max_eo_gap"],
+        "worst_accuracy_deviation": inter["worst_accuracy_deviation"],
+        "worst_outcome_ratio": inter["worst_outcome_ratio"],
+        "worst_accuracy_group": inter["worst_accuracy_group"],
+    }  # fmt: skip
+
+
+def _evaluate(ctx: PipelineContext, model: Any) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    test = ctx.part("test")
+    prob = model.predict_proba(test)[:, 1]
+    pred = np.asarray(model.predict(test)).astype(int)
+    return headline(ctx, ctx.y_part("test"), pred, prob, test), pred, prob
+
+
+def _add_candidate(ctx: PipelineContext, cand: Candidate) -> Candidate:
+    path = ctx.out / "models" / f"{cand.name}.joblib"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(cand.model, path)
+    cand.path = str(path.relative_to(ctx.out))
+    ctx.candidates.append(cand)
+    ctx.event("candidate", stage=cand.stage, name=cand.name, params=cand.params, metrics=cand.metrics)
+    return cand
+
+
+def _fit_tabular(ctx: PipelineContext, train: pd.DataFrame, features: list[str], estimator: Any, name: str,
+                 *, sample_weight: np.ndarray | None = None, **fit_kw: Any) -> tuple[TabularModel, list[str]]:  # fmt: skip
+    enc = make_encoder(train, features).fit(train[features])
+    x = enc.transform(train[features])
+    kw = dict(fit_kw)
+    if sample_weight is not None:
+        kw["sample_weight"] = sample_weight
+    warns = fit_quietly(estimator.fit, x, ctx.y_part("train"), **kw)
+    return TabularModel(enc, estimator, features, name=name, random_state=ctx.cfg.seed), warns
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+def stage_baseline(ctx: PipelineContext) -> Candidate:
+    """The fairness-unaware reference: the base estimator on all non-protected features."""
+    cfg = ctx.cfg
+    est = make_base_estimator(cfg.base_estimator, random_state=cfg.seed)
+    model, _ = _fit_tabular(ctx, ctx.part("train"), ctx.features, est, "baseline")
+    metrics, _, _ = _evaluate(ctx, model)
+    return _add_candidate(ctx, Candidate("baseline", "baseline", 0, {"base_estimator": cfg.base_estimator},
+                                         model, metrics))  # fmt: skip
+
+
+def stage_causal(ctx: PipelineContext) -> tuple[dict[str, Any], GateResult]:
+    cfg = ctx.cfg
+    knowledge = load_expert_knowledge(cfg.expert_knowledge) if cfg.expert_knowledge is not None else None
+    train = ctx.part("train")
+    report, g, roles = causal_analysis(
+        train, protected=cfg.protected, outcome=cfg.outcome, outcome_values=ctx.y_part("train"),
+        features=ctx.features, knowledge=knowledge, mediators=cfg.mediators, primary=cfg.primary,
+        min_group_size=cfg.min_group_size,
+    )  # fmt: skip
+    d = ctx.out / "causal"
+    d.mkdir(parents=True, exist_ok=True)
+    write_dot(g, roles, d / "causal_dag.dot")
+    plots.plot_dag(g, roles, d / "causal_dag.png")
+    gate = causal_gate(report, cfg.gates)
+    report["gate"] = gate.to_dict()
+    write_json(d / "causal_report.json", report)
+    ctx.event("gate", **gate.to_dict())
+    return report, gate
+
+
+@dataclass
+class Prepared:
+    """What pre-processing hands to in-processing."""
+
+    technique: str
+    train: pd.DataFrame
+    weights: np.ndarray | None
+    remover: DisparateImpactRemover | None
+    params: dict[str, Any]
+
+
+def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Candidate, iteration: int,
+                     repair_features: list[str]) -> tuple[Prepared, Candidate, GateResult]:  # fmt: skip
+    cfg = ctx.cfg
+    train = ctx.part("train")
+    technique = params["preprocess_technique"]
+    est = make_base_estimator(cfg.base_estimator, random_state=cfg.seed)
+    d = ctx.out / "preprocess"
+    d.mkdir(parents=True, exist_ok=True)
+    if technique == "disparate_impact_remover":
+        remover = DisparateImpactRemover([cfg.primary], repair_features, repair_level=params["repair_level"],
+                                         random_state=cfg.seed)  # fmt: skip
+        new_train = remover.fit_transform(train)
+        inner, _ = _fit_tabular(ctx, new_train, ctx.features, est, "di_inner")
+        model: Any = RepairedModel(remover, inner)
+        weights = None
+        integrity = ks_integrity(train, new_train, ctx.features)
+        name = f"di_remover_{params['repair_level']:.2f}"
+        p = {"technique": technique, "repair_level": params["repair_level"], "features": repair_features}
+        new_train.to_csv(d / f"train_{name}.csv.gz", index=False)
+    else:
+        weights = reweighing_weights(train, protected=[cfg.primary], outcome=cfg.outcome)
+        model, _ = _fit_tabular(ctx, train, ctx.features, est, "reweighing", sample_weight=weights)
+        remover, new_train = None, train
+        integrity = ks_integrity(train, train, ctx.features, weights=weights)
+        name = "reweighing"
+        p = {"technique": technique, "weights": _weight_table(train, weights, cfg.primary, cfg.outcome)}
+        np.save(d / "reweighing_weights.npy", weights)
+    metrics, _, _ = _evaluate(ctx, model)
+    cand = _add_candidate(ctx, Candidate(f"{name}_it{iteration}", "preprocess", iteration, p, model, metrics,
+                                         {"integrity": integrity}))  # fmt: skip
+    gate = preprocess_gate(baseline.metrics, metrics, integrity, target=cfg.target_fairness, technique=technique,
+                           repair_level=params.get("repair_level"), t=cfg.gates)  # fmt: skip
+    write_json(d / f"preprocess_report_it{iteration}.json", {
+        "technique": technique, "params": p, "before": baseline.metrics, "after": metrics,
+        "fairness_change": {"dp_ratio": [baseline.metrics["dp_ratio"], metrics["dp_ratio"]],
+                            "min_disparate_impact": [baseline.metrics["min_disparate_impact"],
+                                                     metrics["min_disparate_impact"]]},
+        "accuracy_change": [baseline.metrics["accuracy"], metrics["accuracy"]],
+        "integrity": integrity, "gate": gate.to_dict()})  # fmt: skip
+    ctx.event("gate", iteration=iteration, **gate.to_dict())
+    return Prepared(technique, new_train, weights, remover, p), cand, gate
+
+
+def _weight_table(train: pd.DataFrame, w: np.ndarray, attr: str, outcome: str) -> dict[str, float]:
+    key = train[attr].astype(str) + "|" + train[outcome].astype(str)
+    return {k: round(float(v), 6) for k, v in pd.Series(w).groupby(key.to_numpy()).first().items()}
+
+
+def stage_inprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Candidate, prepared: Prepared | None,
+                    proxies: list[str], iteration: int) -> tuple[Candidate, GateResult]:  # fmt: skip
+    cfg = ctx.cfg
+    train = prepared.train if prepared is not None else ctx.part("train")
+    weights = prepared.weights if prepared is not None else None
+    features = [f for f in ctx.features if f not in proxies] or ctx.features
+    technique = params["inprocess_technique"]
+    sens_train = train[cfg.primary].to_numpy()
+    if technique == "constrained_lr":
+        est: Any = FairConstrainedLogisticRegression(constraint=cfg.fairness_constraint,
+                                                     constraint_weight=params["constraint_weight"])  # fmt: skip
+        model, warns = _fit_tabular(ctx, train, features, est, "constrained_lr", sample_weight=weights,
+                                    sensitive_features=sens_train)  # fmt: skip
+        name = f"constrained_lr_w{params['constraint_weight']:.2f}_it{iteration}"
+        p = {"technique": technique, "constraint": cfg.fairness_constraint,
+             "constraint_weight": params["constraint_weight"], "features": features}  # fmt: skip
+    else:
+        est = make_reductions(cfg.base_estimator, cfg.fairness_constraint, eps=cfg.reductions_eps,
+                              max_iter=cfg.reductions_max_iter, random_state=cfg.seed)  # fmt: skip
+        model, warns = _fit_tabular(ctx, train, features, est, "reductions", sensitive_features=sens_train)
+        name = f"reductions_{cfg.base_estimator}_it{iteration}"
+        p = {"technique": technique, "constraint": cfg.fairness_constraint, "base_estimator": cfg.base_estimator,
+             "eps": cfg.reductions_eps, "features": features}  # fmt: skip
+    full: Any = model
+    if prepared is not None and prepared.remover is not None:
+        full = RepairedModel(prepared.remover, model)
+    metrics, _, prob = _evaluate(ctx, full)
+    conv = convergence_report(model.estimator, prob, warns)
+    cand = _add_candidate(ctx, Candidate(name, "inprocess", iteration, p, full, metrics, {"convergence": conv}))
+    gate = inprocess_gate(baseline.metrics, metrics, conv, target=cfg.target_fairness, technique=technique,
+                          constraint_weight=params["constraint_weight"], t=cfg.gates)  # fmt: skip
+    write_json(ctx.out / "inprocess" / f"inprocess_report_it{iteration}.json", {
+        "technique": technique, "params": p, "excluded_proxies": sorted(set(ctx.features) - set(features)),
+        "baseline": baseline.metrics, "after": metrics, "convergence": conv, "gate": gate.to_dict()})  # fmt: skip
+    ctx.event("gate", iteration=iteration, **gate.to_dict())
+    return cand, gate
+
+
+def stage_postprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Candidate, source: Candidate,
+                      iteration: int, *, calibrate: bool, thresholds: bool) -> tuple[Candidate, GateResult]:  # fmt: skip
+    cfg = ctx.cfg
+    d = ctx.out / "postprocess"
+    d.mkdir(parents=True, exist_ok=True)
+    val, test = ctx.part("validation"), ctx.part("test")
+    yv, yt = ctx.y_part("validation"), ctx.y_part("test")
+    model: Any = source.model
+    p_before = model.predict_proba(test)[:, 1]
+    calib = {"method": None, "ece_before": round(expected_calibration_error(yt, p_before) or 0.0, 6),
+             "ece_by_group_before": ece_by_group(yt, p_before, sensitive_features=test[cfg.primary].to_numpy())}  # fmt: skip
+    curves = {g: (yt[test[cfg.primary].to_numpy() == g], p_before[test[cfg.primary].to_numpy() == g])
+              for g in sorted(test[cfg.primary].unique())}  # fmt: skip
+    plots.plot_reliability(curves, d / f"reliability_before_it{iteration}.png",
+                           title=f"Reliability before calibration ({source.name})")  # fmt: skip
+    steps = []
+    if calibrate:
+        cal = GroupCalibrator(params["calibration"]).fit(model.predict_proba(val)[:, 1], yv,
+                                                         sensitive_features=val[cfg.primary].to_numpy())  # fmt: skip
+        model = CalibratedModel(model, cal, cfg.primary)
+        p_after = model.predict_proba(test)[:, 1]
+        calib.update(method=params["calibration"], ece_after=round(expected_calibration_error(yt, p_after) or 0.0, 6),
+                     ece_by_group_after=ece_by_group(yt, p_after, sensitive_features=test[cfg.primary].to_numpy()))  # fmt: skip
+        curves = {g: (yt[test[cfg.primary].to_numpy() == g], p_after[test[cfg.primary].to_numpy() == g])
+                  for g in sorted(test[cfg.primary].unique())}  # fmt: skip
+        plots.plot_reliability(curves, d / f"reliability_after_it{iteration}.png",
+                               title=f"Reliability after group {params['calibration']} calibration")  # fmt: skip
+        steps.append(f"group_{params['calibration']}")
+    thr_report = None
+    sanity = None
+    if calibrate and not thresholds:
+        # Group calibration can undo a fairness gain (Pleiss et al. 2017): re-check the target.
+        interim, _, _ = _evaluate(ctx, model)
+        thresholds = not target_met(interim, cfg.target_fairness, cfg.gates)
+        calib["target_met_after_calibration"] = not thresholds
+    if thresholds:
+        to = make_threshold_optimizer(model, cfg.threshold_constraint)
+        to.fit(val, yv, sensitive_features=val[cfg.primary].to_numpy())
+        model = ThresholdedModel(to, cfg.primary, random_state=cfg.seed)
+        thr = effective_thresholds(to)
+        sanity = threshold_sanity(thr, low=cfg.gates.threshold_low, high=cfg.gates.threshold_high,
+                                  max_spread=cfg.gates.threshold_max_spread)  # fmt: skip
+        thr_report = {"constraint": cfg.threshold_constraint, "thresholds": thr, "sanity": sanity}
+        steps.append(f"thresholds_{cfg.threshold_constraint}")
+    metrics, _, _ = _evaluate(ctx, model)
+    name = "+".join([source.name.rsplit("_it", 1)[0], *steps]) + f"_it{iteration}"
+    cand = _add_candidate(ctx, Candidate(name, "postprocess", iteration,
+                                         {"source": source.name, "steps": steps, "calibration": calib["method"]},
+                                         model, metrics, {"calibration": calib, "thresholds": thr_report}))  # fmt: skip
+    gate = postprocess_gate(baseline.metrics, metrics, thresholds=sanity, target=cfg.target_fairness,
+                            calibration_method=calib["method"], constraint_weight=params["constraint_weight"],
+                            t=cfg.gates)  # fmt: skip
+    write_json(d / f"calibration_report_it{iteration}.json", calib)
+    if thr_report is not None:
+        write_json(d / f"threshold_report_it{iteration}.json", thr_report)
+    ctx.event("gate", iteration=iteration, **gate.to_dict())
+    return cand, gate
+
+
+def assess_calibration(ctx: PipelineContext, cand: Candidate, iteration: int) -> dict[str, Any]:
+    """ECE overall and per group + reliability diagram of a model (post-processing step 1)."""
+    cfg = ctx.cfg
+    d = ctx.out / "postprocess"
+    test, yt = ctx.part("test"), ctx.y_part("test")
+    p = cand.model.predict_proba(test)[:, 1]
+    g = test[cfg.primary].to_numpy()
+    rep = {"model": cand.name, "method": None, "ece_before": expected_calibration_error(yt, p),
+           "ece_by_group_before": ece_by_group(yt, p, sensitive_features=g)}  # fmt: skip
+    plots.plot_reliability({k: (yt[g == k], p[g == k]) for k in sorted(set(g.tolist()))},
+                           d / f"reliability_before_it{iteration}.png", title=f"Reliability ({cand.name})")  # fmt: skip
+    write_json(d / f"calibration_report_it{iteration}.json", rep)
+    return rep
+
+
+def stage_evaluation(ctx: PipelineContext, final: Candidate) -> dict[str, Any]:
+    cfg = ctx.cfg
+    d = ctx.out / "evaluation"
+    test = ctx.part("test")
+    pred = np.asarray(final.model.predict(test)).astype(int)
+    inter = intersectional_report(ctx.y_part("test"), pred, test[cfg.protected], min_group_size=cfg.min_group_size)
+    inter["model"] = final.name
+    write_json(d / "intersectional_report.json", inter)
+    y_key = "dp_ratio" if cfg.target_fairness == "demographic_parity" else (
+        "eo_gap" if cfg.target_fairness == "equalized_odds" else "eop_gap")  # fmt: skip
+    points = [{"name": c.name, "stage": c.stage, "accuracy": c.metrics["accuracy"], "f1": c.metrics["f1"],
+               "dp_ratio": c.metrics["dp_ratio"], "eo_gap": c.metrics["eo_gap"], "eop_gap": c.metrics["eop_gap"]}
+              for c in ctx.candidates]  # fmt: skip
+    front = pareto_frontier(points, x="accuracy", y=y_key, maximize=(True, y_key == "dp_ratio"))
+    pareto = {"fairness_metric": y_key, "utility_metric": "accuracy", "points": points, "frontier": front}
+    write_json(d / "pareto.json", pareto)
+    plots.plot_pareto(points, front, d / "pareto_frontier.png", y=y_key)
+    return {"intersectional": inter, "pareto": pareto}
+
+
+# ---------------------------------------------------------------------------- orchestration
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), transient=False)  # fmt: skip
+
+
+def run_pipeline(
+    cfg: PipelineConfig,
+    *,
+    df: pd.DataFrame | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the whole pipeline and write the run folder; returns the run record (``run.json``)."""
+    started = datetime.now(UTC)
+    with threadpool_limits(limits=1, user_api="blas"):  # 2 shared cores: BLAS threads only contend
+        ctx = prepare_context(cfg, df)
+        with _progress(cfg.progress) as prog:
+            task = prog.add_task("pipeline", total=2 + 4 * cfg.gates.max_iterations) if prog is not None else None
+
+            def step(name: str) -> None:
+                if prog is not None:
+                    prog.update(task, description=name)
+                if on_stage is not None:
+                    on_stage(name)
+
+            def done() -> None:
+                if prog is not None:
+                    prog.advance(task)
+
+            record = _run(ctx, step, done)
+            if prog is not None:
+                prog.update(task, description=f"pipeline: {record['result']}", completed=2 + 4 * cfg.gates.max_iterations)
+    record["started"] = started.isoformat()
+    record["finished"] = datetime.now(UTC).isoformat()
+    record["timings"] = ctx.timer.records
+    write_json(ctx.out / "run.json", record)
+    from .report import write_summary_html
+
+    write_summary_html(ctx.out, record)
+    if cfg.incident is not None or cfg.decisions is not None:
+        from .plan import write_investigation_and_plan
+
+        with ctx.timer.stage("investigation_plan"):
+            record["documents"] = write_investigation_and_plan(ctx.out, record, cfg)
+        record["timings"] = ctx.timer.records
+        write_json(ctx.out / "run.json", record)
+        write_summary_html(ctx.out, record)
+    return record
+
+
+def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], None]) -> dict[str, Any]:
+    cfg = ctx.cfg
+    t = cfg.gates
+    params: dict[str, Any] = {
+        "preprocess_technique": cfg.preprocess_technique, "repair_level": float(cfg.repair_level),
+        "inprocess_technique": cfg.inprocess_technique, "constraint_weight": float(cfg.constraint_weight),
+        "calibration": cfg.calibration,
+    }  # fmt: skip
+    step("baseline")
+    with ctx.timer.stage("baseline"):
+        baseline = stage_baseline(ctx)
+    done()
+    destination = "causal"
+    causal: dict[str, Any] | None = None
+    prepared: Prepared | None = None
+    pre_cand: Candidate | None = None
+    in_cand: Candidate | None = None
+    iterations: list[dict[str, Any]] = []
+    tried: list[dict[str, Any]] = []
+    result, final = "escalated", None
+    escalation: dict[str, Any] | None = None
+    for it in range(1, t.max_iterations + 1):
+        ctx.event("iteration", iteration=it, start_stage=destination, params=dict(params))
+        it_rec: dict[str, Any] = {"iteration": it, "start_stage": destination, "params": dict(params), "gates": []}
+        iterations.append(it_rec)
+        failed: GateResult | None = None
+        # ---- causal analysis (gate 1, decision point 1)
+        if destination == "causal" or causal is None:
+            step(f"causal analysis (iteration {it})")
+            with ctx.timer.stage("causal"):
+                causal, gate = stage_causal(ctx)
+            it_rec["gates"].append(gate.to_dict())
+            if not gate.passed:
+                escalation = {"reason": "causal validation gate failed", "failed_checks": gate.failed_checks(),
+                              "action": gate.on_fail}  # fmt: skip
+                break
+        done()
+        proxies = causal["proxies"] if causal else []
+        repair = cfg.repair_features or causal["biased_mediators"]
+        repair = [f for f in repair if f in ctx.features and pd.api.types.is_numeric_dtype(ctx.df[f])]
+        tech = params["preprocess_technique"]
+        if tech == "auto":
+            tech = "disparate_impact_remover" if repair else "reweighing"
+        if tech == "disparate_impact_remover" and not repair:
+            tech = "reweighing"
+        params["preprocess_technique"] = tech
+        need_pre = tech != "none" and (bool(causal["biased_mediators"]) or
+                                       (baseline.metrics["min_disparate_impact"] or 0) < t.dp_ratio_min)  # fmt: skip
+        ctx.event("decision", point="1: pre-processing needed?", outcome="preprocess" if need_pre else "skip",
+                  technique=tech, biased_mediators=causal["biased_mediators"],
+                  baseline_min_disparate_impact=baseline.metrics["min_disparate_impact"],
+                  recommendation=causal["recommendation"]["strategy"])  # fmt: skip
+        # ---- pre-processing (gate 2, decision point 2)
+        if destination in ("causal", "preprocess"):
+            prepared, pre_cand = None, None
+            if need_pre:
+                step(f"pre-processing: {tech} (iteration {it})")
+                with ctx.timer.stage("preprocess"):
+                    prepared, pre_cand, gate = stage_preprocess(ctx, params, baseline, it, repair)
+                it_rec["gates"].append(gate.to_dict())
+                if not gate.passed:
+                    failed = gate
+        done()
+        if failed is None:
+            current = pre_cand or baseline
+            skip_in = pre_cand is not None and target_met(pre_cand.metrics, cfg.target_fairness, t) and (
+                (accuracy_loss(baseline.metrics, pre_cand.metrics) or 0) <= t.preprocess_max_accuracy_loss)  # fmt: skip
+            ctx.event("decision", point="2: fairness target met after pre-processing?",
+                      outcome="skip in-processing" if skip_in else "in-processing",
+                      dp_ratio=current.metrics["dp_ratio"], eo_gap=current.metrics["eo_gap"])  # fmt: skip
+            # ---- in-processing (gate 3, decision point 3)
+            if not skip_in and destination in ("causal", "preprocess", "inprocess"):
+                step(f"in-processing: {params['inprocess_technique']} (iteration {it})")
+                with ctx.timer.stage("inprocess"):
+                    in_cand, gate = stage_inprocess(ctx, params, baseline, prepared, proxies, it)
+                it_rec["gates"].append(gate.to_dict())
+                if not gate.passed:
+                    failed = gate
+            elif skip_in:
+                in_cand = None
+        done()
+        if failed is None:
+            source = in_cand or pre_cand or baseline
+            m = source.metrics
+            fair = target_met(m, cfg.target_fairness, t)
+            calib_ok = (m["ece"] or 1) < t.ece_overall_max and (m["max_group_ece"] or 1) < t.ece_group_max
+            calibrate = not calib_ok or destination == "postprocess"
+            thresholds = not fair
+            ctx.event("decision", point="3: post-processing needed?",
+                      outcome=("skip" if not (calibrate or thresholds) else
+                               "+".join(x for x, on in (("calibration", calibrate), ("thresholds", thresholds)) if on)),
+                      fairness_target_met=fair, ece=m["ece"], max_group_ece=m["max_group_ece"])  # fmt: skip
+            # ---- post-processing + final validation (gate 4, decision point 4)
+            step(f"post-processing (iteration {it})")
+            with ctx.timer.stage("postprocess"):
+                if calibrate or thresholds:
+                    post, gate = stage_postprocess(ctx, params, baseline, source, it, calibrate=calibrate,
+                                                   thresholds=thresholds)  # fmt: skip
+                else:
+                    post = source
+                    assess_calibration(ctx, source, it)
+                    gate = postprocess_gate(baseline.metrics, m, thresholds=None, target=cfg.target_fairness,
+                                            calibration_method=None, constraint_weight=params["constraint_weight"],
+                                            t=t)  # fmt: skip
+                    ctx.event("gate", iteration=it, **gate.to_dict())
+            it_rec["gates"].append(gate.to_dict())
+            final = post
+            if not gate.passed:
+                failed = gate
+        done()
+        if failed is None:
+            chain = [c.name for c in (pre_cand, in_cand) if c is not None]
+            if final is not None and final.name not in chain:
+                chain.append(final.name)
+            ctx.event("decision", point="4: deploy or iterate?", outcome="deploy (pending stakeholder approval)",
+                      model=final.name if final else None)  # fmt: skip
+            it_rec["outcome"] = "passed"
+            result = "passed"
+            break
+        it_rec["outcome"] = "failed"
+        it_rec["failed_gate"] = failed.gate
+        it_rec["rollback"] = failed.on_fail
+        ctx.event("rollback", iteration=it, gate=failed.gate, failure_modes=failed.failure_modes,
+                  action=failed.on_fail)  # fmt: skip
+        if it == t.max_iterations:
+            escalation = {"reason": f"{t.max_iterations} iterations failed", "last_failed_gate": failed.gate,
+                          "failure_modes": failed.failure_modes,
+                          "options": ["accept the current fairness-utility trade-off (document rationale)",
+                                      "delay deployment for a fundamental redesign",
+                                      "revise fairness targets (if legally permissible)",
+                                      "deploy with human oversight"]}  # fmt: skip
+            break
+        action = failed.on_fail or {"destination": "inprocess", "set": {}}
+        destination = action["destination"]
+        tried.append(dict(params))
+        for k, v in (action.get("set") or {}).items():
+            if k == "inprocess_technique" and v == "switch":
+                v = "reductions" if params["inprocess_technique"] == "constrained_lr" else "constrained_lr"
+            params[k] = v
+        if params in tried and destination != "escalate":
+            # Never repeat a failed configuration: soften the constraint instead (playbook:
+            # "reduce constraint_weight ... (softer fairness constraint)").
+            params["constraint_weight"] = round(max(0.0, params["constraint_weight"] - 0.2), 2)
+            ctx.event("adjustment", iteration=it, reason="configuration already tried",
+                      constraint_weight=params["constraint_weight"])  # fmt: skip
+        if destination == "escalate":
+            break
+    if result != "passed":
+        result = "escalated"
+        ctx.event("escalation", **(escalation or {}))
+    chosen = final or (ctx.candidates[-1] if ctx.candidates else baseline)
+    if result != "passed":
+        chain = [c.name for c in (pre_cand, in_cand) if c is not None]
+        if chosen.name not in chain and chosen is not baseline:
+            chain.append(chosen.name)
+    step("evaluation")
+    with ctx.timer.stage("evaluation"):
+        evaluation = stage_evaluation(ctx, chosen)
+        joblib.dump(chosen.model, ctx.out / "models" / "final.joblib")
+    done()
+    return {
+        "run_id": ctx.out.name,
+        "result": result,
+        "model": cfg.model_name,
+        "config": cfg.to_dict(),
+        "data": {"rows": len(ctx.df), "split": ctx.split.sizes(), "features": ctx.features,
+                 "protected": cfg.protected, "primary_attribute": cfg.primary, "outcome": cfg.outcome},  # fmt: skip
+        "iterations": iterations,
+        "iteration_count": len(iterations),
+        "escalation": escalation,
+        "causal": causal,
+        "baseline": baseline.record(),
+        "final": chosen.record(),
+        "chain": chain,
+        "candidates": [c.record() for c in ctx.candidates],
+        "evaluation": evaluation,
+        "events": ctx.events,
+        "pid": os.getpid(),
+    }

@@ -1,0 +1,233 @@
+"""Kafka source and dead-letter sink on kafka-python (confluent-kafka optional).
+
+The source knows nothing about fairness: it subscribes to the decision and
+outcome topics in one consumer group, polls raw bytes (no value deserializer:
+a bad message must not fail inside ``poll()``), groups records by partition
+index, and leaves offsets alone until told to commit exactly the offsets a
+durable checkpoint contains. Auto-commit is off and ``close()`` never commits.
+
+Partition index ``p`` of both topics belongs together: decisions and outcomes
+are keyed by model, so with equal partition counts one model's events land on
+the same index of both topics, and the range assignor gives both to one member.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from streaming.events import Rejection
+
+__all__ = [
+    "DECISIONS_TOPIC",
+    "OUTCOMES_TOPIC",
+    "DEADLETTER_TOPIC",
+    "PartitionBatch",
+    "KafkaSource",
+    "DeadLetterProducer",
+    "DeadLetterError",
+    "dead_letter_record",
+]
+
+log = logging.getLogger("fairwatch.streaming.kafka")
+
+DECISIONS_TOPIC = "fairness.decisions"
+OUTCOMES_TOPIC = "fairness.outcomes"
+DEADLETTER_TOPIC = "fairness.deadletter"
+
+
+class DeadLetterError(RuntimeError):
+    """The dead-letter topic did not acknowledge: the consumer must not advance."""
+
+
+@dataclass
+class PartitionBatch:
+    """Records of one partition index from one poll, in offset order per topic."""
+
+    partition: int
+    decisions: list[bytes] = field(default_factory=list)
+    decision_meta: list[tuple[int, int]] = field(default_factory=list)
+    outcomes: list[bytes] = field(default_factory=list)
+    outcome_meta: list[tuple[int, int]] = field(default_factory=list)
+    next_offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" → next offset
+
+
+def tp_key(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def dead_letter_record(r: Rejection) -> bytes:
+    """The dead-letter message: reason, message, where it came from, and the original bytes."""
+    return orjson.dumps(
+        {
+            "reason": r.reason,
+            "message": r.message,
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.offset,
+            "raw_base64": base64.b64encode(r.raw).decode(),
+        }
+    )
+
+
+class KafkaSource:
+    """Consumer-group source with rebalance hooks and explicit, checkpoint-driven commits."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        group_id: str,
+        on_assign: Callable[[list[int]], dict[str, int]],
+        on_revoke: Callable[[list[int]], None],
+        on_lost: Callable[[list[int]], None],
+        decisions_topic: str = DECISIONS_TOPIC,
+        outcomes_topic: str = OUTCOMES_TOPIC,
+        client_options: dict | None = None,
+        max_poll_records: int = 10_000,
+    ):
+        from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+
+        self._tp = TopicPartition
+        self.topics = (decisions_topic, outcomes_topic)
+        self.decisions_topic, self.outcomes_topic = decisions_topic, outcomes_topic
+        self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
+        options = {
+            "bootstrap_servers": bootstrap_servers,
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": max_poll_records,
+            "fetch_max_bytes": 64 * 1024 * 1024,
+            "max_partition_fetch_bytes": 16 * 1024 * 1024,
+            "session_timeout_ms": 10_000,
+            "heartbeat_interval_ms": 3_000,
+            "request_timeout_ms": 30_000,
+            "reconnect_backoff_max_ms": 5_000,
+            **(client_options or {}),
+        }
+        self.consumer = KafkaConsumer(**options)
+        source = self
+
+        class Listener(ConsumerRebalanceListener):
+            # Runs inside poll(), beside the heartbeat: keep it short (checkpoint + seek).
+            def on_partitions_revoked(self, revoked):
+                parts = sorted({tp.partition for tp in revoked})
+                if parts:
+                    source.on_revoke(parts)
+
+            def on_partitions_assigned(self, assigned):
+                parts = sorted({tp.partition for tp in assigned})
+                offsets = source.on_assign(parts) if parts else {}
+                for tp in assigned:
+                    nxt = offsets.get(tp_key(tp.topic, tp.partition))
+                    if nxt is not None:
+                        source.consumer.seek(tp, nxt)
+                    else:
+                        source.consumer.seek_to_beginning(tp)
+
+            def on_partitions_lost(self, lost):
+                parts = sorted({tp.partition for tp in lost})
+                if parts:
+                    source.on_lost(parts)  # never commits: the partitions are someone else's now
+
+        self.consumer.subscribe(list(self.topics), listener=Listener())
+
+    def poll(self, timeout_ms: int = 500) -> dict[int, PartitionBatch]:
+        records = self.consumer.poll(timeout_ms=timeout_ms)
+        out: dict[int, PartitionBatch] = {}
+        for tp, recs in records.items():
+            if not recs:
+                continue
+            b = out.get(tp.partition)
+            if b is None:
+                b = out[tp.partition] = PartitionBatch(tp.partition)
+            values = [r.value if r.value is not None else b"" for r in recs]
+            meta = [(tp.partition, r.offset) for r in recs]
+            if tp.topic == self.decisions_topic:
+                b.decisions += values
+                b.decision_meta += meta
+            else:
+                b.outcomes += values
+                b.outcome_meta += meta
+            b.next_offsets[tp_key(tp.topic, tp.partition)] = recs[-1].offset + 1
+        return out
+
+    def commit(self, offsets: dict[str, int]) -> None:
+        """Commit exactly these next offsets (those of a durable checkpoint)."""
+        from kafka.structs import OffsetAndMetadata
+
+        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        to_commit = {}
+        for key, nxt in offsets.items():
+            topic, _, part = key.rpartition(":")
+            if (topic, int(part)) in assigned:
+                to_commit[self._tp(topic, int(part))] = OffsetAndMetadata(nxt, "", -1)
+        if to_commit:
+            self.consumer.commit(offsets=to_commit)
+
+    def assigned(self) -> list[int]:
+        return sorted({tp.partition for tp in self.consumer.assignment()})
+
+    def lag(self, positions: dict[str, int], timeout_s: float = 5.0) -> dict[tuple[str, int], int]:
+        """Messages behind the end of each assigned partition; raises when the broker does not answer."""
+        tps = list(self.consumer.assignment())
+        if not tps:
+            return {}
+        ends = self.consumer.end_offsets(tps, timeout_ms=int(timeout_s * 1000))
+        return {
+            (tp.topic, tp.partition): max(0, end - positions.get(tp_key(tp.topic, tp.partition), 0))
+            for tp, end in ends.items()
+        }
+
+    def close(self) -> None:
+        try:
+            self.consumer.close(autocommit=False)
+        except Exception:  # closing a consumer whose broker is gone must not hide the real exit
+            log.warning("consumer close failed", exc_info=True)
+
+
+class DeadLetterProducer:
+    """Writes rejected events to the dead-letter topic and waits for the acknowledgement."""
+
+    def __init__(self, *, bootstrap_servers: str, topic: str = DEADLETTER_TOPIC, client_options: dict | None = None, timeout_s: float = 10.0):
+        from kafka import KafkaProducer
+
+        security = {k: v for k, v in (client_options or {}).items() if k.startswith(("security_", "sasl_", "ssl_"))}
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap_servers, acks="all", retries=5, linger_ms=5, **security
+        )
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self.sent = 0
+
+    def send(self, rejections: list[Rejection]) -> None:
+        if not rejections:
+            return
+        futures = [
+            self.producer.send(
+                self.topic,
+                value=dead_letter_record(r),
+                key=f"{r.topic}:{r.partition}:{r.offset}".encode(),
+                headers=[("reason", r.reason.encode())],
+            )
+            for r in rejections
+        ]
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            for f in futures:
+                f.get(timeout=max(0.1, deadline - time.monotonic()))
+        except Exception as exc:
+            raise DeadLetterError(f"dead-letter topic {self.topic!r} did not acknowledge: {exc}") from exc
+        self.sent += len(rejections)
+
+    def close(self) -> None:
+        try:
+            self.producer.close(timeout=5)
+        except Exception:
+            log.warning("dead-letter producer close failed", exc_info=True)

@@ -1,0 +1,93 @@
+"""CLI: stage subcommands work standalone; bad input is one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from intervention.cli import add_pipeline_parser, main
+from intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    loan_applications(3000, seed=5).to_csv(d / "loan_data.csv", index=False)
+    (d / "dag.json").write_text(json.dumps(LOAN_EXPERT_KNOWLEDGE))
+    return d
+
+
+def base(d: Path) -> list[str]:
+    return ["--data", str(d / "loan_data.csv"), "--protected", "race,sex", "--outcome", "approved",
+            "--exclude", "repaid", "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--base-estimator", "svm"], "argument --base-estimator: invalid choice: 'svm' (choose from"),
+    (["--target-fairness", "parity"], "argument --target-fairness: invalid choice: 'parity'"),
+])  # fmt: skip
+def test_bad_choices_exit_2(data, capsys, argv, message):
+    assert main(["pipeline", "inprocess", *base(data), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--protected", "ethnicity"], "error: --protected: column 'ethnicity' is not in the data; available columns: 'race'"),
+    (["--repair-level", "1.5"], "error: --repair-level: 1.5 is outside the valid range 0.0..1.0"),
+    (["--constraint-weight", "-0.1"], "error: --constraint-weight: -0.1 is outside the valid range 0.0..1.0"),
+    (["--data", "/nonexistent/x.csv"], "error: --data: cannot read '/nonexistent/x.csv'"),
+    (["--outcome", "salary"], "error: --outcome: column 'salary' is not in the data"),
+    (["--outcome", "zip_code"], "error: --outcome: 'zip_code' is invalid: not binary"),
+])  # fmt: skip
+def test_bad_input_is_a_clear_error(data, capsys, extra, message):
+    assert main(["pipeline", "causal", *base(data), *extra, "--output", str(data / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_stage_commands_standalone(data, capsys):
+    out = data / "stages"
+    assert main(["pipeline", "causal", *base(data), "--expert-knowledge", str(data / "dag.json"),
+                 "--mediators", "income,credit_score", "--output", str(out / "causal")]) == 0
+    assert (out / "causal" / "causal" / "causal_dag.dot").is_file()
+    assert main(["pipeline", "preprocess", *base(data), "--features", "credit_score,income", "--repair-level", "0.8",
+                 "--technique", "disparate_impact_remover", "--output", str(out / "pre.csv")]) == 0
+    assert (out / "pre.csv").is_file()
+    assert main(["pipeline", "inprocess", "--data", str(out / "pre.csv"), "--protected", "race", "--outcome",
+                 "approved", "--exclude", "repaid,sex", "--fairness-constraint", "equalized_odds",
+                 "--constraint-weight", "0.5", "--output", str(out / "in"), "--no-progress"]) == 0
+    assert (out / "in" / "model.joblib").is_file()
+    assert main(["pipeline", "postprocess", "--data", str(out / "pre.csv"), "--protected", "race", "--outcome",
+                 "approved", "--exclude", "repaid,sex", "--fairness-constraint", "equal_opportunity",
+                 "--model", str(out / "in" / "model.joblib"), "--output", str(out / "post"), "--no-progress"]) == 0
+    rep = json.loads((out / "post" / "postprocess_report.json").read_text())
+    assert rep["calibration"]["method"] == "platt" and (out / "post" / "model_postprocessed.joblib").is_file()
+    assert main(["pipeline", "evaluate", "--data", str(out / "pre.csv"), "--protected", "race,sex", "--outcome",
+                 "approved", "--exclude", "repaid", "--models",
+                 f"{out / 'in' / 'model.joblib'},{out / 'post' / 'model_postprocessed.joblib'}",
+                 "--output", str(out / "eval")]) == 0
+    ev = json.loads((out / "eval" / "intersectional_fairness_report.json").read_text())
+    assert set(ev["models"]) == {"model", "model_postprocessed"} and ev["pareto"]["frontier"]
+    assert "Black,Female" in ev["models"]["model"]["intersectional"]["groups"]
+    capsys.readouterr()
+
+
+def test_parser_plugs_into_a_parent_cli():
+    parser = argparse.ArgumentParser(prog="fairwatch")
+    add_pipeline_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["pipeline", "run", "--config", "pipeline.yaml"])
+    assert args.config == "pipeline.yaml" and callable(args.func)
+    assert args.func(argparse.Namespace(**{**vars(args), "config": "/nonexistent.yaml"})) == 2
+
+
+def test_python_m_intervention_runs():
+    r = subprocess.run([sys.executable, "-m", "intervention", "pipeline", "run", "--config", "/nonexistent.yaml"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.startswith("error: --config: cannot read '/nonexistent.yaml'")

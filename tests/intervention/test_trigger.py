@@ -1,0 +1,31 @@
+"""PipelineQueue: one run per incident, separate processes, counts by result."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications
+from intervention.trigger import PipelineQueue
+
+
+def test_queue_runs_each_incident_once_in_another_process(tmp_path):
+    loan_applications(2500, seed=2).to_csv(tmp_path / "loans.csv", index=False)
+    pipeline = {"data": str(tmp_path / "loans.csv"), "protected": ["race", "sex"], "outcome": "approved",
+                "exclude": ["repaid"], "expert_knowledge": LOAN_EXPERT_KNOWLEDGE}  # fmt: skip
+    q = PipelineQueue(max_concurrent=1, run_dir=tmp_path / "runs")
+    try:
+        first = q.enqueue({"id": "inc-1", "attribute": "race", "pipeline": pipeline})
+        assert first is not None and first.endswith("inc-1")
+        assert q.enqueue({"id": "inc-1", "attribute": "race", "pipeline": pipeline}) is None
+        bad = q.enqueue({"id": "inc-2", "pipeline": {**pipeline, "data": str(tmp_path / "missing.csv")}})
+        assert bad is not None
+        assert q.wait(timeout=240)
+        counts = q.results()
+        assert counts["failed"] == 1 and counts["passed"] + counts["escalated"] == 1
+        rec = json.loads((tmp_path / "runs" / first / "run.json").read_text())
+        assert rec["pid"] != os.getpid()  # ran in a worker process
+        assert rec["result"] in ("passed", "escalated") and counts[rec["result"]] == 1
+        assert q.pending() == 0
+    finally:
+        q.shutdown()
