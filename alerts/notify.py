@@ -16,6 +16,7 @@ exponential backoff.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -116,10 +117,8 @@ class Notifier:
         """Stop the worker; waits at most ``timeout`` (a hung endpoint is abandoned)."""
         self._stop.set()
         if self._thread is not None:
-            try:
+            with contextlib.suppress(queue.Full):
                 self._queue.put_nowait(None)
-            except queue.Full:
-                pass
             self._thread.join(timeout)
 
     def flush(self, timeout: float = 5.0) -> bool:

@@ -69,6 +69,8 @@ class PipelineQueue:
         self._runs: dict[str, str] = {}  # incident id -> run id
         self._futures: dict[str, Future[str]] = {}
         self._counts: Counter[str] = Counter()
+        self._by_model: Counter[tuple[str, str]] = Counter()
+        self._models: dict[str, str] = {}  # run id → incident model
         self._executor: ProcessPoolExecutor | None = None
 
     def _pool(self) -> ProcessPoolExecutor:
@@ -88,6 +90,7 @@ class PipelineQueue:
                 return None
             run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{_slug(inc_id)}"
             self._runs[inc_id] = run_id
+            self._models[run_id] = str(incident.get("model") or "")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fut = self._pool().submit(run_incident, dict(incident), str(self.run_dir / run_id))
             self._futures[run_id] = fut
@@ -104,6 +107,12 @@ class PipelineQueue:
             result = "failed"
         with self._lock:
             self._counts[result] += 1
+            self._by_model[(self._models.get(run_id, ""), result)] += 1
+
+    def results_by_model(self) -> dict[tuple[str, str], int]:
+        """Finished runs by (incident model, result)."""
+        with self._lock:
+            return dict(self._by_model)
 
     def results(self) -> dict[str, int]:
         """Finished runs by result (``passed``, ``escalated``, ``failed``)."""

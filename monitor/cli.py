@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument("--port", type=_port, help="metrics port (default: config metrics.port, 9108)")
-    demo.add_argument("--scenario", choices=("none", "dp-drop", "calibration-drift", "label-shift", "small-group-noise"), help="drift scenario (default: dp-drop)")
+    demo.add_argument("--scenario", choices=SCENARIOS, help="drift scenario (default: dp-drop)")
     demo.add_argument("--seed", type=int, help="simulator seed (default: 7)")
     demo.add_argument("--speed", type=_positive_float, help="simulated seconds per wall second (default: 120)")
     demo.add_argument("--rate", type=_positive_float, help="decisions per simulated second (default: 5)")
@@ -114,6 +115,44 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep.set_defaults(func=_cmd_replay)
 
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="the daemon: consume Kafka, keep windows, export metrics, checkpoint",
+        description=(
+            "Consumes fairness.decisions and fairness.outcomes in one consumer group, applies them to "
+            "the windows, serves /metrics, /healthz and /readyz, and checkpoints state and offsets "
+            "(offsets are committed only after the checkpoint that contains them is durable). "
+            "SIGTERM stops cleanly with a final checkpoint."
+        ),
+    )
+    run.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="override kafka.bootstrap_servers")
+    run.add_argument("--group-id", help="override kafka.group_id")
+    run.add_argument("--state", metavar="URL", help="override state.url (sqlite:///PATH or postgresql://…)")
+    run.add_argument("--port", type=_port, help="override metrics.port")
+    run.set_defaults(func=_cmd_run)
+
+    sim = sub.add_parser(
+        "simulate",
+        parents=[common],
+        help="write the loan simulator's decisions and delayed outcomes to Kafka",
+        description="Produces decision/v1 and outcome/v1 events keyed by model, paced by the simulated clock.",
+    )
+    sim.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT", help="Kafka bootstrap servers")
+    sim.add_argument("--rate", type=_positive_float, default=10.0, help="decisions per simulated second (default: 10)")
+    sim.add_argument("--scenario", choices=SCENARIOS, default="none", help="drift scenario (default: none)")
+    sim.add_argument("--drift-at", type=_duration_arg, default=3600.0, metavar="DURATION", help="simulated time of the drift (default: 1h)")
+    sim.add_argument("--seed", type=int, default=0, help="simulator seed (default: 0)")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second; 0 = as fast as possible (default: 1)")
+    sim.add_argument("--duration", type=_duration_arg, metavar="DURATION", help="stop after this much simulated time")
+    sim.add_argument("--max-decisions", type=_positive_int, metavar="N", help="stop after N decisions")
+    sim.add_argument("--outcome-delay", type=_duration_arg, default=1800.0, metavar="DURATION", help="median outcome delay (default: 30m)")
+    sim.set_defaults(func=_cmd_simulate)
+
+    from alerts.cli import add_baseline_parser, add_flags_parser
+
+    add_flags_parser(sub)
+    add_baseline_parser(sub)
     try:
         from intervention.cli import add_pipeline_parser
     except ImportError:  # pragma: no cover - the intervention package is optional at import time
@@ -121,6 +160,75 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_pipeline_parser(sub)
     return parser
+
+
+SCENARIOS = ("none", "dp-drop", "calibration-drift", "label-shift", "small-group-noise")
+
+
+def _duration_arg(text: str) -> float:
+    from monitor.windows import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from monitor.daemon import run
+
+    cfg = _config(args)
+    kafka = {k: v for k, v in (("bootstrap_servers", args.bootstrap_servers), ("group_id", args.group_id)) if v}
+    updates: dict = {}
+    if kafka:
+        updates["kafka"] = cfg.kafka.model_copy(update=kafka)
+    if args.state:
+        updates["state"] = cfg.state.model_copy(update={"url": args.state})
+    if args.port is not None:
+        updates["metrics"] = cfg.metrics.model_copy(update={"port": args.port})
+    return run(cfg.model_copy(update=updates))
+
+
+def _simulation_start(args: argparse.Namespace) -> float:
+    """Real time when paced at 1×; otherwise early enough that the stream ends near now,
+    so the daemon's future-skew check (wall clock) accepts every event."""
+    now = time.time()
+    if args.speed == 1.0:
+        return now
+    span = args.duration or (args.max_decisions / args.rate if args.max_decisions else 30 * 86400.0)
+    return now - span - 60.0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from streaming.producer import simulate
+    from streaming.simulator import LoanSimulator, OutcomeDelay
+
+    cfg = _config(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sim = LoanSimulator(
+        seed=args.seed, rate=args.rate, scenario=args.scenario, drift_at=args.drift_at,
+        delay=OutcomeDelay(kind="lognormal", median_s=args.outcome_delay, sigma=0.5),
+        start=_simulation_start(args),
+    )
+    result = simulate(
+        sim,
+        bootstrap_servers=args.bootstrap_servers,
+        decisions_topic=cfg.kafka.decisions_topic,
+        outcomes_topic=cfg.kafka.outcomes_topic,
+        speed=args.speed,
+        duration=args.duration,
+        max_decisions=args.max_decisions,
+        stop=stop,
+        client_options=cfg.kafka.options,
+    )
+    print(f"produced {result.decisions} decisions and {result.outcomes} outcomes "
+          f"({result.simulated_seconds:.0f} simulated seconds)", file=sys.stderr)
+    return EXIT_OK
 
 
 def _config(args: argparse.Namespace) -> Config:

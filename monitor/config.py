@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from alerts.config import AlertsConfig
 from monitor.engine import EngineSettings
 from monitor.windows import WindowSpec, parse_duration
 
@@ -108,6 +109,14 @@ class StateConfig(_Section):
     checkpoint_interval: Duration = 5.0
 
 
+class PipelineRunsConfig(_Section):
+    """Where Tier ≥ 2 incidents start intervention pipeline runs (separate processes)."""
+
+    enabled: bool = False
+    run_dir: str = "pipeline-runs"
+    max_concurrent: int = Field(1, ge=1, le=16)
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -135,6 +144,8 @@ class Config(_Section):
     simulator: SimulatorConfig = SimulatorConfig()
     kafka: KafkaConfig = KafkaConfig()
     state: StateConfig = StateConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    pipeline_runs: PipelineRunsConfig = PipelineRunsConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
@@ -159,10 +170,18 @@ class Config(_Section):
                 raise ValueError(f"intersections: each needs 2 or 3 attributes, got {inter!r}")
         return self
 
+    def all_windows(self) -> tuple[str, ...]:
+        """The configured windows plus those the alert policy confirms with (5m by 15m, …)."""
+        wanted = list(self.windows)
+        if self.alerts.enabled:
+            confirm = self.alerts.policy.confirm
+            wanted += [w for pair in confirm.items() for w in pair]
+        return tuple(sorted(dict.fromkeys(wanted), key=parse_duration))
+
     def engine_settings(self) -> EngineSettings:
         refs = dict(self.reference_groups)
         return EngineSettings(
-            windows=tuple(self.windows),
+            windows=self.all_windows(),
             buckets=self.buckets_per_window,
             bins=self.calibration_bins,
             min_decisions=self.min_decisions,
@@ -195,6 +214,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             continue
         path = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
         model: type[BaseModel] | None = Config
+        ann: Any = None
         for depth, key in enumerate(path):
             fields = model.model_fields if model is not None else {}
             if model is not None and key not in fields:
@@ -203,15 +223,28 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
                 raise ConfigError(var, f"unknown key {'.'.join(path[: depth + 1])!r} (env){extra}")
             ann = fields[key].annotation if model is not None else None
             model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError as exc:
-            raise ConfigError(var, f"not a YAML value ({exc.__class__.__name__})") from None
+        if _is_text(ann, path[-1]):
+            value: Any = raw  # passwords like "123" or "yes" stay text, never a number or a bool
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else raw
+            except yaml.YAMLError as exc:
+                raise ConfigError(var, f"not a YAML value ({exc.__class__.__name__})") from None
         node = out
         for key in path[:-1]:
             node = node.setdefault(key, {})
         node[path[-1]] = value
     return out
+
+
+_SECRET_WORDS = ("password", "token", "secret", "key", "url", "dsn")
+
+
+def _is_text(annotation: Any, key: str) -> bool:
+    """A text field (``str`` / ``str | None``), or a free-form key that looks like a credential."""
+    if annotation is str or annotation == (str | None):
+        return True
+    return annotation is None and any(w in key for w in _SECRET_WORDS)
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 
-from monitor.config import Config
+from monitor.config import Config, ConfigError
 from monitor.engine import Engine
 from monitor.exporter import serve_metrics
 from monitor.snapshot import Sample, SnapshotBoard
@@ -57,6 +57,12 @@ class Daemon:
         self._reset_memory()
         self.source = None
         self.dead_letters = None
+        self.closing = False
+        self.alerts = None
+        self.pipelines = None
+        # kafka-python runs rebalance callbacks on its IO thread, concurrently with this
+        # loop: every change of state takes this lock (never held across a blocking commit).
+        self.lock = threading.RLock()
 
     # -- partition bookkeeping ---------------------------------------------------
     def _reset_memory(self) -> None:
@@ -72,6 +78,11 @@ class Daemon:
         return {k: v for k, v in self.positions.items() if int(k.rpartition(":")[2]) == partition}
 
     def on_assign(self, partitions: list[int]) -> dict[str, int]:
+        with self.lock:
+            return self._assign(partitions)
+
+    def _assign(self, partitions: list[int]) -> dict[str, int]:
+        self._forget([p for p in partitions if p in self.ledgers])  # re-assigned: start from the checkpoint
         cps = self.store.load([self._key(p) for p in partitions])
         offsets: dict[str, int] = {}
         for p in partitions:
@@ -98,32 +109,36 @@ class Daemon:
                 del self.positions[k]
 
     def on_revoke(self, partitions: list[int]) -> None:
-        try:
-            self.checkpoint(partitions)
-        finally:
-            self._forget(partitions)
-            log.info("partitions revoked", extra={"partitions": partitions})
+        with self.lock:
+            try:
+                if not self.closing:  # closing: the drain checkpointed already, or state is suspect
+                    self.checkpoint(partitions, wait=False)
+            finally:
+                self._forget(partitions)
+                log.info("partitions revoked", extra={"partitions": partitions})
 
     def on_lost(self, partitions: list[int]) -> None:
-        self._forget(partitions)  # no commit: another member owns them already
-        log.warning("partitions lost", extra={"partitions": partitions})
+        with self.lock:
+            self._forget(partitions)  # no commit: another member owns them already
+            log.warning("partitions lost", extra={"partitions": partitions})
 
     # -- checkpoints -------------------------------------------------------------
-    def checkpoint(self, partitions: list[int] | None = None) -> None:
-        parts = sorted(self.ledgers if partitions is None else set(partitions) & set(self.ledgers))
-        if not parts:
-            return
-        cps = {
-            self._key(p): Checkpoint(
-                self.engine.state_blob(self.owned.get(p, set()), events=self.ledgers[p]),
-                self._offsets_of(p),
-            )
-            for p in parts
-        }
-        self.store.save(cps)  # durable first …
+    def checkpoint(self, partitions: list[int] | None = None, *, wait: bool = True) -> None:
+        with self.lock:
+            parts = sorted(self.ledgers if partitions is None else set(partitions) & set(self.ledgers))
+            if not parts:
+                return
+            cps = {
+                self._key(p): Checkpoint(
+                    self.engine.state_blob(self.owned.get(p, set()), events=self.ledgers[p]),
+                    self._offsets_of(p),
+                )
+                for p in parts
+            }
+            self.store.save(cps)  # durable first …
         offsets = {k: v for cp in cps.values() for k, v in cp.offsets.items()}
         if self.source is not None:
-            self.source.commit(offsets)  # … then Kafka may know
+            self.source.commit(offsets, wait=wait)  # … then Kafka may know
         log.debug("checkpoint saved", extra={"partitions": parts, "offsets": offsets})
 
     # -- the loop ----------------------------------------------------------------
@@ -154,14 +169,43 @@ class Daemon:
 
     def _disconnect(self) -> None:
         self.ready = False
-        for part in (self.source, self.dead_letters):
-            if part is not None:
-                part.close()
-        self.source = self.dead_letters = None
+        self.closing = True
+        try:
+            for part in (self.source, self.dead_letters):
+                if part is not None:
+                    part.close()
+        finally:
+            self.source = self.dead_letters = None
+            self.closing = False
+
+    def _fresh(self, values: list[bytes], meta: list[tuple[int, int]], topic: str) -> tuple[list[bytes], list]:
+        """Only records at or after the applied position: a stale or repeated fetch is a no-op.
+
+        A gap (records missing before the first one) means the fetch and the checkpoint
+        disagree: fail, so the loop restarts from the checkpoint.
+        """
+        if not values:
+            return values, meta
+        pos = self.positions.get(f"{topic}:{meta[0][0]}")
+        if pos is None or meta[0][1] == pos:
+            return values, meta
+        if meta[0][1] > pos:
+            raise RuntimeError(f"{topic}:{meta[0][0]}: fetched offset {meta[0][1]} but the next to apply is {pos}")
+        keep = [i for i, (_, off) in enumerate(meta) if off >= pos]
+        return [values[i] for i in keep], [meta[i] for i in keep]
 
     def _apply(self, batches) -> None:
+        with self.lock:
+            self._apply_locked(batches)
+
+    def _apply_locked(self, batches) -> None:
         now = time.time()
+        kc = self.kc
         for p, b in sorted(batches.items()):
+            if p not in self.ledgers:
+                continue  # fetched before a revoke: no longer ours
+            b.decisions, b.decision_meta = self._fresh(b.decisions, b.decision_meta, kc.decisions_topic)
+            b.outcomes, b.outcome_meta = self._fresh(b.outcomes, b.outcome_meta, kc.outcomes_topic)
             before = self.engine.events.copy()
             rejected = self.engine.process(
                 decisions=b.decisions,
@@ -187,13 +231,19 @@ class Daemon:
         return alive, ready, detail
 
     def _publish(self) -> None:
-        snap = self.engine.snapshot()
+        with self.lock:
+            snap = self.engine.snapshot()
+            if self.alerts is not None:
+                snap = self.alerts.evaluate(snap, self.engine)
         extra = [
             Sample("fairwatch_consumer_lag", {"topic": t, "partition": str(p)}, float(v))
             for (t, p), v in sorted(self.lag.items())
         ]
         if self.store.last_saved is not None:
             extra.append(Sample("fairwatch_last_checkpoint_timestamp_seconds", {}, self.store.last_saved))
+        if self.pipelines is not None:
+            for (model, result), n in sorted(self.pipelines.results_by_model().items()):
+                extra.append(Sample("fairness_pipeline_runs_total", {"model": model, "result": result}, float(n)))
         self.board.publish(snap.with_samples(extra))
 
     def _signal(self, signum, frame) -> None:
@@ -213,6 +263,7 @@ class Daemon:
             if install_signals:
                 previous = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
                 stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
+            self._start_alerts(stack)
             log.info("daemon started", extra={"bootstrap": self.kc.bootstrap_servers, "group": self.kc.group_id, "state": cfg.state.url})
             backoff = 1.0
             while not self.stop.is_set():
@@ -229,6 +280,34 @@ class Daemon:
                     continue
             log.info("daemon stopped")
         return EXIT_OK
+
+    def _start_alerts(self, stack: ExitStack) -> None:
+        """Tier policy, actions and rollback on every evaluation; pipeline runs for Tier ≥ 2."""
+        cfg = self.config
+        if not cfg.alerts.enabled:
+            return
+        from alerts.loop import AlertLoop
+
+        enqueue = None
+        if cfg.pipeline_runs.enabled:
+            from intervention.trigger import PipelineQueue
+
+            self.pipelines = PipelineQueue(max_concurrent=cfg.pipeline_runs.max_concurrent, run_dir=cfg.pipeline_runs.run_dir)
+            enqueue = self.pipelines.enqueue
+        self.alerts = AlertLoop(cfg.alerts, enqueue=enqueue, confidence=cfg.confidence_level)
+        stack.callback(self.alerts.close)
+        admin = cfg.alerts.admin
+        if admin.enabled:
+            import os
+
+            from alerts.admin import serve_admin
+
+            token = os.environ.get(admin.token_env, "")
+            if not token:
+                raise ConfigError("alerts.admin.token_env", f"the admin API is enabled but ${admin.token_env} is empty")
+            server = serve_admin(self.alerts, token=token, host=admin.host, port=admin.port)
+            stack.callback(server.server_close)
+            stack.callback(server.shutdown)
 
     def _loop(self) -> None:
         cfg = self.config

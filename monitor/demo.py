@@ -1,18 +1,26 @@
-"""``fairwatch demo``: the built-in loan simulator → engine → Prometheus exporter, live.
+"""``fairwatch demo``: the built-in loan simulator → engine → alerts → rollback, live.
 
 The simulated clock runs ``speed`` times faster than the wall clock, so the
 windows fill within minutes and the scenario's drift incident (by default a
 drop of one group's approval rate two simulated hours in) shows up while you
-watch. Ctrl-C stops cleanly (a second Ctrl-C forces).
+watch: tiers rise in the live table, a tier-3 incident rolls the flagd flag file
+back to the baseline version, the simulator — like a serving app — reads the
+flag through the flag store and serves that version, and the verification
+reports whether the metrics recovered. Ctrl-C stops cleanly (a second Ctrl-C
+forces).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -25,7 +33,11 @@ from monitor.exporter import serve_metrics
 from monitor.snapshot import Snapshot, SnapshotBoard
 from streaming.simulator import LoanSimulator, OutcomeDelay
 
-__all__ = ["run_demo", "render"]
+__all__ = ["run_demo", "render", "DEMO_FLAG"]
+
+DEMO_FLAG = "loan-model"
+#: simulated seconds between alert evaluations (the engine is fed in chunks this long)
+ALERT_STEP = 30.0
 
 log = logging.getLogger("fairwatch.demo")
 
@@ -38,8 +50,8 @@ def _ci(ci: tuple[float, float] | None) -> str:
     return "" if ci is None else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def render(snap: Snapshot, *, header: str = "", window: str | None = None) -> Group:
-    """The live view: between-group metrics per window, and per-group rates for one window."""
+def render(snap: Snapshot, *, header: str = "", window: str | None = None, alerts=None) -> Group:
+    """The live view: between-group metrics per window, per-group rates for one window, tiers."""
     windows = [w for w in dict.fromkeys(wm.window for wm in snap.windows)]
     focus = window or (windows[0] if windows else "")
     summary = Table(title="Between groups (95 % CI)", expand=True)
@@ -83,7 +95,69 @@ def render(snap: Snapshot, *, header: str = "", window: str | None = None) -> Gr
                 _fmt(g.labeled_share, 2),
                 style=style,
             )
-    return Group(Text(header, style="bold"), summary, groups)
+    if alerts is None:
+        return Group(Text(header, style="bold"), summary, groups)
+    return Group(Text(header, style="bold"), summary, groups, _tier_table(snap, alerts))
+
+
+_TIER_STYLE = {-1: "dim", 0: "green", 1: "yellow", 2: "bold dark_orange", 3: "bold red"}
+
+
+def _tier_table(snap: Snapshot, alerts) -> Table:
+    """fairness_alert_tier (non-zero ones), incidents and the rollback status."""
+    table = Table(title="Alert tiers (−1 insufficient data · 0 ok · 1..3) and incidents", expand=True)
+    for col in ("model", "metric", "attribute", "windows → tier"):
+        table.add_column(col)
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    worst: dict[tuple[str, str, str], int] = {}
+    for s in snap.select("fairness_alert_tier"):
+        k = (s.labels["model"], s.labels["metric"], s.labels["attribute"])
+        rows.setdefault(k, []).append(f"{s.labels['window']}:{int(s.value)}")
+        worst[k] = max(worst.get(k, -1), int(s.value))
+    for k in sorted(rows, key=lambda k: (-worst[k], k)):
+        if worst[k] == 0:
+            continue
+        table.add_row(*k, Text(" ".join(rows[k]), style=_TIER_STYLE.get(worst[k], "")))
+    for inc in alerts.incidents():
+        acts = ", ".join(a["action"] + (f"={a['result']}" if "result" in a else "") for a in inc["actions"])
+        table.add_row(inc["model"], inc["metric"], inc["attribute"],
+                      Text(f"incident {inc['status']} tier {inc['tier']} (max {inc['max_tier']}): {acts}",
+                           style=_TIER_STYLE.get(inc["max_tier"], "")))
+    if alerts.rollback is not None:
+        for rec in alerts.rollback.records.values():
+            v = rec.verification
+            table.add_row(rec.model, "rollback", rec.flag, Text(
+                f"{rec.previous} → {rec.target}: {rec.status}"
+                + (f" · rollback-version share {v['rollback_version_share']:.2f}, recovered={v['recovered']}"
+                   if v.get("rollback_version_share") is not None else ""),
+                style="bold green" if rec.status == "verified" else "bold"))
+    return table
+
+
+def demo_alerts(config: Config, sim: LoanSimulator, state_dir: Path):
+    """The demo's alert loop: a flagd flag file serving the candidate, rollback to the baseline."""
+    from alerts.config import AlertsConfig, ModelFlag
+    from alerts.loop import AlertLoop
+
+    flag_file = state_dir / "flags.json"
+    if not flag_file.exists():
+        flag_file.write_text(json.dumps({"flags": {DEMO_FLAG: {
+            "state": "ENABLED",
+            "variants": {sim.baseline_version: sim.baseline_version, sim.candidate_version: sim.candidate_version},
+            "defaultVariant": sim.candidate_version}}}, indent=2) + "\n")
+    base = getattr(config, "alerts", None) or AlertsConfig()
+    rollback = base.rollback.model_copy(update={
+        "flag_store": {"kind": "flagd-file", "path": str(flag_file)},
+        "models": base.rollback.models or {sim.model: ModelFlag(flag=DEMO_FLAG, rollback_to=sim.baseline_version)},
+        "state_path": str(state_dir / "rollback-state.json"),
+    })
+    cfg = AlertsConfig.model_validate({
+        **base.model_dump(by_alias=True),
+        "rollback": rollback.model_dump(),
+        "audit_path": str(state_dir / "audit.jsonl"),
+        "baseline_path": str(state_dir / "baselines.json"),
+    })
+    return AlertLoop(cfg, confidence=config.confidence_level)
 
 
 class _Stop:
@@ -108,8 +182,14 @@ def run_demo(
     live: bool = True,
     console: Console | None = None,
     on_snapshot: Callable[[Snapshot], None] | None = None,
+    state_dir: str | Path | None = None,
+    alerts: bool = True,
 ) -> int:
-    """Run the simulator through the engine and serve metrics until stopped."""
+    """Run the simulator through the engine and the alert loop, serve metrics until stopped.
+
+    ``state_dir`` holds the flagd flag file, audit log and baselines (default: a
+    temporary directory). ``alerts=False`` runs the monitoring part only.
+    """
     sc = config.simulator
     sim = LoanSimulator(
         seed=sc.seed,
@@ -118,7 +198,22 @@ def run_demo(
         drift_at=sc.drift_at,
         delay=OutcomeDelay(kind="lognormal", median_s=sc.outcome_delay, sigma=0.5),
     )
-    engine = Engine(config.engine_settings())
+    settings = config.engine_settings()
+    loop = store = None
+    tmp = None
+    if alerts:
+        if state_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="fairwatch-demo-")
+            state_dir = tmp.name
+        state_dir = Path(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        loop = demo_alerts(config, sim, state_dir)
+        store = loop.rollback.store if loop.rollback is not None else None
+        # the policy's fast windows (5m confirmed by 15m, …) must exist in the engine
+        wanted = set(loop.config.policy.confirm) | set(loop.config.policy.confirm.values())
+        extra = tuple(w for w in sorted(wanted, key=_seconds) if w not in settings.windows)
+        settings = replace(settings, windows=tuple(sorted(settings.windows + extra, key=_seconds)))
+    engine = Engine(settings)
     board = SnapshotBoard()
     server, _ = serve_metrics(board, host=config.metrics.host, port=config.metrics.port)
     port = server.server_port
@@ -138,7 +233,8 @@ def run_demo(
         drift = "" if sc.scenario == "none" else f" · drift '{sc.scenario}' at {sc.drift_at / 3600:.1f} h"
         return (
             f"fairwatch demo · simulated {sim_h:6.2f} h (×{sc.speed:g}){drift} · "
-            f"{decisions} decisions, {outcomes} outcomes · metrics on :{port}/metrics · Ctrl-C stops"
+            f"{decisions} decisions, {outcomes} outcomes · serving {sim.model_version} · "
+            f"metrics on :{port}/metrics · Ctrl-C stops"
         )
 
     try:
@@ -149,18 +245,29 @@ def run_demo(
                     break
                 step = (now - last_tick) * sc.speed
                 last_tick = now
-                if step > 0:
-                    batch = sim.advance_batch(step)
+                while step > 0:
+                    chunk = min(step, ALERT_STEP) if loop is not None else step
+                    step -= chunk
+                    batch = sim.advance_batch(chunk)
                     dec, out = batch.topic_values(False), batch.topic_values(True)
                     decisions += len(dec)
                     outcomes += len(out)
                     engine.process(decisions=dec, outcomes=out, now=sim.now)
+                    if loop is not None:
+                        loop.evaluate(engine.snapshot(now=sim.now), engine)
+                        # a serving app: resolve the flag through the store, serve that version
+                        served = store.current(DEMO_FLAG) if store is not None else sim.model_version
+                        if served != sim.model_version:
+                            log.warning("serving model version %s (flag %s)", served, DEMO_FLAG)
+                            sim.set_model_version(served)
                 if now >= next_eval:
                     snap = engine.snapshot()
+                    if loop is not None:
+                        snap = snap.with_samples(loop.samples())
                     board.publish(snap)
                     if on_snapshot:
                         on_snapshot(snap)
-                    view.update(render(snap, header=header()))
+                    view.update(render(snap, header=header(), alerts=loop))
                     if not live:
                         log.info("evaluation", extra={"simulated_hours": round((sim.now - sim.start) / 3600, 2), "decisions": decisions, "outcomes": outcomes})
                     next_eval = now + interval
@@ -170,8 +277,18 @@ def run_demo(
             signal.signal(s, h)
         server.shutdown()
         server.server_close()
+        if loop is not None:
+            loop.close()
+        if tmp is not None:
+            tmp.cleanup()
         log.info("demo stopped", extra={"decisions": decisions, "outcomes": outcomes})
     return 0
+
+
+def _seconds(window: str) -> float:
+    from monitor.windows import parse_duration
+
+    return parse_duration(window)
 
 
 class _NoLive:

@@ -373,7 +373,7 @@ class Engine:
 
     def _model_outcomes(self, st: ModelState, rows: list[tuple], topic: str) -> None:
         self.touched.add(st.model)
-        ids, _, _, labels = zip(*rows, strict=True)
+        ids, _, times, labels = zip(*rows, strict=True)
         n = len(ids)
         lab_a = np.array(labels, np.int64)
         dup = np.zeros(n, bool)
@@ -403,7 +403,7 @@ class Engine:
             self.events[(topic, "ok", "")] += n_ok
         if early.any():
             ej = np.nonzero(early)[0]
-            st.join.wait_outcomes([ids[j] for j in ej], lab_a[ej], watermark=st.watermark)
+            st.join.wait_outcomes([ids[j] for j in ej], lab_a[ej], np.array(times, np.float64)[ej])
         if join.any():
             r = rows_a[join]
             st.join.set_labels(r, lab_a[join])

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from abc import ABC, abstractmethod
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -17,7 +17,7 @@ map; an outcome still waiting after the TTL, or pushed out by the bound, is
 ...                            np.array([[0, 1], [2, 3]]))
 >>> store.lookup(["b", "zz"]).tolist()
 [1, -1]
->>> store.wait_outcomes(["c"], np.array([1]), watermark=10.0)
+>>> store.wait_outcomes(["c"], np.array([1]), np.array([10.0]))
 >>> store.take_waiting(["c", "a"])
 ([0], [1])
 >>> store.expire(watermark=5000.0)    # a and b were never labeled
@@ -172,7 +172,7 @@ class JoinStore:
         self.index: dict[str, int] = {}
         self._free: list[int] = []
         self._next = 0
-        self.waiting: dict[str, tuple[int, float]] = {}  # id → (label, watermark on arrival)
+        self.waiting: dict[str, tuple[int, float]] = {}  # id → (label, outcome event time)
         self.counts = {"joined": 0, "expired": 0, "orphaned": 0, "spilled": 0}
 
     def _alloc(self, n: int) -> None:
@@ -325,12 +325,16 @@ class JoinStore:
         self.label[rows] = labels
         self.counts["joined"] += len(rows)
 
-    def wait_outcomes(self, ids: Sequence[str], labels: np.ndarray, *, watermark: float) -> None:
-        """Keep outcomes whose decision has not arrived yet (first one per id wins)."""
+    def wait_outcomes(self, ids: Sequence[str], labels: np.ndarray, times: np.ndarray) -> None:
+        """Keep outcomes whose decision has not arrived yet (first one per id wins).
+
+        An outcome waits until the decision watermark passes its own event time + TTL,
+        so when it is orphaned does not depend on how the stream was batched.
+        """
         waiting = self.waiting
-        for i, lab in zip(ids, labels.tolist(), strict=True):
+        for i, lab, t in zip(ids, labels.tolist(), times.tolist(), strict=True):
             if i not in waiting:
-                waiting[i] = (lab, watermark)
+                waiting[i] = (lab, t)
         overflow = len(waiting) - self.max_waiting
         if overflow > 0:
             for key in list(waiting)[:overflow]:

@@ -158,8 +158,13 @@ class KafkaSource:
             b.next_offsets[tp_key(tp.topic, tp.partition)] = recs[-1].offset + 1
         return out
 
-    def commit(self, offsets: dict[str, int]) -> None:
-        """Commit exactly these next offsets (those of a durable checkpoint)."""
+    def commit(self, offsets: dict[str, int], *, wait: bool = True) -> None:
+        """Commit exactly these next offsets (those of a durable checkpoint).
+
+        Inside a rebalance callback (kafka-python's IO thread) pass ``wait=False``:
+        a blocking commit there would deadlock. Restarts seek to the checkpoint's
+        own offsets, so a lost asynchronous commit loses nothing.
+        """
         from kafka.structs import OffsetAndMetadata
 
         assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
@@ -168,8 +173,12 @@ class KafkaSource:
             topic, _, part = key.rpartition(":")
             if (topic, int(part)) in assigned:
                 to_commit[self._tp(topic, int(part))] = OffsetAndMetadata(nxt, "", -1)
-        if to_commit:
+        if not to_commit:
+            return
+        if wait:
             self.consumer.commit(offsets=to_commit)
+        else:
+            self.consumer.commit_async(offsets=to_commit)
 
     def assigned(self) -> list[int]:
         return sorted({tp.partition for tp in self.consumer.assignment()})

@@ -185,3 +185,16 @@ def test_demo_starts_fast_and_exports_every_family():
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_env_secrets_stay_text():
+    from monitor.config import load_config
+
+    cfg = load_config(env={
+        "FAIRWATCH_KAFKA__OPTIONS__SASL_PLAIN_PASSWORD": "123",
+        "FAIRWATCH_KAFKA__GROUP_ID": "yes",
+        "FAIRWATCH_STATE__URL": "postgresql://u:{pw}@h/db",
+        "FAIRWATCH_KAFKA__OPTIONS__REQUEST_TIMEOUT_MS": "5000",
+    })
+    assert cfg.kafka.options == {"sasl_plain_password": "123", "request_timeout_ms": 5000}
+    assert cfg.kafka.group_id == "yes" and cfg.state.url == "postgresql://u:{pw}@h/db"

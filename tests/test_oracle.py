@@ -256,3 +256,16 @@ def test_spill_tier_gives_the_same_result_as_memory(tmp_path_factory, events, cu
     late = sum(s.value for s in b.select("fairwatch_events_total") if s.labels["result"] == "late")
     # the 5 re-sent decisions are recognised even after they moved to SQLite (unless they were late)
     assert dups + late - (a.value("fairwatch_events_total", result="late", reason="too_old") or 0) == min(5, len(events))
+
+
+def test_outcome_before_any_decision_of_its_model_still_joins():
+    """Regression: an early outcome used to carry a watermark of -inf and was orphaned at the
+    next expiry sweep, before its decision arrived in a later batch."""
+    eng = Engine(EngineSettings(windows=("1h",), min_decisions=1, min_labeled=1))
+    eng.process(outcomes=[outcome(99, T0 + 100.0, 1)])
+    eng.process(decisions=[decision(i, T0 + 60.0 * i, 0.8, 1, "White", "Male") for i in range(30)])
+    eng.process(decisions=[decision(99, T0 + 1800.0, 0.8, 1, "Black", "Male")])
+    snap = eng.snapshot()
+    assert snap.value("fairness_group_samples", attribute="race", group="Black", kind="labeled") == 1
+    assert snap.value("fairwatch_outcome_joins_total", result="orphaned") == 0
+    assert snap.value("fairwatch_outcome_joins_total", result="joined") == 1
