@@ -317,64 +317,33 @@ def validate_decision(
 def decision_fields(
     raw: bytes, *, now: float | None = None, max_future_skew: float = 300.0
 ) -> tuple[str, str, str, float, float, int, dict[str, str | None], int, int]:
-    """The fields of :class:`Decision` as a plain tuple (the engine's hot path).
-
-    Well-formed events take a single-function fast path; anything unusual goes
-    through :func:`_decision_fields_checked`, which gives the precise reason.
-    Raises :class:`EventError`.
-    """
-    if len(raw) <= MAX_EVENT_BYTES:
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = None
-        if type(obj) is dict:
-            try:
-                did = obj["decision_id"]
-                model = obj["model"]
-                version = obj["model_version"]
-                score = obj["score"]
-                decision = obj["decision"]
-                attributes = obj["attributes"]
-                ts_value = obj["ts"]
-                schema = obj["schema"]
-            except KeyError:
-                schema = None
-            label = obj.get("label")
-            if (
-                schema == DECISION_SCHEMA
-                and type(did) is str
-                and type(model) is str
-                and type(version) is str
-                and type(score) is float
-                and type(decision) is int
-                and type(attributes) is dict
-                and 0 < len(did) <= MAX_ID_CHARS
-                and 0 < len(model) <= MAX_NAME_CHARS
-                and 0 < len(version) <= MAX_NAME_CHARS
-                and 0.0 <= score <= 1.0
-                and (decision == 1 or decision == 0)
-                and (label is None or (type(label) is int and (label == 0 or label == 1)))
-                and type(obj.get("features", _NO_FEATURES)) is dict
-            ):
-                ts = _fast_timestamp(ts_value)
-                if (
-                    ts is not None
-                    and (now is None or ts - now <= max_future_skew)
-                    and _attributes_ok(attributes)
-                ):
-                    return (
-                        did,
-                        model,
-                        version,
-                        ts,
-                        score,
-                        decision,
-                        attributes,
-                        -1 if label is None else label,
-                        zlib.crc32(raw),
-                    )
-    return _decision_fields_checked(raw, now=now, max_future_skew=max_future_skew)
+    """The fields of :class:`Decision` as a plain tuple, or :class:`EventError` naming the problem."""
+    obj = _load(raw)
+    _check_schema(obj, DECISION_SCHEMA)
+    decision_id = _decision_id(obj)
+    model = _name(obj, "model")
+    version = _name(obj, "model_version")
+    ts = parse_timestamp(_require(obj, "ts"), now=now, max_future_skew=max_future_skew)
+    score = _require(obj, "score")
+    if type(score) is not float:
+        if type(score) is not int:
+            raise EventError(
+                "bad_type:score", MSG_TYPE.format(field="score", expected="a number", value=_short(score))
+            )
+        score = float(score)
+    if not math.isfinite(score):
+        raise EventError("non_finite_score", MSG_SCORE_FINITE.format(value=score))
+    if not 0.0 <= score <= 1.0:
+        raise EventError("score_out_of_range", MSG_SCORE_RANGE.format(value=score))
+    decision = _require(obj, "decision")
+    if type(decision) is not int or not (decision == 0 or decision == 1):
+        raise EventError("bad_decision", MSG_DECISION.format(value=_short(decision)))
+    attributes = _attributes(_require(obj, "attributes"))
+    features = obj.get("features")
+    if features is not None and not isinstance(features, dict):
+        raise EventError("bad_features", MSG_FEATURES.format(value=_short(features)))
+    label = _label(obj.get("label"), allow_null=True)
+    return decision_id, model, version, ts, score, decision, attributes, label, zlib.crc32(raw)
 
 
 def decode_decision_batch(
@@ -385,7 +354,11 @@ def decode_decision_batch(
     Returns ``(good, bad)``: ``good`` holds, per valid event, the fields of
     :class:`Decision` except that ``attributes`` is given as the hashable tuple
     of its items; ``bad`` holds ``(position, error)``. Same acceptance and the
-    same reasons as :func:`decision_fields` (tested property).
+    same reasons as :func:`decision_fields` (a tested property).
+
+    The common case — an RFC 3339 millisecond ``Z`` timestamp whose second, and
+    an attribute set, were already seen in a fully validated event — is checked
+    inline; everything else goes through :func:`decision_fields`.
     """
     good: list[tuple] = []
     bad: list[tuple[int, EventError]] = []
@@ -444,107 +417,40 @@ def decode_decision_batch(
                         )
                         continue
         # Everything else (first sight of a second or attribute set, other timestamp
-        # forms, any problem): the per-event path, which fills the caches or names the reason.
+        # forms, any problem): full validation, which names the reason or teaches the caches.
         try:
             f = decision_fields(raw, now=now, max_future_skew=max_future_skew)
         except EventError as exc:
             bad.append((j, exc))
             continue
+        _learn(obj.get("ts") if type(obj) is dict else None, f[6])
         append(f[:6] + (tuple(f[6].items()),) + f[7:])
     return good, bad
 
 
 _NO_FEATURES: dict = {}
-_SECOND_CACHE: dict[str, int] = {}
-_ATTR_CACHE: set[tuple] = set()
+_SECOND_CACHE: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" → epoch seconds, only in range
+_ATTR_CACHE: set[tuple] = set()  # attribute sets (as item tuples) known to be valid
 _CACHE_LIMIT = 100_000
 
 
-def _fast_timestamp(value: object) -> float | None:
-    """``YYYY-MM-DDTHH:MM:SS[.fff]Z`` or epoch seconds in range; ``None`` = use the full parser.
-
-    Seconds since the epoch are cached per distinct second; the result equals
-    ``datetime.fromisoformat(value).timestamp()`` exactly (one rounding of an
-    exact integer ratio).
-    """
-    if type(value) is str:
-        n = len(value)
-        if not (n == 24 or n == 20) or value[n - 1] != "Z" or value[10] != "T":
-            return None
+def _learn(value: object, attributes: dict) -> None:
+    """Remember what a fully validated event proved: its second and its attribute set."""
+    if type(value) is str and len(value) == 24 and value[23] == "Z" and value[19] == ".":
         head = value[:19]
-        sec = _SECOND_CACHE.get(head)
-        if sec is None:
+        if head not in _SECOND_CACHE:
             try:
                 sec = int(datetime.fromisoformat(head + "+00:00").timestamp())
             except ValueError:
-                return None
-            if not MIN_TS <= sec < MAX_TS:
-                return None  # never cached, so the batch path cannot accept it either
+                return
             if len(_SECOND_CACHE) >= _CACHE_LIMIT:
                 _SECOND_CACHE.clear()
             _SECOND_CACHE[head] = sec
-        if n == 20:
-            ts = float(sec)
-        else:
-            frac = value[20:23]
-            if value[19] != "." or not frac.isdigit():
-                return None
-            ts = (sec * 1000 + int(frac)) / 1000
-    elif type(value) is float or type(value) is int:
-        ts = float(value)
-    else:
-        return None
-    return ts if MIN_TS <= ts < MAX_TS else None
-
-
-def _attributes_ok(attributes: dict) -> bool:
-    """True when every attribute name and value is valid (cached per distinct attribute set)."""
-    try:
-        key = tuple(attributes.items())
-    except TypeError:
-        return False
-    if key in _ATTR_CACHE:
-        return True
-    try:
-        _attributes(attributes)
-    except EventError:
-        return False
-    if len(_ATTR_CACHE) >= _CACHE_LIMIT:
-        _ATTR_CACHE.clear()
-    _ATTR_CACHE.add(key)
-    return True
-
-
-def _decision_fields_checked(
-    raw: bytes, *, now: float | None = None, max_future_skew: float = 300.0
-) -> tuple[str, str, str, float, float, int, dict[str, str | None], int, int]:
-    """Full validation with the precise reason for any problem."""
-    obj = _load(raw)
-    _check_schema(obj, DECISION_SCHEMA)
-    decision_id = _decision_id(obj)
-    model = _name(obj, "model")
-    version = _name(obj, "model_version")
-    ts = parse_timestamp(_require(obj, "ts"), now=now, max_future_skew=max_future_skew)
-    score = _require(obj, "score")
-    if type(score) is not float:
-        if type(score) is not int:
-            raise EventError(
-                "bad_type:score", MSG_TYPE.format(field="score", expected="a number", value=_short(score))
-            )
-        score = float(score)
-    if not math.isfinite(score):
-        raise EventError("non_finite_score", MSG_SCORE_FINITE.format(value=score))
-    if not 0.0 <= score <= 1.0:
-        raise EventError("score_out_of_range", MSG_SCORE_RANGE.format(value=score))
-    decision = _require(obj, "decision")
-    if type(decision) is not int or not (decision == 0 or decision == 1):
-        raise EventError("bad_decision", MSG_DECISION.format(value=_short(decision)))
-    attributes = _attributes(_require(obj, "attributes"))
-    features = obj.get("features")
-    if features is not None and not isinstance(features, dict):
-        raise EventError("bad_features", MSG_FEATURES.format(value=_short(features)))
-    label = _label(obj.get("label"), allow_null=True)
-    return decision_id, model, version, ts, score, decision, attributes, label, zlib.crc32(raw)
+    key = tuple(attributes.items())
+    if key not in _ATTR_CACHE:
+        if len(_ATTR_CACHE) >= _CACHE_LIMIT:
+            _ATTR_CACHE.clear()
+        _ATTR_CACHE.add(key)
 
 
 def validate_outcome(raw: bytes, *, now: float | None = None, max_future_skew: float = 300.0) -> Outcome:

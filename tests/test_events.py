@@ -12,7 +12,6 @@ from streaming.events import (
     REASONS,
     EventError,
     Rejection,
-    _decision_fields_checked,
     decision_fields,
     decode_decision,
     decode_outcome,
@@ -143,17 +142,21 @@ timestamps = st.sampled_from(
         },
     )
 )
-def test_fast_path_equals_checked_path(event):
+def test_batch_fast_path_equals_full_validation(event):
+    """The batch decoder's inline checks accept and reject exactly what full validation does,
+    also on a second sight of the event (when its second and attribute set are cached)."""
+    from streaming.events import decode_decision_batch
+
     raw = orjson.dumps(event)
     try:
-        fast = decision_fields(raw, now=NOW)
+        f = decision_fields(raw, now=NOW)
+        expected = ("ok", f[:6] + (tuple(f[6].items()),) + f[7:])
     except EventError as exc:
-        fast = exc.reason
-    try:
-        slow = _decision_fields_checked(raw, now=NOW)
-    except EventError as exc:
-        slow = exc.reason
-    assert fast == slow
+        expected = ("bad", exc.reason)
+    for _ in range(2):
+        good, bad = decode_decision_batch([raw], now=NOW)
+        got = ("ok", good[0]) if good else ("bad", bad[0][1].reason)
+        assert got == expected
 
 
 @settings(max_examples=200, deadline=None)
