@@ -182,7 +182,9 @@ class JoinStore:
         self.label = np.full(n, -1, np.int64)
         self.fingerprint = np.zeros(n, np.int64)
         self.groups = np.full((n, self.width), -1, np.int64)
-        self.ids: list[str | None] = [None] * n
+        # row → decision id; a dict of ints and strs is not tracked by the cyclic GC,
+        # so a million pending decisions cost no collector time (a list would)
+        self.ids: dict[int, str] = {}
         self.used = np.zeros(n, bool)
 
     def _grow(self, n: int) -> None:
@@ -196,7 +198,7 @@ class JoinStore:
             strict=True,
         ):
             new[:size] = prev
-        self.ids[:size] = ids
+        self.ids = ids
 
     def widen(self, width: int) -> None:
         """Room for more group columns (an attribute seen for the first time)."""
@@ -281,10 +283,9 @@ class JoinStore:
 
     def _remove(self, rows: np.ndarray) -> None:
         for r in rows.tolist():
-            i = self.ids[r]
+            i = self.ids.pop(r, None)
             if i is not None:
                 del self.index[i]
-                self.ids[r] = None
         self.used[rows] = False
         self.label[rows] = -1
         self._free.extend(rows.tolist())

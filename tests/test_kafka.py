@@ -30,7 +30,14 @@ from streaming.simulator import LoanSimulator, OutcomeDelay
 
 pytestmark = pytest.mark.integration
 
-KAFKA_ONLY = {"fairwatch_consumer_lag", "fairwatch_last_checkpoint_timestamp_seconds"}
+#: Families only the daemon has: Kafka position, checkpoints, and the alert loop's output.
+KAFKA_ONLY = {
+    "fairwatch_consumer_lag",
+    "fairwatch_last_checkpoint_timestamp_seconds",
+    "fairness_alert_tier",
+    "fairness_rollbacks_total",
+    "fairness_pipeline_runs_total",
+}
 POISON = [b"{not json", b'{"schema":"decision/v1"}', b"\xff\xfe", b"[1]", b'{"schema":"decision/v9"}']
 
 
@@ -114,7 +121,9 @@ class DaemonProcess:
 
     def start(self) -> DaemonProcess:
         self._fh = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._fh, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdout=self._fh, stderr=subprocess.STDOUT, cwd=self.log.parent
+        )
         return self
 
     def kill(self) -> None:
@@ -141,6 +150,14 @@ class DaemonProcess:
             return e.code, e.read().decode()
         except OSError:
             return 0, ""
+
+    def assigned(self) -> list[int]:
+        """Partitions this replica holds, from the /readyz detail."""
+        _, text = self.get("/readyz")
+        if "assigned=[" not in text:
+            return []
+        inner = text.split("assigned=[", 1)[1].split("]", 1)[0]
+        return [int(x) for x in inner.split(",") if x.strip()]
 
     def metrics(self) -> dict:
         status, text = self.get("/metrics")
@@ -302,6 +319,13 @@ def test_two_replicas_split_partitions_and_survive_a_kill(kafka_bootstrap, postg
     a = DaemonProcess(kafka_bootstrap, topics, postgres_dsn, tmp_path, "a").start()
     b = DaemonProcess(kafka_bootstrap, topics, postgres_dsn, tmp_path, "b").start()
     try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:  # both members joined and the group is balanced
+            pa, pb = a.assigned(), b.assigned()
+            if pa and pb and sorted(pa + pb) == [0, 1, 2, 3]:
+                break
+            time.sleep(0.5)
+        assert pa and pb, f"partitions not split: a={pa} b={pb}"
         for ev, key in models[:3]:
             produce(kafka_bootstrap, topics, ev, key)
         n3 = sum(sum(1 for o, _ in ev if not o) for ev, _ in models[:3])
