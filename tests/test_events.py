@@ -210,3 +210,16 @@ def test_batch_decoder_equals_per_event_decoder(raws):
             expected_good.append(f[:6] + (tuple(f[6].items()),) + f[7:])
     assert good == expected_good
     assert [(j, e.reason) for j, e in bad] == expected_bad
+
+
+def test_engine_counts_every_reason_under_its_label():
+    eng = Engine(EngineSettings(windows=("1h",)))
+    rejected = eng.process(decisions=[raw for raw, _, _ in BAD_DECISIONS], now=NOW)
+    assert [r.reason for r in rejected] == [reason for _, reason, _ in BAD_DECISIONS]
+    snap = eng.snapshot()
+    expected: dict[str, int] = {}
+    for _, reason, _ in BAD_DECISIONS:
+        expected[reason] = expected.get(reason, 0) + 1
+    for reason, n in expected.items():
+        assert snap.value("fairwatch_events_total", topic="fairness.decisions", result="invalid", reason=reason) == n
+    assert snap.value("fairwatch_events_total", result="ok") is None
