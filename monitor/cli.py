@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     from alerts.cli import add_baseline_parser, add_flags_parser
 
     add_flags_parser(sub)
+    from monitor.audit_cli import add_audit_parser
+
+    add_audit_parser(sub)
     add_baseline_parser(sub)
     try:
         from intervention.cli import add_pipeline_parser
@@ -288,6 +291,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the real command line (not a caller embedding us): tune this process
+        from monitor.runtime import tune_gc
+
+        tune_gc()
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -117,6 +117,43 @@ class PipelineRunsConfig(_Section):
     max_concurrent: int = Field(1, ge=1, le=16)
 
 
+class SchedulerConfig(_Section):
+    """Background jobs of ``fairwatch run`` (apscheduler, UTC; cron fields: minute hour day month day_of_week)."""
+
+    enabled: bool = True
+    monthly_export: str = "5 0 1 * *"  # the previous month's audit export
+    weekly_summary: str = "10 0 * * mon"  # the last 7 days, JSON + Markdown
+    retention: str = "30 3 * * *"  # drop per-day statistics and exports past retention
+    misfire_grace_time: Duration = 6 * 3600.0  # a cron job missed by less than this still runs (once)
+    catch_up: bool = True  # at start, export the previous month if its export is missing
+
+
+class AuditConfig(_Section):
+    """Per-day statistics for the monthly audit export, its schedule and retention (DESIGN §8).
+
+    The audit log itself is ``alerts.audit_path``.
+    """
+
+    daily_stats: bool = True
+    daily_db: str | None = None  # default: beside the SQLite state file (<state>.daily.db)
+    export_dir: str = "audit-exports"
+    summary_dir: str = "audit-summaries"
+    daily_retention: Duration = 400 * 86400.0
+    export_retention: Duration = 7 * 365 * 86400.0
+    scheduler: SchedulerConfig = SchedulerConfig()
+
+    def daily_path(self, state_url: str) -> str | None:
+        """The per-day statistics file; ``None`` when disabled or not derivable (PostgreSQL state)."""
+        if not self.daily_stats:
+            return None
+        if self.daily_db:
+            return self.daily_db
+        if state_url.startswith("sqlite:///"):
+            path = state_url[len("sqlite:///"):]
+            return None if path == ":memory:" else str(Path(path).with_suffix(".daily.db"))
+        return None
+
+
 class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -146,6 +183,7 @@ class Config(_Section):
     state: StateConfig = StateConfig()
     alerts: AlertsConfig = AlertsConfig()
     pipeline_runs: PipelineRunsConfig = PipelineRunsConfig()
+    audit: AuditConfig = AuditConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
@@ -165,6 +203,12 @@ class Config(_Section):
                 )
         if not self.state.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError(f"state.url: expected sqlite:///PATH or postgresql://…, got {self.state.url!r}")
+        from monitor.scheduler import check_cron
+
+        for key in ("monthly_export", "weekly_summary", "retention"):
+            err = check_cron(getattr(self.audit.scheduler, key))
+            if err:
+                raise ValueError(f"audit.scheduler.{key}: {err}")
         for inter in self.intersections or ():
             if not 2 <= len(inter) <= 3:
                 raise ValueError(f"intersections: each needs 2 or 3 attributes, got {inter!r}")

@@ -27,7 +27,10 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 
+import orjson
+
 from monitor.config import Config, ConfigError
+from monitor.daily import DailyStats, DailyStore
 from monitor.engine import Engine
 from monitor.exporter import serve_metrics
 from monitor.snapshot import Sample, SnapshotBoard
@@ -38,6 +41,7 @@ __all__ = ["Daemon", "run"]
 log = logging.getLogger("fairwatch.daemon")
 
 EXIT_OK = 0
+DAILY = "/daily"  # checkpoint key suffix of a partition's per-day counts (redo record)
 
 
 class Daemon:
@@ -54,6 +58,12 @@ class Daemon:
         self.broker_ok = False
         self.last_loop = time.monotonic()
         self.lag: dict[tuple[str, int], int] = {}
+        # Per-day statistics for the monthly audit export: counted by an engine observer,
+        # saved with each checkpoint as a redo record, applied to the daily store after it.
+        daily_path = config.audit.daily_path(config.state.url)
+        self.daily_store = DailyStore(daily_path) if daily_path else None
+        self.scheduler = None
+        self.wake = {"checkpoint": threading.Event(), "evaluate": threading.Event()}
         self._reset_memory()
         self.source = None
         self.dead_letters = None
@@ -66,7 +76,8 @@ class Daemon:
 
     # -- partition bookkeeping ---------------------------------------------------
     def _reset_memory(self) -> None:
-        self.engine = Engine(self.config.engine_settings())
+        self.daily = DailyStats(self.config.calibration_bins) if self.daily_store is not None else None
+        self.engine = Engine(self.config.engine_settings(), observer=self.daily)
         self.ledgers: dict[int, Counter] = {}
         self.owned: dict[int, set[str]] = {}  # partition index → models read from it
         self.positions: dict[str, int] = {}  # "topic:partition" → next offset applied
@@ -83,9 +94,10 @@ class Daemon:
 
     def _assign(self, partitions: list[int]) -> dict[str, int]:
         self._forget([p for p in partitions if p in self.ledgers])  # re-assigned: start from the checkpoint
-        cps = self.store.load([self._key(p) for p in partitions])
+        cps = self.store.load([self._key(p) for p in partitions] + [self._key(p) + DAILY for p in partitions])
         offsets: dict[str, int] = {}
         for p in partitions:
+            self._redo_daily(p, cps.get(self._key(p) + DAILY))
             cp = cps.get(self._key(p))
             ledger: Counter = Counter()
             models: list[str] = []
@@ -100,8 +112,21 @@ class Daemon:
         log.info("partitions assigned", extra={"partitions": partitions, "restored": sorted(cps), "offsets": offsets})
         return offsets
 
+    def _redo_daily(self, partition: int, record: Checkpoint | None) -> None:
+        """Apply a checkpoint's per-day counts unless the daily store has them (crash between the two)."""
+        if self.daily is None:
+            return
+        key = self._key(partition)
+        generation = self.daily_store.generation(key)
+        if record is not None:
+            self.daily_store.apply(record.state)
+            generation = max(generation, orjson.loads(record.state)["generation"])
+        self.daily.resume(key, generation)
+
     def _forget(self, partitions: list[int]) -> None:
         for p in partitions:
+            if self.daily is not None:
+                self.daily.discard(self._key(p))
             self.engine.drop(self.owned.pop(p, set()))
             self.engine.events.subtract(self.ledgers.pop(p, Counter()))
             self.engine.events = +self.engine.events  # drop zero entries
@@ -135,7 +160,14 @@ class Daemon:
                 )
                 for p in parts
             }
+            redo = {}
+            if self.daily is not None:  # per-day counts since the last checkpoint, saved with it
+                redo = {self._key(p) + DAILY: self.daily.take(self._key(p)) for p in parts}
+                cps.update({k: Checkpoint(r) for k, r in redo.items() if r is not None})
             self.store.save(cps)  # durable first …
+            for record in redo.values():
+                if record is not None:
+                    self.daily_store.apply(record)  # … then the daily store (redone at restart if this fails)
         offsets = {k: v for cp in cps.values() for k, v in cp.offsets.items()}
         if self.source is not None:
             self.source.commit(offsets, wait=wait)  # … then Kafka may know
@@ -207,6 +239,8 @@ class Daemon:
             b.decisions, b.decision_meta = self._fresh(b.decisions, b.decision_meta, kc.decisions_topic)
             b.outcomes, b.outcome_meta = self._fresh(b.outcomes, b.outcome_meta, kc.outcomes_topic)
             before = self.engine.events.copy()
+            if self.daily is not None:
+                self.daily.scope = self._key(p)
             rejected = self.engine.process(
                 decisions=b.decisions,
                 outcomes=b.outcomes,
@@ -221,8 +255,19 @@ class Daemon:
             delta = self.engine.events.copy()
             delta.subtract(before)
             self.ledgers.setdefault(p, Counter()).update(+delta)
+            if self.daily is not None:
+                self._reconcile(p, b, +delta, rejected, now)
             self.owned.setdefault(p, set()).update(self.engine.touched)
             self.positions.update(b.next_offsets)
+
+    def _reconcile(self, p: int, b, delta: Counter, rejected, now: float) -> None:
+        """Per (topic, partition, day): offsets applied and their events by result and reason."""
+        kc = self.kc
+        for topic, meta in ((kc.decisions_topic, b.decision_meta), (kc.outcomes_topic, b.outcome_meta)):
+            events = Counter({(r, why): n for (t, r, why), n in delta.items() if t == topic})
+            if meta or events:
+                dead = Counter(r.reason for r in rejected if r.topic == topic)
+                self.daily.count_events(topic, p, now, (off for _, off in meta), events, dead)
 
     def health(self) -> tuple[bool, bool, str]:
         alive = time.monotonic() - self.last_loop < 60
@@ -256,14 +301,18 @@ class Daemon:
     def run(self, *, install_signals: bool = True) -> int:
         cfg = self.config
         with ExitStack() as stack:
-            server, _ = serve_metrics(self.board, host=cfg.metrics.host, port=cfg.metrics.port, health=self.health)
+            server, _ = serve_metrics(self.board, host=cfg.metrics.host, port=cfg.metrics.port, health=self.health,
+                                      routes={"/jobs": self._jobs_route})
             stack.callback(server.server_close)
             stack.callback(server.shutdown)
             stack.callback(self.store.close)
+            if self.daily_store is not None:
+                stack.callback(self.daily_store.close)
             if install_signals:
                 previous = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
                 stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
             self._start_alerts(stack)
+            self._start_scheduler(stack)
             log.info("daemon started", extra={"bootstrap": self.kc.bootstrap_servers, "group": self.kc.group_id, "state": cfg.state.url})
             backoff = 1.0
             while not self.stop.is_set():
@@ -281,6 +330,47 @@ class Daemon:
             log.info("daemon stopped")
         return EXIT_OK
 
+    def _jobs_route(self) -> tuple[str, bytes]:
+        jobs = self.scheduler.jobs() if self.scheduler is not None else []
+        return "application/json", orjson.dumps({"scheduler": self.scheduler is not None, "jobs": jobs})
+
+    def _start_scheduler(self, stack: ExitStack) -> None:
+        """apscheduler jobs; checkpoint and evaluation only wake the loop (never run beside ``_apply``)."""
+        cfg = self.config
+        sc = cfg.audit.scheduler
+        if not sc.enabled:
+            return
+        from monitor.export import ExportSettings
+        from monitor.scheduler import FairwatchScheduler, JobContext
+
+        ctx = JobContext(
+            daily_db=cfg.audit.daily_path(cfg.state.url),
+            export_dir=cfg.audit.export_dir,
+            summary_dir=cfg.audit.summary_dir,
+            audit_log=cfg.alerts.audit_path if cfg.alerts.enabled else None,
+            pipeline_dir=cfg.pipeline_runs.run_dir if cfg.pipeline_runs.enabled else None,
+            daily_retention=cfg.audit.daily_retention,
+            export_retention=cfg.audit.export_retention,
+            settings=ExportSettings(
+                cfg.min_decisions, cfg.min_labeled, cfg.confidence_level, dict(cfg.reference_groups)
+            ),
+            audit=self.alerts.audit if self.alerts is not None else None,
+        )
+        self.scheduler = FairwatchScheduler(
+            checkpoint_interval=cfg.state.checkpoint_interval,
+            evaluation_interval=cfg.evaluation_interval,
+            wake_checkpoint=self.wake["checkpoint"].set,
+            wake_evaluate=self.wake["evaluate"].set,
+            context=ctx if ctx.daily_db else None,
+            monthly_export=sc.monthly_export,
+            weekly_summary=sc.weekly_summary,
+            retention=sc.retention,
+            misfire_grace_time=sc.misfire_grace_time,
+            catch_up=sc.catch_up,
+        )
+        self.scheduler.start()
+        stack.callback(self.scheduler.shutdown)
+
     def _start_alerts(self, stack: ExitStack) -> None:
         """Tier policy, actions and rollback on every evaluation; pipeline runs for Tier ≥ 2."""
         cfg = self.config
@@ -294,8 +384,19 @@ class Daemon:
 
             self.pipelines = PipelineQueue(max_concurrent=cfg.pipeline_runs.max_concurrent, run_dir=cfg.pipeline_runs.run_dir)
             enqueue = self.pipelines.enqueue
+        if enqueue is not None:
+            queue = enqueue
+
+            def enqueue(incident):  # every pipeline run lands in the audit log
+                run_id = queue(incident)
+                if run_id is not None:
+                    self.alerts.audit.append("pipeline.start", run_id=run_id, incident=incident.get("id"),
+                                             model=incident.get("model"))
+                return run_id
+
         self.alerts = AlertLoop(cfg.alerts, enqueue=enqueue, confidence=cfg.confidence_level)
         stack.callback(self.alerts.close)
+        self._audit_config()
         admin = cfg.alerts.admin
         if admin.enabled:
             import os
@@ -308,6 +409,22 @@ class Daemon:
             server = serve_admin(self.alerts, token=token, host=admin.host, port=admin.port)
             stack.callback(server.server_close)
             stack.callback(server.shutdown)
+
+    def _audit_config(self) -> None:
+        """A ``config.loaded`` entry at start, flagged ``changed`` when it differs from the last one."""
+        import hashlib
+
+        canonical = orjson.dumps(self.config.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        digest = hashlib.sha256(canonical).hexdigest()
+        audit = self.alerts.audit
+        last = next((e for e in reversed(audit.entries()) if e.get("kind") == "config.loaded"), None)
+        audit.append("config.loaded", sha256=digest, changed=last is not None and last.get("sha256") != digest)
+
+    def _due(self, name: str, now: float, at: float) -> bool:
+        """Scheduler on: its flag says when; off: the loop's own timer."""
+        if self.scheduler is None:
+            return now >= at
+        return self.wake[name].is_set()
 
     def _loop(self) -> None:
         cfg = self.config
@@ -326,10 +443,12 @@ class Daemon:
                         log.warning("broker unreachable", extra={"error": repr(exc)})
                     self.broker_ok = False
                 next_probe = now + 5.0
-            if now >= next_checkpoint and self.broker_ok:
+            if self._due("checkpoint", now, next_checkpoint) and self.broker_ok:
+                self.wake["checkpoint"].clear()
                 self.checkpoint()
                 next_checkpoint = now + cfg.state.checkpoint_interval
-            if now >= next_eval:
+            if self._due("evaluate", now, next_eval):
+                self.wake["evaluate"].clear()
                 self._publish()
                 next_eval = now + cfg.evaluation_interval
         # Drain: final checkpoint + commit, bounded by the client's request timeout.

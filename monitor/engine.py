@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -47,6 +48,17 @@ _TABLE = ("dec", "lab", "cal_n", "cal_s", "cal_l")
 VERSION = "0.1.0"
 DECISIONS_TOPIC = "fairness.decisions"
 OUTCOMES_TOPIC = "fairness.outcomes"
+
+
+class CountObserver(Protocol):
+    """Sees the arrays every count comes from (``gidx`` indexes ``names``; −1 = no group)."""
+
+    def on_decisions(self, model: str, names: list, ts: np.ndarray, decision: np.ndarray, gidx: np.ndarray) -> None: ...
+
+    def on_labels(
+        self, model: str, names: list, ts: np.ndarray, score: np.ndarray, decision: np.ndarray,
+        label: np.ndarray, gidx: np.ndarray,
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -76,11 +88,17 @@ class EngineSettings:
 
 
 class ModelState:
-    """Windows, totals and the join store of one model."""
+    """Windows, totals and the join store of one model.
 
-    def __init__(self, model: str, settings: EngineSettings):
+    ``observer`` (optional) sees every counted decision and label with its
+    decision's event time — e.g. :class:`monitor.daily.DailyStats`, which keeps
+    per-day counts for the monthly audit export.
+    """
+
+    def __init__(self, model: str, settings: EngineSettings, observer: CountObserver | None = None):
         self.model = model
         self.settings = settings
+        self.observer = observer
         self.groups = GroupTable(
             attributes=settings.attributes,
             intersections=settings.intersections,
@@ -190,6 +208,8 @@ class ModelState:
             live = np.repeat(ring.live_mask(k), cols)[keep]
             slot = np.repeat(ring.slot(k), cols)[keep]
             ring.table.add_decisions(grp[live], dec[live], slot[live])
+        if self.observer is not None:
+            self.observer.on_decisions(self.model, self.groups.names, ts, decision, gidx)
 
     def count_labels(
         self,
@@ -214,13 +234,16 @@ class ModelState:
             live = np.repeat(ring.live_mask(k), cols)[keep]
             slot = np.repeat(ring.slot(k), cols)[keep]
             ring.table.add_labels(grp[live], sc[live], dec[live], lab[live], slot[live])
+        if self.observer is not None:
+            self.observer.on_labels(self.model, self.groups.names, ts, score, decision, label, gidx)
 
 
 class Engine:
     """Applies micro-batches of raw events and produces snapshots."""
 
-    def __init__(self, settings: EngineSettings | None = None):
+    def __init__(self, settings: EngineSettings | None = None, *, observer: CountObserver | None = None):
         self.settings = settings or EngineSettings()
+        self.observer = observer
         self.settings.window_specs()  # fail early on a bad window name
         self.models: dict[str, ModelState] = {}
         self.events: Counter[tuple[str, str, str]] = Counter()
@@ -229,7 +252,7 @@ class Engine:
     def _state(self, model: str) -> ModelState:
         st = self.models.get(model)
         if st is None:
-            st = self.models[model] = ModelState(model, self.settings)
+            st = self.models[model] = ModelState(model, self.settings, self.observer)
         return st
 
     # -- ingestion -------------------------------------------------------------
@@ -354,7 +377,9 @@ class Engine:
             early = np.array(labs, np.int64)
             already = labeled[p]
             if already.any():
-                self.events[(OUTCOMES_TOPIC, "duplicate", "already_labeled")] += int(already.sum())
+                # The event was counted (ok) when it arrived; the decision's own label wins,
+                # so this outcome ends as a superseded join, not as a second event.
+                st.join.counts["superseded"] += int(already.sum())
             p, early = p[~already], early[~already]
             st.join.set_labels(rows[p], early)
             st.count_labels(ts_a[p], score_a[p], dec_a[p], early, gidx[p])
@@ -504,7 +529,7 @@ class Engine:
                 out.append(Sample("fairness_calibration_count_total", bl, float(t.cal_n[idx, b])))
                 out.append(Sample("fairness_calibration_score_sum_total", bl, float(t.cal_s[idx, b])))
                 out.append(Sample("fairness_calibration_label_sum_total", bl, float(t.cal_l[idx, b])))
-        for result in ("joined", "expired", "orphaned"):
+        for result in ("joined", "expired", "orphaned", "superseded"):
             out.append(Sample("fairwatch_outcome_joins_total", {"model": model, "result": result}, float(st.join.counts[result])))
         out.append(Sample("fairwatch_pending_outcomes", {"model": model}, float(st.join.pending_unlabeled)))
         return out
@@ -536,7 +561,7 @@ class Engine:
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"checkpoint format {meta.get('format')!r}, this fairwatch reads {FORMAT_VERSION}")
         for i, m in enumerate(meta["models"]):
-            st = ModelState(m["model"], self.settings)
+            st = ModelState(m["model"], self.settings, self.observer)
             prefix = f"m{i}."
             st.restore({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}, m)
             self.models[m["model"]] = st

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -85,10 +85,13 @@ def serve_metrics(
     host: str = "0.0.0.0",
     port: int = 9108,
     health: Callable[[], tuple[bool, bool, str]] | None = None,
+    routes: Mapping[str, Callable[[], tuple[str, bytes]]] | None = None,
 ):
     """Serve ``/metrics``, ``/healthz`` and ``/readyz``; returns ``(server, thread)``.
 
     ``health()`` returns ``(alive, ready, detail)``; without it both probes say ok.
+    ``routes`` adds read-only ``GET`` endpoints: path → ``() -> (content type, body)``
+    (the daemon's ``/jobs``).
     """
     registry = CollectorRegistry()
     FairnessCollector(board, registry=registry)
@@ -101,6 +104,10 @@ def serve_metrics(
             ok = alive if path == "/healthz" else alive and ready
             start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
             return [(detail + "\n").encode()]
+        if routes and path in routes:
+            ctype, body = routes[path]()
+            start_response("200 OK", [("Content-Type", ctype)])
+            return [body]
         return metrics_app(environ, start_response)
 
     server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)

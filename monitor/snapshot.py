@@ -50,7 +50,7 @@ FAMILIES: dict[str, Family] = {
         Family("fairness_calibration_score_sum_total", "counter", _C + ("bin",), "Sum of scores of labeled decisions per bin."),
         Family("fairness_calibration_label_sum_total", "counter", _C + ("bin",), "Sum of labels of labeled decisions per bin."),
         Family("fairwatch_events_total", "counter", ("topic", "result", "reason"), "Events read, by result (ok, invalid, duplicate, late) and reason."),
-        Family("fairwatch_outcome_joins_total", "counter", ("model", "result"), "Outcome joins: joined, expired (decision never labeled), orphaned (outcome never matched)."),
+        Family("fairwatch_outcome_joins_total", "counter", ("model", "result"), "Outcome joins: joined, expired (decision never labeled), orphaned (outcome never matched), superseded (the decision carried its own label)."),
         Family("fairwatch_consumer_lag", "gauge", ("topic", "partition"), "Kafka consumer lag in messages."),
         Family("fairwatch_pending_outcomes", "gauge", ("model",), "Decisions waiting for their outcome."),
         Family("fairwatch_last_checkpoint_timestamp_seconds", "gauge", (), "Wall time of the last durable checkpoint."),

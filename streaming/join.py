@@ -173,7 +173,7 @@ class JoinStore:
         self._free: list[int] = []
         self._next = 0
         self.waiting: dict[str, tuple[int, float]] = {}  # id → (label, outcome event time)
-        self.counts = {"joined": 0, "expired": 0, "orphaned": 0, "spilled": 0}
+        self.counts = {"joined": 0, "expired": 0, "orphaned": 0, "superseded": 0, "spilled": 0}
 
     def _alloc(self, n: int) -> None:
         self.ts = np.zeros(n, np.float64)
@@ -388,7 +388,7 @@ class JoinStore:
                 arrays["fingerprint"], arrays["groups"],
             )
         self.waiting = {k: (lab, seen) for k, lab, seen in meta["waiting"]}
-        self.counts = dict(meta["counts"])
+        self.counts = {**self.counts, **meta["counts"]}
 
     def expire(self, *, watermark: float) -> None:
         """Drop decisions and early outcomes older than the TTL."""

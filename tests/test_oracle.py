@@ -269,3 +269,15 @@ def test_outcome_before_any_decision_of_its_model_still_joins():
     assert snap.value("fairness_group_samples", attribute="race", group="Black", kind="labeled") == 1
     assert snap.value("fairwatch_outcome_joins_total", result="orphaned") == 0
     assert snap.value("fairwatch_outcome_joins_total", result="joined") == 1
+
+
+def test_early_outcome_superseded_by_an_inline_label_is_counted_once():
+    eng = Engine(EngineSettings(windows=("1h",), min_decisions=1, min_labeled=1))
+    eng.process(outcomes=[outcome(7, T0 + 10.0, 0)])
+    eng.process(decisions=[decision(7, T0, 0.9, 1, "White", "Male", label=1)])
+    snap = eng.snapshot()
+    events = {(s.labels["topic"], s.labels["result"]): s.value for s in snap.select("fairwatch_events_total")}
+    assert events == {("fairness.outcomes", "ok"): 1, ("fairness.decisions", "ok"): 1}
+    assert snap.value("fairwatch_outcome_joins_total", result="superseded") == 1
+    assert snap.value("fairness_outcomes_total", attribute="race", group="White", decision="1", label="1") == 1
+    assert snap.value("fairness_outcomes_total", attribute="race", group="White", decision="1", label="0") == 0

@@ -33,10 +33,8 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
-from tests.infra.docker_engine import docker_available
 from tests.infra.processes import (
     ServiceUnavailable,
     child_setup,
@@ -45,7 +43,9 @@ from tests.infra.processes import (
     make_workdir,
     port_accepts,
     port_is_free,
+    provide_service,
     register_for_exit,
+    started,
     terminate,
     unregister_for_exit,
     wait_until,
@@ -586,26 +586,11 @@ class ContainerKafka:
 KafkaBroker = LocalKafkaBroker | ExternalKafka | ContainerKafka
 
 
-def provide_kafka() -> KafkaBroker:
+def provide_kafka():
     """A started broker from the first source that works; raises :class:`ServiceUnavailable`."""
-    bootstrap = os.environ.get(BOOTSTRAP_ENV, "").strip()
-    if bootstrap:
-        return ExternalKafka(bootstrap).start()
-    if docker_available():
-        return ContainerKafka().start()
-    broker = LocalKafkaBroker()
-    try:
-        return broker.start()
-    except BaseException:
-        broker.close()
-        raise
+    return provide_service(BOOTSTRAP_ENV, ExternalKafka, ContainerKafka, LocalKafkaBroker)
 
 
-@contextlib.contextmanager
-def kafka_broker() -> Iterator[KafkaBroker]:
+def kafka_broker():
     """``with kafka_broker() as b: b.bootstrap_servers`` — started, and closed afterwards."""
-    broker = provide_kafka()
-    try:
-        yield broker
-    finally:
-        broker.close()
+    return started(provide_kafka)

@@ -25,17 +25,17 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from tests.infra.docker_engine import docker_available
 from tests.infra.processes import (
     ServiceUnavailable,
     child_setup,
     free_ports,
     log_tail,
     make_workdir,
+    provide_service,
     register_for_exit,
+    started,
     terminate,
     unregister_for_exit,
     wait_until,
@@ -328,26 +328,11 @@ class ContainerPostgres:
 PostgresServer = LocalPostgres | ExternalPostgres | ContainerPostgres
 
 
-def provide_postgres() -> PostgresServer:
+def provide_postgres():
     """A started server from the first source that works; raises :class:`ServiceUnavailable`."""
-    dsn = os.environ.get(DSN_ENV, "").strip()
-    if dsn:
-        return ExternalPostgres(dsn).start()
-    if docker_available():
-        return ContainerPostgres().start()
-    server = LocalPostgres()
-    try:
-        return server.start()
-    except BaseException:
-        server.close()
-        raise
+    return provide_service(DSN_ENV, ExternalPostgres, ContainerPostgres, LocalPostgres)
 
 
-@contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server():
     """``with postgres_server() as pg: psycopg.connect(pg.dsn)`` — started, then removed."""
-    server = provide_postgres()
-    try:
-        yield server
-    finally:
-        server.close()
+    return started(provide_postgres)

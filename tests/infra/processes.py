@@ -191,3 +191,34 @@ def _close_all() -> None:
     for service in services:
         with contextlib.suppress(Exception):
             service.close()  # type: ignore[attr-defined]
+
+
+def provide_service(env_var: str, external: Callable, container: Callable, local: Callable):
+    """The first source that works, in the fixtures' order, started.
+
+    ``env_var`` set → ``external(value)``; a Docker engine answers → ``container()``;
+    else ``local()``, closed again if its start fails. Raises :class:`ServiceUnavailable`.
+    """
+    from tests.infra.docker_engine import docker_available
+
+    given = os.environ.get(env_var, "").strip()
+    if given:
+        return external(given).start()
+    if docker_available():
+        return container().start()
+    service = local()
+    try:
+        return service.start()
+    except BaseException:
+        service.close()
+        raise
+
+
+@contextlib.contextmanager
+def started(provide: Callable):
+    """``with started(provide_kafka) as service: …`` — started, and closed afterwards."""
+    service = provide()
+    try:
+        yield service
+    finally:
+        service.close()

@@ -1,0 +1,438 @@
+"""Per-day statistics for exact monthly metrics, and Kafka reconciliation counters (DESIGN §8).
+
+:class:`DailyStats` is an engine observer (``Engine(observer=…)``): per (model,
+UTC day of the decision's event time, attribute, group) it adds the same
+mergeable counts the windows hold — decisions by decision, labeled decisions by
+(decision, label), calibration bins. They are sums, so a month is the exact sum
+of its days, never an average of averages. It also counts, per (topic,
+partition, day of consumption), the events by result and reason and the first
+and last offset, so "every decision accounted for" is a checked equation:
+``ok + invalid + duplicate + late == last − first + 1``.
+
+Counts accumulate in memory per *scope* (the daemon's partition index; ``None``
+for a replay) and reach the :class:`DailyStore` (SQLite) only behind a
+checkpoint: the daemon saves the pending counts as a redo record in the same
+transaction as the engine state, then applies them to the store together with
+the record's generation number. A crash before the apply is redone on restart;
+a crash after it is recognised by the generation and not applied twice.
+
+>>> import numpy as np
+>>> d = DailyStats(bins=4)
+>>> names = [("sex", "F"), ("sex", "M")]
+>>> day = 86400.0 * 20_000
+>>> d.on_decisions("m", names, np.array([day, day + 1, day + 86400]), np.array([1, 0, 1]), np.array([[0], [1], [0]]))
+>>> d.on_labels("m", names, np.array([day]), np.array([0.9]), np.array([1]), np.array([1]), np.array([[0]]))
+>>> store = DailyStore(":memory:")
+>>> store.apply(d.take(None))
+True
+>>> c = store.counts("2024-10")        # day 20000 = 2024-10-04
+>>> sorted(c)
+[('2024-10-04', 'm', 'sex', 'F'), ('2024-10-04', 'm', 'sex', 'M'), ('2024-10-05', 'm', 'sex', 'F')]
+>>> f = c[("2024-10-04", "m", "sex", "F")]
+>>> f.n, f.selection_rate, f.true_positive_rate
+(1, 1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from monitor.stats import DEFAULT_BINS, CountsTable, GroupCounts
+
+__all__ = ["DailyStats", "DailyStore", "PartitionDay", "day_of", "month_days", "RECON_RESULTS"]
+
+DAY = 86400.0
+RECON_RESULTS = ("ok", "invalid", "duplicate", "late")
+MSG_MONTH = "month: expected YYYY-MM, got {value!r}"
+
+
+def day_of(ts: float) -> str:
+    """UTC day of an epoch timestamp.
+
+    >>> day_of(0.0), day_of(86399.999), day_of(86400.0)
+    ('1970-01-01', '1970-01-01', '1970-01-02')
+    """
+    return dt.datetime.fromtimestamp(int(ts // DAY) * DAY, dt.UTC).strftime("%Y-%m-%d")
+
+
+def _day_name(k: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(k))).isoformat()
+
+
+def month_days(month: str) -> list[str]:
+    """Every day of ``YYYY-MM``.
+
+    >>> month_days("2024-02")[-1], len(month_days("2026-11"))
+    ('2024-02-29', 30)
+    """
+    try:
+        first = dt.date.fromisoformat(month + "-01")
+    except (TypeError, ValueError):
+        raise ValueError(MSG_MONTH.format(value=month)) from None
+    if len(month) != 7:
+        raise ValueError(MSG_MONTH.format(value=month))
+    out = []
+    d = first
+    while d.month == first.month:
+        out.append(d.isoformat())
+        d += dt.timedelta(days=1)
+    return out
+
+
+class _DayTables:
+    """Counts of one model in one scope: one table per day, indexed like the model's group table."""
+
+    __slots__ = ("names", "days", "bins")
+
+    def __init__(self, names: list, bins: int):
+        self.names = names  # the model's GroupTable.names (grows; indices are stable)
+        self.days: dict[int, CountsTable] = {}
+        self.bins = bins
+
+    def table(self, day: int) -> CountsTable:
+        t = self.days.get(day)
+        if t is None:
+            t = self.days[day] = CountsTable((), groups=len(self.names), bins=self.bins)
+        elif t.groups < len(self.names):
+            t.grow(len(self.names))
+        return t
+
+
+@dataclass
+class PartitionDay:
+    """Reconciliation counters of one (topic, partition, day)."""
+
+    first: int | None = None
+    last: int | None = None
+    events: Counter = field(default_factory=Counter)  # (result, reason) → events
+    dead_lettered: Counter = field(default_factory=Counter)  # reason → events sent to the dead-letter topic
+
+    def offsets(self, offs: Iterable[int]) -> None:
+        offs = list(offs)
+        if offs:
+            lo, hi = min(offs), max(offs)
+            self.first = lo if self.first is None else min(self.first, lo)
+            self.last = hi if self.last is None else max(self.last, hi)
+
+
+def _rows(gidx: np.ndarray, *cols: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Flatten a (rows × columns) group-index matrix; drop −1 cells; repeat the row values."""
+    c = gidx.shape[1]
+    flat = gidx.reshape(-1)
+    keep = flat >= 0
+    return (flat[keep],) + tuple(np.repeat(a, c)[keep] for a in cols)
+
+
+class DailyStats:
+    """Engine observer: per-day counts and reconciliation counters, pending until :meth:`take`."""
+
+    def __init__(self, bins: int = DEFAULT_BINS):
+        self.bins = bins
+        self.scope: object = None  # set by the daemon to the partition index before each batch
+        self._pending: dict[object, dict[str, list[_DayTables]]] = {}
+        self._recon: dict[object, dict[tuple[str, int, str], PartitionDay]] = {}
+        self._generation: dict[object, int] = {}
+        self._lock = threading.Lock()
+
+    # -- the engine hook ---------------------------------------------------------
+    def _tables(self, model: str, names: list) -> _DayTables:
+        tables = self._pending.setdefault(self.scope, {}).setdefault(model, [])
+        if not tables or tables[-1].names is not names:  # new, or the model's group table was replaced
+            tables.append(_DayTables(names, self.bins))
+        return tables[-1]
+
+    def on_decisions(self, model: str, names: list, ts: np.ndarray, decision: np.ndarray, gidx: np.ndarray) -> None:
+        with self._lock:
+            t = self._tables(model, names)
+            days = np.floor_divide(ts, DAY).astype(np.int64)
+            grp, dec, day = _rows(gidx, decision, days)
+            for k in _unique(days):
+                sel = day == k
+                t.table(k).add_decisions(grp[sel], dec[sel])
+
+    def on_labels(
+        self,
+        model: str,
+        names: list,
+        ts: np.ndarray,
+        score: np.ndarray,
+        decision: np.ndarray,
+        label: np.ndarray,
+        gidx: np.ndarray,
+    ) -> None:
+        with self._lock:
+            t = self._tables(model, names)
+            days = np.floor_divide(ts, DAY).astype(np.int64)
+            grp, sc, dec, lab, day = _rows(gidx, score, decision, label, days)
+            for k in _unique(days):
+                sel = day == k
+                t.table(k).add_labels(grp[sel], sc[sel], dec[sel], lab[sel])
+
+    # -- the daemon hook ---------------------------------------------------------
+    def count_events(
+        self,
+        topic: str,
+        partition: int,
+        now: float,
+        offsets: Iterable[int],
+        events: Counter,
+        dead_lettered: Counter | None = None,
+    ) -> None:
+        """One applied batch of one topic partition: its offsets and its events by (result, reason)."""
+        with self._lock:
+            per = self._recon.setdefault(self.scope, {})
+            pd = per.setdefault((topic, int(partition), day_of(now)), PartitionDay())
+            pd.offsets(offsets)
+            pd.events.update(events)
+            if dead_lettered:
+                pd.dead_lettered.update(dead_lettered)
+
+    def discard(self, scope: object) -> None:
+        """Forget a scope's pending counts (its engine state goes back to the checkpoint)."""
+        with self._lock:
+            self._pending.pop(scope, None)
+            self._recon.pop(scope, None)
+
+    def resume(self, scope: object, generation: int) -> None:
+        """Continue a scope's generations after ``generation`` (restored from the store)."""
+        with self._lock:
+            self._generation[scope] = max(self._generation.get(scope, 0), int(generation))
+
+    def take(self, scope: object) -> bytes | None:
+        """The scope's pending counts as a redo record (JSON), and start afresh; ``None``: nothing pending."""
+        with self._lock:
+            per = self._pending.pop(scope, {})
+            recon = self._recon.pop(scope, {})
+            if not per and not recon:
+                return None
+            g = self._generation.get(scope, 0) + 1
+            self._generation[scope] = g
+        counts: dict[tuple[str, str, str, str], list] = {}
+        for model, t in ((m, t) for m, ts in per.items() for t in ts):
+            for k, tab in t.days.items():
+                day = _day_name(k)
+                touched = np.nonzero(tab.dec.any(axis=1) | tab.lab.reshape(tab.groups, -1).any(axis=1))[0]
+                for i in touched:
+                    col, grp = t.names[i]
+                    row = [tab.dec[i].tolist(), tab.lab[i].tolist(), tab.cal_n[i].tolist(),
+                           tab.cal_s[i].tolist(), tab.cal_l[i].tolist()]
+                    ck = (model, day, col, grp)
+                    if ck in counts:
+                        row = _add_rows(counts[ck], row)
+                    counts[ck] = row
+        return orjson.dumps(
+            {
+                "scope": None if scope is None else str(scope),
+                "generation": g,
+                "bins": self.bins,
+                "counts": [[*k, *v] for k, v in sorted(counts.items())],
+                "recon": [
+                    [topic, part, day, pd.first, pd.last,
+                     [[r, why, n] for (r, why), n in sorted(pd.events.items()) if n],
+                     [[why, n] for why, n in sorted(pd.dead_lettered.items()) if n]]
+                    for (topic, part, day), pd in sorted(recon.items())
+                ],
+            }
+        )
+
+
+def _unique(days: np.ndarray) -> list[int]:
+    if len(days) == 0:
+        return []
+    lo, hi = int(days.min()), int(days.max())
+    return [lo] if lo == hi else [int(k) for k in np.unique(days)]
+
+
+def _add_rows(a: list, b: list) -> list:
+    return [(np.asarray(x) + np.asarray(y)).tolist() for x, y in zip(a, b, strict=True)]
+
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS daily_counts ("
+    " model TEXT NOT NULL, day TEXT NOT NULL, attribute TEXT NOT NULL, grp TEXT NOT NULL,"
+    " dec TEXT NOT NULL, lab TEXT NOT NULL, cal_n TEXT NOT NULL, cal_s TEXT NOT NULL, cal_l TEXT NOT NULL,"
+    " PRIMARY KEY (model, day, attribute, grp))",
+    "CREATE TABLE IF NOT EXISTS reconciliation ("
+    " topic TEXT NOT NULL, partition INTEGER NOT NULL, day TEXT NOT NULL, result TEXT NOT NULL,"
+    " reason TEXT NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (topic, partition, day, result, reason))",
+    "CREATE TABLE IF NOT EXISTS reconciliation_offsets ("
+    " topic TEXT NOT NULL, partition INTEGER NOT NULL, day TEXT NOT NULL,"
+    " first_offset INTEGER NOT NULL, last_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition, day))",
+    "CREATE TABLE IF NOT EXISTS dead_lettered ("
+    " topic TEXT NOT NULL, partition INTEGER NOT NULL, day TEXT NOT NULL, reason TEXT NOT NULL,"
+    " events INTEGER NOT NULL, PRIMARY KEY (topic, partition, day, reason))",
+    "CREATE TABLE IF NOT EXISTS applied (scope TEXT PRIMARY KEY, generation INTEGER NOT NULL)",
+)
+
+
+class DailyStore:
+    """The persisted per-day counts and reconciliation counters (one SQLite file)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        for ddl in _SCHEMA:
+            self.db.execute(ddl)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def generation(self, scope: object) -> int:
+        row = self.db.execute("SELECT generation FROM applied WHERE scope = ?", (_scope(scope),)).fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, record: bytes) -> bool:
+        """Add a redo record's counts unless its generation was applied already; True if applied."""
+        rec = orjson.loads(record)
+        scope = rec["scope"]
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT generation FROM applied WHERE scope = ?", (_scope(scope),)).fetchone()
+                if row and int(row[0]) >= rec["generation"]:
+                    db.execute("ROLLBACK")
+                    return False
+                for model, day, col, grp, *vals in rec["counts"]:
+                    old = db.execute(
+                        "SELECT dec, lab, cal_n, cal_s, cal_l FROM daily_counts"
+                        " WHERE model = ? AND day = ? AND attribute = ? AND grp = ?",
+                        (model, day, col, grp),
+                    ).fetchone()
+                    if old:
+                        vals = _add_rows([orjson.loads(x) for x in old], vals)
+                    db.execute(
+                        "INSERT OR REPLACE INTO daily_counts VALUES (?,?,?,?,?,?,?,?,?)",
+                        (model, day, col, grp, *(orjson.dumps(v).decode() for v in vals)),
+                    )
+                for topic, part, day, first, last, events, dls in rec["recon"]:
+                    for result, reason, n in events:
+                        db.execute(
+                            "INSERT INTO reconciliation VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE"
+                            " SET events = events + excluded.events",
+                            (topic, part, day, result, reason, n),
+                        )
+                    for reason, n in dls:
+                        db.execute(
+                            "INSERT INTO dead_lettered VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE"
+                            " SET events = events + excluded.events",
+                            (topic, part, day, reason, n),
+                        )
+                    if first is not None:
+                        db.execute(
+                            "INSERT INTO reconciliation_offsets VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE"
+                            " SET first_offset = min(first_offset, excluded.first_offset),"
+                            " last_offset = max(last_offset, excluded.last_offset)",
+                            (topic, part, day, first, last),
+                        )
+                db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (_scope(scope), rec["generation"]))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        return True
+
+    # -- reading -----------------------------------------------------------------
+    def counts(self, month: str | None = None, *, days: Iterable[str] | None = None) -> dict[tuple, GroupCounts]:
+        """``(day, model, attribute, group) → GroupCounts`` of a month (``YYYY-MM``) or of given days."""
+        if days is not None:
+            wanted = sorted(set(days))
+            q = f"SELECT * FROM daily_counts WHERE day IN ({','.join('?' * len(wanted))})"
+            rows = self.db.execute(q, wanted).fetchall() if wanted else []
+        elif month is not None:
+            rows = self.db.execute("SELECT * FROM daily_counts WHERE day LIKE ?", (month + "-%",)).fetchall()
+        else:
+            rows = self.db.execute("SELECT * FROM daily_counts").fetchall()
+        out = {}
+        for model, day, col, grp, *vals in rows:
+            dec, lab, cn, cs, cl = (orjson.loads(v) for v in vals)
+            out[(day, model, col, grp)] = GroupCounts(
+                np.asarray(dec, np.int64), np.asarray(lab, np.int64), np.asarray(cn, np.int64),
+                np.asarray(cs, np.float64), np.asarray(cl, np.int64),
+            )
+        return out
+
+    def reconciliation(self, month: str) -> dict[tuple[str, int], dict]:
+        """Per (topic, partition): offsets range and events by (result, reason) over the month."""
+        like = (month + "-%",)
+        out: dict[tuple[str, int], dict] = {}
+
+        def slot(topic: str, part: int) -> dict:
+            return out.setdefault(
+                (topic, int(part)), {"first": None, "last": None, "events": Counter(), "dead_lettered": Counter()}
+            )
+
+        for topic, part, first, last in self.db.execute(
+            "SELECT topic, partition, min(first_offset), max(last_offset) FROM reconciliation_offsets"
+            " WHERE day LIKE ? GROUP BY topic, partition", like
+        ):
+            s = slot(topic, part)
+            s["first"], s["last"] = first, last
+        for topic, part, result, reason, n in self.db.execute(
+            "SELECT topic, partition, result, reason, sum(events) FROM reconciliation WHERE day LIKE ?"
+            " GROUP BY topic, partition, result, reason", like
+        ):
+            slot(topic, part)["events"][(result, reason)] += n
+        for topic, part, reason, n in self.db.execute(
+            "SELECT topic, partition, reason, sum(events) FROM dead_lettered WHERE day LIKE ?"
+            " GROUP BY topic, partition, reason", like
+        ):
+            slot(topic, part)["dead_lettered"][reason] += n
+        return out
+
+    def has_month(self, month: str) -> bool:
+        """Whether anything was counted for ``month`` (statistics or consumed events)."""
+        like = (month + "-%",)
+        return any(
+            self.db.execute(f"SELECT 1 FROM {t} WHERE day LIKE ? LIMIT 1", like).fetchone()
+            for t in ("daily_counts", "reconciliation")
+        )
+
+    def days(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT day FROM daily_counts ORDER BY 1")]
+
+    def delete_before(self, day: str) -> int:
+        """Retention: drop every per-day row of days before ``day``; returns the rows removed."""
+        with self._lock:
+            n = 0
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("daily_counts", "reconciliation", "reconciliation_offsets", "dead_lettered"):
+                    n += self.db.execute(f"DELETE FROM {table} WHERE day < ?", (day,)).rowcount
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        return n
+
+    def put_counts(self, rows: dict[tuple[str, str, str, str], GroupCounts]) -> None:
+        """Write ``(model, day, attribute, group) → counts`` directly (backfills, benchmarks)."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO daily_counts VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (*k, *(orjson.dumps(a.tolist()).decode() for a in (c.decisions, c.labeled, c.cal_n, c.cal_s,
+                                                                       c.cal_l)))
+                    for k, c in rows.items()
+                ],
+            )
+            self.db.execute("COMMIT")
+
+
+def _scope(scope: object) -> str:
+    return "" if scope is None else str(scope)

@@ -1,0 +1,274 @@
+"""The monthly audit export: exact (≡ replay to 1e-12), complete (manifest, reconciliation), renders in Chromium."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+import monitor.replay as replay_mod
+from monitor.audit import AuditLog
+from monitor.daily import DailyStats, DailyStore
+from monitor.engine import Engine, EngineSettings
+from monitor.export import MONTH, ExportSettings, export_month, month_metrics, verify_export
+from streaming.simulator import LoanSimulator, OutcomeDelay, write_jsonl
+
+START = 1795564800.0  # 2026-11-25T00:00:00Z: six November days, then two of December
+MONTH_NAME = "2026-11"
+RATE = 0.05  # decisions per simulated second: ≈ 4 300 a day
+SETTINGS = EngineSettings(windows=("30d",), buckets=30)  # one bucket per UTC day, the whole of November
+
+
+def _close(a, b, path=""):
+    if isinstance(a, float) or isinstance(b, float):
+        assert a is not None and b is not None, path
+        assert math.isclose(a, b, rel_tol=0, abs_tol=1e-12), f"{path}: {a!r} != {b!r}"
+    elif isinstance(a, tuple | list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _close(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory):
+    """A simulated week across the month end, its per-day statistics, the export, and the reference replay."""
+    tmp = tmp_path_factory.mktemp("month")
+    sim = LoanSimulator(seed=3, start=START, rate=RATE, scenario="dp-drop", drift_at=3 * 86400.0,
+                        delay=OutcomeDelay(median_s=6 * 3600.0, sigma=1.0, never_share=0.05))
+    dec, out = tmp / "decisions.jsonl", tmp / "outcomes.jsonl"
+    n_dec, n_out = write_jsonl(sim, 8 * 86400.0, dec, out)
+    # The daily path: every event (November and December) through replay, with the per-day observer.
+    daily = DailyStats(bins=SETTINGS.bins)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(replay_mod, "Engine", functools.partial(Engine, observer=daily))
+    try:
+        replay_mod.replay(dec, outcomes=out, settings=EngineSettings(), progress=False)
+    finally:
+        mp.undo()
+    store = DailyStore(tmp / "state.daily.db")
+    assert store.apply(daily.take(None))
+    log = AuditLog(tmp / "audit.jsonl", clock=lambda: START + 2 * 86400)
+    log.append("tier.change", model="loan-approval", window="24h", metric="dp_ratio", attribute="race",
+               previous=0, tier=3, at=START + 2 * 86400, value=0.6, ci=[0.5, 0.7], reason="dp_ratio < 0.75")
+    log.append("rollback.execute", incident="inc-1", model="loan-approval", flag="loan-model", variant="v2")
+    plans = tmp / "runs" / "inc-1-run"
+    plans.mkdir(parents=True)
+    (plans / "remediation_plan.html").write_text("<html><body>plan</body></html>")
+    os.utime(plans / "remediation_plan.html", (START + 3 * 86400, START + 3 * 86400))
+    res = export_month(MONTH_NAME, tmp / "export", store=store, audit_log=log.path, pipeline_dir=tmp / "runs",
+                       settings=ExportSettings())
+    # The reference: `fairwatch replay` over the month's decisions, one 30-day window = November.
+    nov = tmp / "november.jsonl"
+    with open(dec, "rb") as src, open(nov, "wb") as dst:
+        for line in src:
+            if b'"ts":"2026-11-' in line:
+                dst.write(line)
+    ref = replay_mod.replay(nov, outcomes=out, settings=SETTINGS, progress=False)
+    return {"tmp": tmp, "store": store, "result": res, "reference": ref, "decisions": dec, "outcomes": out,
+            "n": (n_dec, n_out)}
+
+
+def test_month_from_daily_counts_equals_replay_over_the_month(month):
+    months, days = month_metrics(month["store"], MONTH_NAME, ExportSettings())
+    ref = {(w.model, w.metrics.attribute): w.metrics for w in month["reference"].snapshot.windows}
+    assert set(ref) == set(months) and len(ref) == 3  # race, sex, race,sex
+    for key, am in months.items():
+        r = ref[key]
+        for name in ("reference", "dp_ratio", "dp_ratio_ci", "dp_difference", "dp_difference_ci", "eo_gap",
+                     "eo_gap_ci"):
+            _close(getattr(am, name), getattr(r, name), f"{key}.{name}")
+        assert [g.group for g in am.groups] == [g.group for g in r.groups]
+        for g, h in zip(am.groups, r.groups, strict=True):
+            for name in g.__slots__:
+                _close(getattr(g, name), getattr(h, name), f"{key}.{g.group}.{name}")
+    # Six November days, each counted on the decision's own UTC day.
+    assert sorted({d for d, _, _ in days}) == [f"2026-11-{d}" for d in range(25, 31)]
+
+
+def test_month_equals_numpy_on_raw_events(month):
+    rows = [orjson.loads(x) for x in month["decisions"].read_bytes().splitlines()]
+    labels = {o["decision_id"]: o["label"] for o in map(orjson.loads, month["outcomes"].read_bytes().splitlines())}
+    df = pd.DataFrame({
+        "ts": [r["ts"] for r in rows], "race": [r["attributes"]["race"] for r in rows],
+        "decision": [r["decision"] for r in rows], "label": [labels.get(r["decision_id"], -1) for r in rows],
+        "score": [r["score"] for r in rows],
+    })
+    df = df[df.ts.str.startswith("2026-11-")]
+    months, _ = month_metrics(month["store"], MONTH_NAME, ExportSettings())
+    am = months[("loan-approval", "race")]
+    for g in am.groups:
+        sub = df[df.race == g.group]
+        assert g.decisions == len(sub)
+        assert g.selection_rate == sub.decision.sum() / len(sub)  # exact: integer counts
+        lab = sub[sub.label >= 0]
+        assert g.labeled == len(lab)
+        pos = lab[lab.label == 1]
+        assert g.true_positive_rate == pos.decision.sum() / len(pos)
+        b = np.minimum((lab.score.to_numpy() * 10).astype(int), 9)
+        ece = sum(abs(lab.label.to_numpy()[b == k].sum() - lab.score.to_numpy()[b == k].sum()) for k in range(10))
+        assert math.isclose(g.expected_calibration_error, ece / len(lab), abs_tol=1e-12)
+    sr = {g.group: g.selection_rate for g in am.groups if g.sufficient}
+    assert math.isclose(am.dp_ratio, min(sr.values()) / max(sr.values()), abs_tol=1e-15)
+
+
+def test_export_files_csv_json_and_manifest(month):
+    out = month["result"].out
+    assert verify_export(out) == []
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"report.html", "report.json", "metrics.csv", "manifest.sha256", "plots/incidents.png",
+            "plans/inc-1-run/remediation_plan.html"} <= names
+    assert sum(n.startswith("plots/loan-approval__") for n in names) == 3
+    with open(out / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    sr = [r for r in rows if r["metric"] == "selection_rate" and r["attribute"] == "race"]
+    month_sr = [r for r in sr if r["period"] == MONTH]
+    day_sr = [r for r in sr if r["period"] != MONTH]
+    for r in month_sr:  # the month's sample size is the sum of its days'; CIs are given
+        assert int(r["decisions"]) == sum(int(d["decisions"]) for d in day_sr if d["group"] == r["group"])
+        assert float(r["ci_low"]) < float(r["value"]) < float(r["ci_high"]) and r["ci_method"] == "wilson"
+    assert {r["metric"] for r in rows} >= {"demographic_parity_ratio", "equalized_odds_gap", "disparate_impact",
+                                           "expected_calibration_error", "true_positive_rate"}
+    doc = orjson.loads((out / "report.json").read_bytes())
+    assert doc["audit_log"]["ok"] and doc["audit_log"]["head"]["seq"] == 2
+    assert [e["kind"] for e in doc["rollbacks"]] == ["rollback.execute"]
+    assert doc["reconciliation"] == {"pass": None, "partitions": []}  # a replay consumed no Kafka
+    # Tampering with any exported file is caught by the manifest.
+    (out / "metrics.csv").write_text("period\n")
+    assert verify_export(out) == ["metrics.csv: sha256 differs"]
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_renders_in_headless_chromium_with_every_image(month, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed (.ci/install.d/50-chromium.sh installs it)")
+        pytest.skip("chromium not installed: apt-get install chromium")
+    src = month["tmp"] / "export"
+    report = tmp_path / "export"
+    shutil.copytree(src, report)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--allow-file-access-from-files",
+             "--virtual-time-budget=10000"]
+    url = (report / "report.html").as_uri()
+    shot = tmp_path / "report.png"
+    for args in (["--dump-dom"], [f"--screenshot={shot}", "--window-size=1280,4000"]):
+        prof = tmp_path / f"profile-{len(args)}"
+        proc = subprocess.run([exe, *flags, f"--user-data-dir={prof}", *args, url], capture_output=True,
+                              timeout=120, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        if args == ["--dump-dom"]:
+            dom = proc.stdout
+    n_img = dom.count("<img ")
+    assert n_img == 4  # three attributes + the incident timeline
+    # The report's own load-time check: every <img> is complete with naturalWidth > 0.
+    assert f"all {n_img} images loaded" in dom, dom[dom.find("image-check") - 100:][:400]
+    assert shot.stat().st_size > 10_000
+
+
+def _batch(p, dec, dmeta, nxt):
+    from streaming.kafka import PartitionBatch
+
+    return PartitionBatch(partition=p, decisions=dec, decision_meta=dmeta, next_offsets=nxt)
+
+
+class _DeadLetters:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, rejected):
+        self.sent += rejected
+
+
+def _daemon(tmp: Path):
+    from monitor.config import load_config
+    from monitor.daemon import Daemon
+
+    cfg = load_config(env={"FAIRWATCH_STATE__URL": f"sqlite:///{tmp}/state.db"})
+    d = Daemon(cfg)
+    d.dead_letters = _DeadLetters()
+    return d
+
+
+def test_daemon_counts_every_offset_and_a_crash_between_checkpoint_and_daily_apply_is_redone(tmp_path, monkeypatch):
+    sim = LoanSimulator(seed=5, start=START, rate=1.0)
+    events = [e.value for e in sim.advance(600.0) if e.topic == "fairness.decisions"]
+    values = events[:200] + [b"{", b"[]"] + events[:3] + events[200:]  # poison and duplicates
+    topic = "fairness.decisions"
+    import time
+    import types
+
+    clock = types.SimpleNamespace(time=lambda: START + 900.0, monotonic=time.monotonic)  # the source's clock
+    monkeypatch.setattr("monitor.daemon.time", clock)
+    d = _daemon(tmp_path)
+    d.on_assign([0])
+    first = 1000
+    for i in range(0, len(values), 50):  # four polls
+        chunk = values[i:i + 50]
+        meta = [(0, first + i + j) for j in range(len(chunk))]
+        d._apply({0: _batch(0, chunk, meta, {f"{topic}:0": first + i + len(chunk)})})
+    d.checkpoint()
+    rec = d.daily_store.reconciliation(MONTH_NAME)[(topic, 0)]
+    assert (rec["first"], rec["last"]) == (first, first + len(values) - 1)
+    assert rec["events"] == Counter({("ok", ""): len(events), ("invalid", "malformed_json"): 1,
+                                     ("invalid", "not_an_object"): 1, ("duplicate", "same"): 3})
+    assert sum(rec["events"].values()) == rec["last"] - rec["first"] + 1
+    assert sum(rec["dead_lettered"].values()) == 2
+    counted = sum(c.n for (_, _, col, _), c in d.daily_store.counts(MONTH_NAME).items() if col == "race")
+    assert counted == len(events)
+    # More events; the checkpoint is saved but the process dies before the daily store is updated.
+    more = [e.value for e in sim.advance(300.0) if e.topic == "fairness.decisions"]
+    off = first + len(values)
+    d._apply({0: _batch(0, more, [(0, off + j) for j in range(len(more))], {f"{topic}:0": off + len(more)})})
+
+    def crash(record):
+        raise OSError("disk gone")
+
+    applied = d.daily_store.apply
+    monkeypatch.setattr(d.daily_store, "apply", crash)
+    with pytest.raises(OSError):
+        d.checkpoint()
+    monkeypatch.setattr(d.daily_store, "apply", applied)
+    d.store.close()
+    d.daily_store.close()
+    for _ in range(2):  # restart: the redo record is applied once, and never twice
+        d2 = _daemon(tmp_path)
+        d2.on_assign([0])
+        counted = sum(c.n for (_, _, col, _), c in d2.daily_store.counts(MONTH_NAME).items() if col == "race")
+        assert counted == len(events) + len(more)
+        rec = d2.daily_store.reconciliation(MONTH_NAME)[(topic, 0)]
+        assert sum(rec["events"].values()) == rec["last"] - rec["first"] + 1 == len(values) + len(more)
+        d2.store.close()
+        d2.daily_store.close()
+
+
+def test_cli_export_and_refusal_to_overwrite(month, tmp_path, capsys):
+    from monitor.cli import main
+
+    db = month["tmp"] / "state.daily.db"
+    out = tmp_path / "cli-export"
+    argv = ["audit", "export", "--month", MONTH_NAME, "--out", str(out), "--daily-db", str(db),
+            "--log", str(month["tmp"] / "audit.jsonl"), "--no-progress"]
+    assert main(argv) == 0
+    assert "reconciliation no Kafka consumption recorded" in capsys.readouterr().out
+    assert verify_export(out) == []
+    assert main(argv) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "export", "--month", "2026-13", "--out", str(tmp_path / "x"), "--daily-db", str(db)])
+    assert exc.value.code == 2
