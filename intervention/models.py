@@ -68,7 +68,7 @@ class _Prefit:
         return True
 
     def fit(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} wraps fitted parts; it is not refitted")
+        raise RuntimeError(f"{type(self).__name__} wraps fitted parts; it is not refitted")
 
 
 class TabularModel(_Prefit, ClassifierMixin, BaseEstimator):
