@@ -92,8 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, help="simulator seed (default: 7)")
     demo.add_argument("--speed", type=_positive_float, help="simulated seconds per wall second (default: 120)")
     demo.add_argument("--rate", type=_positive_float, help="decisions per simulated second (default: 5)")
-    demo.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="stop after this many wall seconds (default: run until Ctrl-C)")
-    demo.add_argument("--interval", type=_positive_float, default=2.0, metavar="SECONDS", help="evaluation interval in wall seconds (default: 2)")
+    demo.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop after this many wall seconds (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="evaluation interval in wall seconds (default: 2)",
+    )
     demo.add_argument("--no-live", action="store_true", help="log evaluations instead of drawing the live table")
     demo.set_defaults(func=_cmd_demo)
 
@@ -141,12 +152,29 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--bootstrap-servers", required=True, metavar="HOST:PORT", help="Kafka bootstrap servers")
     sim.add_argument("--rate", type=_positive_float, default=10.0, help="decisions per simulated second (default: 10)")
     sim.add_argument("--scenario", choices=SCENARIOS, default="none", help="drift scenario (default: none)")
-    sim.add_argument("--drift-at", type=_duration_arg, default=3600.0, metavar="DURATION", help="simulated time of the drift (default: 1h)")
+    sim.add_argument(
+        "--drift-at",
+        type=_duration_arg,
+        default=3600.0,
+        metavar="DURATION",
+        help="simulated time of the drift (default: 1h)",
+    )
     sim.add_argument("--seed", type=int, default=0, help="simulator seed (default: 0)")
-    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second; 0 = as fast as possible (default: 1)")
+    sim.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated seconds per wall second; 0 = as fast as possible (default: 1)",
+    )
     sim.add_argument("--duration", type=_duration_arg, metavar="DURATION", help="stop after this much simulated time")
     sim.add_argument("--max-decisions", type=_positive_int, metavar="N", help="stop after N decisions")
-    sim.add_argument("--outcome-delay", type=_duration_arg, default=1800.0, metavar="DURATION", help="median outcome delay (default: 30m)")
+    sim.add_argument(
+        "--outcome-delay",
+        type=_duration_arg,
+        default=1800.0,
+        metavar="DURATION",
+        help="median outcome delay (default: 30m)",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
     from alerts.cli import add_baseline_parser, add_flags_parser
@@ -214,7 +242,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sim = LoanSimulator(
-        seed=args.seed, rate=args.rate, scenario=args.scenario, drift_at=args.drift_at,
+        seed=args.seed,
+        rate=args.rate,
+        scenario=args.scenario,
+        drift_at=args.drift_at,
         delay=OutcomeDelay(kind="lognormal", median_s=args.outcome_delay, sigma=0.5),
         start=_simulation_start(args),
     )
@@ -229,8 +260,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         stop=stop,
         client_options=cfg.kafka.options,
     )
-    print(f"produced {result.decisions} decisions and {result.outcomes} outcomes "
-          f"({result.simulated_seconds:.0f} simulated seconds)", file=sys.stderr)
+    print(
+        f"produced {result.decisions} decisions and {result.outcomes} outcomes "
+        f"({result.simulated_seconds:.0f} simulated seconds)",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -281,8 +315,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data + b"\n")
     print(
         f"replayed {result.decisions_read} decision lines and {result.outcomes_read} outcome lines; "
-        f"{result.rejected} rejected"
-        + (f" (written to {result.dead_letter})" if result.dead_letter else ""),
+        f"{result.rejected} rejected" + (f" (written to {result.dead_letter})" if result.dead_letter else ""),
         file=sys.stderr,
     )
     return EXIT_OK

@@ -149,7 +149,7 @@ class AuditConfig(_Section):
         if self.daily_db:
             return self.daily_db
         if state_url.startswith("sqlite:///"):
-            path = state_url[len("sqlite:///"):]
+            path = state_url[len("sqlite:///") :]
             return None if path == ":memory:" else str(Path(path).with_suffix(".daily.db"))
         return None
 
@@ -235,9 +235,7 @@ class Config(_Section):
             confidence=self.confidence_level,
             max_groups=self.max_groups_per_attribute,
             attributes=tuple(self.attributes) if self.attributes is not None else None,
-            intersections=(
-                tuple(tuple(i) for i in self.intersections) if self.intersections is not None else None
-            ),
+            intersections=(tuple(tuple(i) for i in self.intersections) if self.intersections is not None else None),
             reference_groups=refs,
             label_maturity={name: m.label_maturity for name, m in self.models.items()},
             join_ttl=self.join.ttl,

@@ -272,7 +272,8 @@ class Daemon:
     def health(self) -> tuple[bool, bool, str]:
         alive = time.monotonic() - self.last_loop < 60
         ready = self.ready and self.broker_ok
-        detail = f"alive={alive} ready={ready} assigned={sorted(self.ledgers)} broker={'ok' if self.broker_ok else 'unreachable'}"
+        broker = "ok" if self.broker_ok else "unreachable"
+        detail = f"alive={alive} ready={ready} assigned={sorted(self.ledgers)} broker={broker}"
         return alive, ready, detail
 
     def _publish(self) -> None:
@@ -301,8 +302,13 @@ class Daemon:
     def run(self, *, install_signals: bool = True) -> int:
         cfg = self.config
         with ExitStack() as stack:
-            server, _ = serve_metrics(self.board, host=cfg.metrics.host, port=cfg.metrics.port, health=self.health,
-                                      routes={"/jobs": self._jobs_route})
+            server, _ = serve_metrics(
+                self.board,
+                host=cfg.metrics.host,
+                port=cfg.metrics.port,
+                health=self.health,
+                routes={"/jobs": self._jobs_route},
+            )
             stack.callback(server.server_close)
             stack.callback(server.shutdown)
             stack.callback(self.store.close)
@@ -313,7 +319,10 @@ class Daemon:
                 stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
             self._start_alerts(stack)
             self._start_scheduler(stack)
-            log.info("daemon started", extra={"bootstrap": self.kc.bootstrap_servers, "group": self.kc.group_id, "state": cfg.state.url})
+            log.info(
+                "daemon started",
+                extra={"bootstrap": self.kc.bootstrap_servers, "group": self.kc.group_id, "state": cfg.state.url},
+            )
             backoff = 1.0
             while not self.stop.is_set():
                 try:
@@ -321,7 +330,10 @@ class Daemon:
                     self._loop()
                     backoff = 1.0
                 except Exception as exc:  # the stream failed: back to the last checkpoint, reconnect
-                    log.error("stream failed; resuming from the last checkpoint", extra={"error": repr(exc), "retry_in_s": backoff})
+                    log.error(
+                        "stream failed; resuming from the last checkpoint",
+                        extra={"error": repr(exc), "retry_in_s": backoff},
+                    )
                     self._disconnect()
                     self._reset_memory()
                     self.stop.wait(backoff)
@@ -382,7 +394,9 @@ class Daemon:
         if cfg.pipeline_runs.enabled:
             from intervention.trigger import PipelineQueue
 
-            self.pipelines = PipelineQueue(max_concurrent=cfg.pipeline_runs.max_concurrent, run_dir=cfg.pipeline_runs.run_dir)
+            self.pipelines = PipelineQueue(
+                max_concurrent=cfg.pipeline_runs.max_concurrent, run_dir=cfg.pipeline_runs.run_dir
+            )
             enqueue = self.pipelines.enqueue
         if enqueue is not None:
             queue = enqueue
@@ -390,8 +404,9 @@ class Daemon:
             def enqueue(incident):  # every pipeline run lands in the audit log
                 run_id = queue(incident)
                 if run_id is not None:
-                    self.alerts.audit.append("pipeline.start", run_id=run_id, incident=incident.get("id"),
-                                             model=incident.get("model"))
+                    self.alerts.audit.append(
+                        "pipeline.start", run_id=run_id, incident=incident.get("id"), model=incident.get("model")
+                    )
                 return run_id
 
         self.alerts = AlertLoop(cfg.alerts, enqueue=enqueue, confidence=cfg.confidence_level)

@@ -56,8 +56,14 @@ class CountObserver(Protocol):
     def on_decisions(self, model: str, names: list, ts: np.ndarray, decision: np.ndarray, gidx: np.ndarray) -> None: ...
 
     def on_labels(
-        self, model: str, names: list, ts: np.ndarray, score: np.ndarray, decision: np.ndarray,
-        label: np.ndarray, gidx: np.ndarray,
+        self,
+        model: str,
+        names: list,
+        ts: np.ndarray,
+        score: np.ndarray,
+        decision: np.ndarray,
+        label: np.ndarray,
+        gidx: np.ndarray,
     ) -> None: ...
 
 
@@ -530,7 +536,11 @@ class Engine:
                 out.append(Sample("fairness_calibration_score_sum_total", bl, float(t.cal_s[idx, b])))
                 out.append(Sample("fairness_calibration_label_sum_total", bl, float(t.cal_l[idx, b])))
         for result in ("joined", "expired", "orphaned", "superseded"):
-            out.append(Sample("fairwatch_outcome_joins_total", {"model": model, "result": result}, float(st.join.counts[result])))
+            out.append(
+                Sample(
+                    "fairwatch_outcome_joins_total", {"model": model, "result": result}, float(st.join.counts[result])
+                )
+            )
         out.append(Sample("fairwatch_pending_outcomes", {"model": model}, float(st.join.pending_unlabeled)))
         return out
 
@@ -563,7 +573,7 @@ class Engine:
         for i, m in enumerate(meta["models"]):
             st = ModelState(m["model"], self.settings, self.observer)
             prefix = f"m{i}."
-            st.restore({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}, m)
+            st.restore({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, m)
             self.models[m["model"]] = st
         ledger = Counter({(t, r, why): n for t, r, why, n in meta["events"]})
         return ledger, [m["model"] for m in meta["models"]]

@@ -77,9 +77,7 @@ class GroupTable:
         if len(self.columns) >= self.max_columns:
             return None
         if len(parts) > 3:
-            raise ValueError(
-                f"intersections: at most 3 attributes per intersection, got {self.column_name(parts)!r}"
-            )
+            raise ValueError(f"intersections: at most 3 attributes per intersection, got {self.column_name(parts)!r}")
         self.columns.append(parts)
         self.active.append(True)
         self._groups_per_column.append(0)

@@ -51,9 +51,7 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def katz_ratio(
-    x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95
-) -> tuple[float, float] | None:
+def katz_ratio(x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95) -> tuple[float, float] | None:
     """Katz log interval for ``(x1/n1) / (x2/n2)``.
 
     A zero count gets the usual 0.5 continuity correction on both samples so the
@@ -73,9 +71,7 @@ def katz_ratio(
     return math.exp(log_ratio - z * se), math.exp(log_ratio + z * se)
 
 
-def newcombe_difference(
-    x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95
-) -> tuple[float, float] | None:
+def newcombe_difference(x1: int, n1: int, x2: int, n2: int, confidence: float = 0.95) -> tuple[float, float] | None:
     """Newcombe hybrid score interval for ``x1/n1 - x2/n2``.
 
     Newcombe's own worked example (56/70 vs 48/80) gives 0.0524 … 0.3339:

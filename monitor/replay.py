@@ -136,6 +136,4 @@ def replay(
         "replay finished",
         extra={"decisions": n_dec, "outcomes": feed.read, "rejected": rejected, "pid": os.getpid()},
     )
-    return ReplayResult(
-        snap, n_dec, feed.read, rejected, dl.path if dl and dl.count else None
-    )
+    return ReplayResult(snap, n_dec, feed.read, rejected, dl.path if dl and dl.count else None)

@@ -140,9 +140,7 @@ class PostgresStateStore(StateStore):
         out = {}
         with self.db.transaction(), self.db.cursor() as cur:
             for k in keys:
-                cur.execute(
-                    "SELECT state, offsets, created FROM fairwatch_checkpoints WHERE partition_key = %s", (k,)
-                )
+                cur.execute("SELECT state, offsets, created FROM fairwatch_checkpoints WHERE partition_key = %s", (k,))
                 row = cur.fetchone()
                 if row:
                     offsets = row[1] if isinstance(row[1], dict) else orjson.loads(row[1])

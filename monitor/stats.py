@@ -138,8 +138,7 @@ class GroupCounts:
         if not isinstance(other, GroupCounts):
             return NotImplemented
         return all(
-            np.array_equal(a, b)
-            for a, b in zip(self.to_state().values(), other.to_state().values(), strict=True)
+            np.array_equal(a, b) for a, b in zip(self.to_state().values(), other.to_state().values(), strict=True)
         )
 
     # -- checkpoints -----------------------------------------------------------
@@ -268,9 +267,7 @@ class CountsTable:
     def _cells(self) -> int:
         return int(np.prod(self.lead, dtype=np.int64)) * self.groups
 
-    def add_decisions(
-        self, group: np.ndarray, decision: np.ndarray, lead_index: np.ndarray | None = None
-    ) -> None:
+    def add_decisions(self, group: np.ndarray, decision: np.ndarray, lead_index: np.ndarray | None = None) -> None:
         """Count decisions of ``group`` (row per event); ``lead_index`` picks the bucket slot."""
         if len(group) == 0:
             return

@@ -13,7 +13,9 @@ from streaming.events import Rejection
 __all__ = ["read_jsonl_batches", "DeadLetterFile"]
 
 
-def read_jsonl_batches(path: str | Path, batch_size: int = 10_000) -> Iterator[tuple[list[bytes], list[tuple[int, int]], int]]:
+def read_jsonl_batches(
+    path: str | Path, batch_size: int = 10_000
+) -> Iterator[tuple[list[bytes], list[tuple[int, int]], int]]:
     """Yield ``(lines, meta, bytes_read)`` batches; meta is (0, line number) per event.
 
     Blank lines are skipped; every other line is an event, valid or not.
@@ -50,7 +52,7 @@ class DeadLetterFile:
             return
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")
+            self._fh = open(self.path, "ab")  # noqa: SIM115 - held open across batches, closed in close()
         for r in rejections:
             try:
                 text = r.raw.decode("utf-8")

@@ -61,7 +61,9 @@ class _Bloom:
         if not ids:
             return
         pos = self._positions(ids).reshape(-1)
-        np.bitwise_or.at(self.array, (pos >> np.uint64(3)).astype(np.int64), (1 << (pos & np.uint64(7))).astype(np.uint8))
+        np.bitwise_or.at(
+            self.array, (pos >> np.uint64(3)).astype(np.int64), (1 << (pos & np.uint64(7))).astype(np.uint8)
+        )
         self.added += len(ids)
 
     def may_contain(self, ids: Sequence[str]) -> np.ndarray:
@@ -116,9 +118,7 @@ class SpillTier:
         for i in range(0, len(uniq), 500):
             chunk = uniq[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.db.execute(
-                f"SELECT * FROM pending WHERE decision_id IN ({marks})", chunk
-            ).fetchall():
+            for row in self.db.execute(f"SELECT * FROM pending WHERE decision_id IN ({marks})", chunk).fetchall():
                 found[row[0]] = row
         if found:
             self.db.execute("BEGIN")
@@ -132,9 +132,7 @@ class SpillTier:
         """Drop entries older than ``cutoff``; returns how many were still unlabeled."""
         if not self.rows:
             return 0
-        unlabeled = self.db.execute(
-            "SELECT count(*) FROM pending WHERE ts < ? AND label < 0", (cutoff,)
-        ).fetchone()[0]
+        unlabeled = self.db.execute("SELECT count(*) FROM pending WHERE ts < ? AND label < 0", (cutoff,)).fetchone()[0]
         deleted = self.db.execute("DELETE FROM pending WHERE ts < ?", (cutoff,)).rowcount
         self.rows -= deleted
         self._deleted += deleted
@@ -384,8 +382,13 @@ class JoinStore:
         self._next = 0
         if meta["ids"]:
             self._insert(
-                meta["ids"], arrays["ts"], arrays["score"], arrays["decision"], arrays["label"],
-                arrays["fingerprint"], arrays["groups"],
+                meta["ids"],
+                arrays["ts"],
+                arrays["score"],
+                arrays["decision"],
+                arrays["label"],
+                arrays["fingerprint"],
+                arrays["groups"],
             )
         self.waiting = {k: (lab, seen) for k, lab, seen in meta["waiting"]}
         self.counts = {**self.counts, **meta["counts"]}

@@ -204,7 +204,14 @@ class KafkaSource:
 class DeadLetterProducer:
     """Writes rejected events to the dead-letter topic and waits for the acknowledgement."""
 
-    def __init__(self, *, bootstrap_servers: str, topic: str = DEADLETTER_TOPIC, client_options: dict | None = None, timeout_s: float = 10.0):
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: str = DEADLETTER_TOPIC,
+        client_options: dict | None = None,
+        timeout_s: float = 10.0,
+    ):
         from kafka import KafkaProducer
 
         security = {k: v for k, v in (client_options or {}).items() if k.startswith(("security_", "sasl_", "ssl_"))}

@@ -45,8 +45,12 @@ def simulate(
 
     security = {k: v for k, v in (client_options or {}).items() if k.startswith(("security_", "sasl_", "ssl_"))}
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", linger_ms=20, batch_size=256 * 1024,
-        compression_type=None, **security,
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        linger_ms=20,
+        batch_size=256 * 1024,
+        compression_type=None,
+        **security,
     )
     stop = stop or threading.Event()
     n_dec = n_out = 0

@@ -55,7 +55,10 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
 
 def sim(scenario="dp-drop"):
     return LoanSimulator(
-        seed=3, rate=2.0, scenario=scenario, drift_at=1800.0,
+        seed=3,
+        rate=2.0,
+        scenario=scenario,
+        drift_at=1800.0,
         delay=OutcomeDelay(kind="lognormal", median_s=600.0, sigma=0.7),
     )
 
@@ -78,11 +81,10 @@ def test_replay_snapshot_equals_live_exporter(tmp_path: Path):
         server.shutdown()
         server.server_close()
     snap_path = tmp_path / "snap.json"
-    assert main(["replay", "--file", str(dec), "--outcomes", str(out), "--snapshot", str(snap_path), "--no-progress"]) == 0
-    batch = {
-        (e["name"], tuple(sorted(e["labels"].items()))): e["value"]
-        for e in orjson.loads(snap_path.read_bytes())
-    }
+    assert (
+        main(["replay", "--file", str(dec), "--outcomes", str(out), "--snapshot", str(snap_path), "--no-progress"]) == 0
+    )
+    batch = {(e["name"], tuple(sorted(e["labels"].items()))): e["value"] for e in orjson.loads(snap_path.read_bytes())}
     assert set(batch) == set(live)
     # Counts are exact; score sums are float sums whose last bits depend on how the
     # stream was cut into batches, so everything derived from them agrees to 1e-12.
@@ -92,7 +94,11 @@ def test_replay_snapshot_equals_live_exporter(tmp_path: Path):
         else:
             assert live[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
     names = {k[0] for k in batch}
-    assert names >= {"fairness_demographic_parity_ratio", "fairness_expected_calibration_error", "fairness_equalized_odds_gap"}
+    assert names >= {
+        "fairness_demographic_parity_ratio",
+        "fairness_expected_calibration_error",
+        "fairness_equalized_odds_gap",
+    }
 
 
 def test_replay_dead_letters_bad_lines_and_goes_on(tmp_path: Path, capsys):
@@ -110,7 +116,9 @@ def test_replay_dead_letters_bad_lines_and_goes_on(tmp_path: Path, capsys):
     assert "raw_base64" in rows[2]
     data = orjson.loads(snap.read_bytes())
     total_ok = sum(e["value"] for e in data if e["name"] == "fairwatch_events_total" and e["labels"]["result"] == "ok")
-    dup = sum(e["value"] for e in data if e["name"] == "fairwatch_events_total" and e["labels"]["result"] == "duplicate")
+    dup = sum(
+        e["value"] for e in data if e["name"] == "fairwatch_events_total" and e["labels"]["result"] == "duplicate"
+    )
     assert total_ok == len(lines) and dup == 1
     assert "3 rejected" in capsys.readouterr().err
 
@@ -147,7 +155,9 @@ def test_help_explains(argv, capsys):
 def test_env_override_of_every_level(monkeypatch):
     from monitor.config import load_config
 
-    cfg = load_config(env={"FAIRWATCH_WINDOWS": "[1h, 6h]", "FAIRWATCH_METRICS__PORT": "9200", "FAIRWATCH_KAFKA_BOOTSTRAP": "x:1"})
+    cfg = load_config(
+        env={"FAIRWATCH_WINDOWS": "[1h, 6h]", "FAIRWATCH_METRICS__PORT": "9200", "FAIRWATCH_KAFKA_BOOTSTRAP": "x:1"}
+    )
     assert cfg.windows == ["1h", "6h"] and cfg.metrics.port == 9200
 
 
@@ -156,8 +166,24 @@ def test_demo_starts_fast_and_exports_every_family():
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "demo", "--no-live", "--port", str(port), "--speed", "900", "--interval", "1", "--duration", "120"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "demo",
+            "--no-live",
+            "--port",
+            str(port),
+            "--speed",
+            "900",
+            "--interval",
+            "1",
+            "--duration",
+            "120",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     try:
         first = None
@@ -190,11 +216,13 @@ def test_demo_starts_fast_and_exports_every_family():
 def test_env_secrets_stay_text():
     from monitor.config import load_config
 
-    cfg = load_config(env={
-        "FAIRWATCH_KAFKA__OPTIONS__SASL_PLAIN_PASSWORD": "123",
-        "FAIRWATCH_KAFKA__GROUP_ID": "yes",
-        "FAIRWATCH_STATE__URL": "postgresql://u:{pw}@h/db",
-        "FAIRWATCH_KAFKA__OPTIONS__REQUEST_TIMEOUT_MS": "5000",
-    })
+    cfg = load_config(
+        env={
+            "FAIRWATCH_KAFKA__OPTIONS__SASL_PLAIN_PASSWORD": "123",
+            "FAIRWATCH_KAFKA__GROUP_ID": "yes",
+            "FAIRWATCH_STATE__URL": "postgresql://u:{pw}@h/db",
+            "FAIRWATCH_KAFKA__OPTIONS__REQUEST_TIMEOUT_MS": "5000",
+        }
+    )
     assert cfg.kafka.options == {"sasl_plain_password": "123", "request_timeout_ms": 5000}
     assert cfg.kafka.group_id == "yes" and cfg.state.url == "postgresql://u:{pw}@h/db"

@@ -113,14 +113,31 @@ def test_valid_event_forms():
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )
 timestamps = st.sampled_from(
-    ["2026-11-21T10:15:00.123Z", "2026-11-21T10:15:00Z", "2026-11-21T10:15:00.12Z", "2026-11-21T10:15:00.1234Z",
-     "2026-02-30T10:15:00.123Z", "2026-11-21T25:15:00.123Z", "2026-11-21 10:15:00.123Z", "2026-11-21T10:15:00.abcZ",
-     "2026-11-21T10:15:00.123+00:00", "x" * 24, 1795256100, 1795256100.5, 17952561001234, -5]
+    [
+        "2026-11-21T10:15:00.123Z",
+        "2026-11-21T10:15:00Z",
+        "2026-11-21T10:15:00.12Z",
+        "2026-11-21T10:15:00.1234Z",
+        "2026-02-30T10:15:00.123Z",
+        "2026-11-21T25:15:00.123Z",
+        "2026-11-21 10:15:00.123Z",
+        "2026-11-21T10:15:00.abcZ",
+        "2026-11-21T10:15:00.123+00:00",
+        "x" * 24,
+        1795256100,
+        1795256100.5,
+        17952561001234,
+        -5,
+    ]
 )
 
 
@@ -136,8 +153,15 @@ timestamps = st.sampled_from(
             "ts": timestamps | json_values,
             "score": st.floats(-0.5, 1.5) | st.integers(-1, 2) | json_values,
             "decision": st.sampled_from([0, 1, 2, 1.0, True]) | json_values,
-            "attributes": st.dictionaries(st.sampled_from(["race", "sex", "", "a,b"]), st.sampled_from(["Black", None, "", "__missing__", "x,y", 3]), max_size=3) | json_values,
-            "features": st.none() | st.dictionaries(st.text(max_size=3), st.integers(-(2**40), 2**40), max_size=2) | json_values,
+            "attributes": st.dictionaries(
+                st.sampled_from(["race", "sex", "", "a,b"]),
+                st.sampled_from(["Black", None, "", "__missing__", "x,y", 3]),
+                max_size=3,
+            )
+            | json_values,
+            "features": st.none()
+            | st.dictionaries(st.text(max_size=3), st.integers(-(2**40), 2**40), max_size=2)
+            | json_values,
             "label": st.sampled_from([None, 0, 1, 2, True]) | json_values,
         },
     )
@@ -192,10 +216,18 @@ def test_duplicates_same_and_conflicting_and_late():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(BAD_DECISIONS).map(lambda t: t[0]) | st.builds(
-    lambda ts, score, race: mutate(ts=ts, score=score, attributes={"race": race}),
-    timestamps, st.floats(-0.5, 1.5) | st.integers(-1, 2), st.sampled_from(["Black", None, "x,y", 3, ""]),
-), max_size=30))
+@given(
+    st.lists(
+        st.sampled_from(BAD_DECISIONS).map(lambda t: t[0])
+        | st.builds(
+            lambda ts, score, race: mutate(ts=ts, score=score, attributes={"race": race}),
+            timestamps,
+            st.floats(-0.5, 1.5) | st.integers(-1, 2),
+            st.sampled_from(["Black", None, "x,y", 3, ""]),
+        ),
+        max_size=30,
+    )
+)
 def test_batch_decoder_equals_per_event_decoder(raws):
     from streaming.events import decode_decision_batch
 

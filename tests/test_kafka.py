@@ -52,7 +52,9 @@ class Topics:
         from kafka.admin import KafkaAdminClient, NewTopic
 
         tag = uuid.uuid4().hex[:8]
-        self.decisions, self.outcomes, self.deadletter = (f"t{tag}.{n}" for n in ("decisions", "outcomes", "deadletter"))
+        self.decisions, self.outcomes, self.deadletter = (
+            f"t{tag}.{n}" for n in ("decisions", "outcomes", "deadletter")
+        )
         self.group = f"g{tag}"
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         try:
@@ -72,7 +74,11 @@ class Topics:
 def make_events(seed: int, hours: float, model: str = "loan-approval", rate: float = 3.0):
     """Deterministic decision and outcome messages (delivery order), in the past."""
     sim = LoanSimulator(
-        seed=seed, rate=rate, scenario="dp-drop", drift_at=hours * 1800.0, model=model,
+        seed=seed,
+        rate=rate,
+        scenario="dp-drop",
+        drift_at=hours * 1800.0,
+        model=model,
         start=time.time() - hours * 3600.0 - 600.0,
         delay=OutcomeDelay(kind="lognormal", median_s=900.0, sigma=0.6),
     )
@@ -110,9 +116,21 @@ class DaemonProcess:
     def __init__(self, bootstrap: str, topics: Topics, state: str, tmp: Path, name: str = "d"):
         self.port = free_port()
         self.log = tmp / f"{name}-{self.port}.log"
-        self.args = [sys.executable, "-m", "monitor.cli", "run", "--bootstrap-servers", bootstrap, "--state", state, "--port", str(self.port)]
+        self.args = [
+            sys.executable,
+            "-m",
+            "monitor.cli",
+            "run",
+            "--bootstrap-servers",
+            bootstrap,
+            "--state",
+            state,
+            "--port",
+            str(self.port),
+        ]
         self.env = {
-            **os.environ, **topics.env(),
+            **os.environ,
+            **topics.env(),
             "FAIRWATCH_STATE__CHECKPOINT_INTERVAL": "0.5s",
             "FAIRWATCH_EVALUATION_INTERVAL": "0.5s",
             "FAIRWATCH_LOG__FORMAT": "json",
@@ -120,7 +138,7 @@ class DaemonProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> DaemonProcess:
-        self._fh = open(self.log, "ab")
+        self._fh = open(self.log, "ab")  # noqa: SIM115 - the child writes to it until kill/stop
         self.proc = subprocess.Popen(
             self.args, env=self.env, stdout=self._fh, stderr=subprocess.STDOUT, cwd=self.log.parent
         )
@@ -184,15 +202,23 @@ class DaemonProcess:
 
 
 def events_total(m: dict, topic: str, result: str = "ok") -> float:
-    return sum(v for (n, labels), v in m.items() if n == "fairwatch_events_total" and dict(labels)["topic"] == topic and dict(labels)["result"] == result)
+    return sum(
+        v
+        for (n, labels), v in m.items()
+        if n == "fairwatch_events_total" and dict(labels)["topic"] == topic and dict(labels)["result"] == result
+    )
 
 
 def decisions_total(m: dict, attribute: str = "race") -> float:
-    return sum(v for (n, labels), v in m.items() if n == "fairness_decisions_total" and dict(labels)["attribute"] == attribute)
+    return sum(
+        v for (n, labels), v in m.items() if n == "fairness_decisions_total" and dict(labels)["attribute"] == attribute
+    )
 
 
 def replay_samples(dec: Path, out: Path, tmp: Path) -> dict:
-    r = replay(dec, outcomes=out, settings=Config().engine_settings(), dead_letter=tmp / "replay.dl.jsonl", progress=False)
+    r = replay(
+        dec, outcomes=out, settings=Config().engine_settings(), dead_letter=tmp / "replay.dl.jsonl", progress=False
+    )
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in r.snapshot.samples}
 
 
@@ -202,7 +228,7 @@ def assert_same_metrics(live: dict, batch: dict, *, ignore_events: bool = False)
     batch = {k: v for k, v in batch.items() if k[0] not in skip}
     if ignore_events:
         pass
-    assert set(live) == set(batch), (sorted(set(live) ^ set(batch))[:10])
+    assert set(live) == set(batch), sorted(set(live) ^ set(batch))[:10]
     for key, value in batch.items():
         if float(value).is_integer() and "score_sum" not in key[0]:
             assert live[key] == value, key
@@ -228,7 +254,12 @@ def test_kafka_stream_equals_replay_and_poison_goes_to_dead_letters(kafka_bootst
     n_dec = sum(1 for o, _ in events if not o)
     d = DaemonProcess(kafka_bootstrap, topics, f"sqlite:///{tmp_path}/state.db", tmp_path).start()
     try:
-        live = d.wait_for(lambda m: events_total(m, topics.decisions) == n_dec and events_total(m, topics.outcomes) == len(events) - n_dec, what="all events")
+        live = d.wait_for(
+            lambda m: (
+                events_total(m, topics.decisions) == n_dec and events_total(m, topics.outcomes) == len(events) - n_dec
+            ),
+            what="all events",
+        )
         assert events_total(live, topics.decisions, "invalid") == n_poison
         assert d.get("/readyz")[0] == 200
     finally:
@@ -237,14 +268,21 @@ def test_kafka_stream_equals_replay_and_poison_goes_to_dead_letters(kafka_bootst
     # Dead letters: every poison message with its reason, topic, partition and offset, bytes intact.
     from kafka import KafkaConsumer
 
-    c = KafkaConsumer(topics.deadletter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    c = KafkaConsumer(
+        topics.deadletter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
     try:
         letters = [orjson.loads(r.value) for r in c]
     finally:
         c.close()
     assert len(letters) == n_poison > 0
     assert {base64.b64decode(x["raw_base64"]) for x in letters} <= set(POISON)
-    assert {x["reason"] for x in letters} >= {"malformed_json", "missing_field:decision_id", "not_an_object", "unknown_schema"}
+    assert {x["reason"] for x in letters} >= {
+        "malformed_json",
+        "missing_field:decision_id",
+        "not_an_object",
+        "unknown_schema",
+    }
     assert all(x["topic"] == topics.decisions and x["offset"] is not None for x in letters)
 
 
@@ -267,7 +305,14 @@ def test_sigkill_at_random_moments_loses_and_double_counts_nothing(kafka_bootstr
         d.start()
     n_dec = sum(1 for o, _ in all_events if not o)
     try:
-        live = d.wait_for(lambda m: events_total(m, topics.decisions) >= n_dec and events_total(m, topics.outcomes) >= len(all_events) - n_dec, timeout=120, what="catch-up after kills")
+        live = d.wait_for(
+            lambda m: (
+                events_total(m, topics.decisions) >= n_dec
+                and events_total(m, topics.outcomes) >= len(all_events) - n_dec
+            ),
+            timeout=120,
+            what="catch-up after kills",
+        )
         time.sleep(1.5)  # a little longer: anything counted twice would show now
         live = d.metrics()
     finally:
@@ -300,7 +345,9 @@ def test_broker_restart_not_ready_then_recovers_and_loses_nothing(restartable_ka
         restartable_kafka_broker.start()
         produce(bootstrap, topics, second, key)
         n = n1 + sum(1 for o, _ in second if not o)
-        live = d.wait_for(lambda m: events_total(m, topics.decisions) == n, timeout=120, what="second half after restart")
+        live = d.wait_for(
+            lambda m: events_total(m, topics.decisions) == n, timeout=120, what="second half after restart"
+        )
         deadline = time.monotonic() + 30
         while d.get("/readyz")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -347,7 +394,7 @@ def test_two_replicas_split_partitions_and_survive_a_kill(kafka_bootstrap, postg
         b.stop()
         if a.proc.poll() is None:
             a.stop()
-    for ev, key in models:
+    for ev, _ in models:
         write_files(tmp_path, ev, "all")
     dec, out = tmp_path / "all.decisions.jsonl", tmp_path / "all.outcomes.jsonl"
     assert_same_metrics(rename_topics(live, topics), replay_samples(dec, out, tmp_path), ignore_events=True)

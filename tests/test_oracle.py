@@ -48,9 +48,7 @@ def decision(i, ts, score, dec, race, sex, label=None, model="loan"):
 
 
 def outcome(i, ts, label, model="loan"):
-    return orjson.dumps(
-        {"schema": "outcome/v1", "decision_id": f"d{i}", "model": model, "ts": ts, "label": label}
-    )
+    return orjson.dumps({"schema": "outcome/v1", "decision_id": f"d{i}", "model": model, "ts": ts, "label": label})
 
 
 event = st.tuples(
@@ -125,7 +123,13 @@ def test_window_equals_recomputation_from_raw_events(events, cuts):
                 assert np.array_equal(c.cal_n, np.bincount(b, minlength=10))
                 np.testing.assert_allclose(c.cal_s, np.bincount(b, weights=score[lm], minlength=10), rtol=0, atol=1e-12)
                 if lm.any():
-                    ece = np.abs(np.bincount(b, weights=label[lm], minlength=10) - np.bincount(b, weights=score[lm], minlength=10)).sum() / lm.sum()
+                    ece = (
+                        np.abs(
+                            np.bincount(b, weights=label[lm], minlength=10)
+                            - np.bincount(b, weights=score[lm], minlength=10)
+                        ).sum()
+                        / lm.sum()
+                    )
                     assert c.expected_calibration_error == pytest.approx(ece, abs=1e-12)
                     acc = (dec[lm] == label[lm]).mean()
                     assert c.accuracy == pytest.approx(acc, abs=1e-12)
@@ -162,8 +166,10 @@ def test_metrics_equal_fairlearn(events, cuts):
             lm = inwin & (label >= 0)
             yt, yp, sfl = label[lm], dec[lm], values[lm]
             groups = np.unique(sfl)
-            if len(yt) >= 2 and len(groups) >= 2 and all(
-                (yt[sfl == g] == 1).any() and (yt[sfl == g] == 0).any() for g in groups
+            if (
+                len(yt) >= 2
+                and len(groups) >= 2
+                and all((yt[sfl == g] == 1).any() and (yt[sfl == g] == 0).any() for g in groups)
             ):
                 exp = equalized_odds_difference(yt, yp, sensitive_features=sfl)
                 got = snap.value("fairness_equalized_odds_gap", window=w, attribute=col)
@@ -220,7 +226,12 @@ def test_revert_undoes_update(c, s, d, y):
     assert _close(c, before)
 
 
-@given(st.lists(st.tuples(st.floats(0, 1, allow_nan=False), st.integers(0, 1), st.sampled_from([None, 0, 1])), max_size=60), st.integers(0, 60))
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 1, allow_nan=False), st.integers(0, 1), st.sampled_from([None, 0, 1])), max_size=60
+    ),
+    st.integers(0, 60),
+)
 def test_merge_equals_single_pass(rows, cut):
     whole = _counts(rows)
     assert _close(_counts(rows[:cut]) + _counts(rows[cut:]), whole)
@@ -249,13 +260,15 @@ def test_spill_tier_gives_the_same_result_as_memory(tmp_path_factory, events, cu
     spill = run(events, cuts, settings_=EngineSettings(**base, join_capacity=7, join_spill_path=str(path)), resend=5)
     a, b = mem.snapshot(), spill.snapshot()
     ignore = {"fairwatch_events_total"}
-    assert {(s.name, tuple(sorted(s.labels.items())), round(s.value, 9)) for s in a.samples if s.name not in ignore} == {
-        (s.name, tuple(sorted(s.labels.items())), round(s.value, 9)) for s in b.samples if s.name not in ignore
-    }
+    assert {
+        (s.name, tuple(sorted(s.labels.items())), round(s.value, 9)) for s in a.samples if s.name not in ignore
+    } == {(s.name, tuple(sorted(s.labels.items())), round(s.value, 9)) for s in b.samples if s.name not in ignore}
     dups = b.value("fairwatch_events_total", result="duplicate", reason="same") or 0
     late = sum(s.value for s in b.select("fairwatch_events_total") if s.labels["result"] == "late")
     # the 5 re-sent decisions are recognised even after they moved to SQLite (unless they were late)
-    assert dups + late - (a.value("fairwatch_events_total", result="late", reason="too_old") or 0) == min(5, len(events))
+    assert dups + late - (a.value("fairwatch_events_total", result="late", reason="too_old") or 0) == min(
+        5, len(events)
+    )
 
 
 def test_outcome_before_any_decision_of_its_model_still_joins():
