@@ -225,17 +225,17 @@ class DeadLetterProducer:
     def send(self, rejections: list[Rejection]) -> None:
         if not rejections:
             return
-        futures = [
-            self.producer.send(
-                self.topic,
-                value=dead_letter_record(r),
-                key=f"{r.topic}:{r.partition}:{r.offset}".encode(),
-                headers=[("reason", r.reason.encode())],
-            )
-            for r in rejections
-        ]
         deadline = time.monotonic() + self.timeout_s
         try:
+            futures = [
+                self.producer.send(
+                    self.topic,
+                    value=dead_letter_record(r),
+                    key=f"{r.topic}:{r.partition}:{r.offset}".encode(),
+                    headers=[("reason", r.reason.encode())],
+                )
+                for r in rejections
+            ]
             for f in futures:
                 f.get(timeout=max(0.1, deadline - time.monotonic()))
         except Exception as exc:
