@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 import numpy as np
@@ -44,6 +45,7 @@ from streaming.join import JoinStore, SpillTier
 __all__ = ["Engine", "EngineSettings", "VERSION"]
 
 _TABLE = ("dec", "lab", "cal_n", "cal_s", "cal_l")
+_MODEL = itemgetter(1)  # the model field of a decoded decision or outcome
 
 VERSION = "0.1.0"
 DECISIONS_TOPIC = "fairness.decisions"
@@ -307,7 +309,7 @@ class Engine:
             self.events[(topic, "invalid", exc.reason)] += 1
         if not good:
             return
-        models = {f[1] for f in good}
+        models = set(map(_MODEL, good))
         for model in sorted(models):
             rows = good if len(models) == 1 else [f for f in good if f[1] == model]
             self._model_decisions(self._state(model), rows, topic)
@@ -397,7 +399,7 @@ class Engine:
         good = self._validate(raws, outcome_fields, now, meta, topic, rejected)
         if not good:
             return
-        models = {f[1] for f in good}
+        models = set(map(_MODEL, good))
         for model in sorted(models):
             rows = good if len(models) == 1 else [f for f in good if f[1] == model]
             self._model_outcomes(self._state(model), rows, topic)

@@ -23,6 +23,7 @@ of all of them (names in alphabetical order, joined by ``,``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 
@@ -185,7 +186,7 @@ class GroupTable:
         """
         cache = self._row_cache
         get = cache.get
-        codes = [get(k, -1) for k in keys]
+        codes = list(map(get, keys, repeat(-1)))
         if -1 in codes:
             width = len(self.columns)
             for k in dict.fromkeys(k for k, c in zip(keys, codes, strict=True) if c == -1):
@@ -197,7 +198,7 @@ class GroupTable:
                 cache[k] = len(self._rows)
                 self._rows.append(row)
             self._row_array = np.array(self._rows, np.int64).reshape(len(self._rows), width)
-            codes = [get(k) for k in keys]
+            codes = list(map(get, keys))
         return self._row_array[np.array(codes, np.int64)]
 
     # -- checkpoints -----------------------------------------------------------

@@ -356,10 +356,13 @@ def decode_decision_batch(
     loads = orjson.loads
     crc = zlib.crc32
     seconds = _SECOND_CACHE
+    millis = _MILLIS
     attr_cache = _ATTR_CACHE
+    schema_v1, no_features = DECISION_SCHEMA, _NO_FEATURES
+    max_bytes, max_id, max_name = MAX_EVENT_BYTES, MAX_ID_CHARS, MAX_NAME_CHARS
     for j, raw in enumerate(raws):
         try:
-            obj = loads(raw) if len(raw) <= MAX_EVENT_BYTES else None
+            obj = loads(raw) if len(raw) <= max_bytes else None
         except orjson.JSONDecodeError:
             obj = None
         if type(obj) is dict:
@@ -376,7 +379,7 @@ def decode_decision_batch(
                 schema = None
             label = obj.get("label")
             if (
-                schema == DECISION_SCHEMA
+                schema == schema_v1
                 and type(did) is str
                 and type(model) is str
                 and type(version) is str
@@ -385,21 +388,21 @@ def decode_decision_batch(
                 and type(attributes) is dict
                 and type(value) is str
                 and len(value) == 24
-                and 0 < len(did) <= MAX_ID_CHARS
-                and 0 < len(model) <= MAX_NAME_CHARS
-                and 0 < len(version) <= MAX_NAME_CHARS
+                and 0 < len(did) <= max_id
+                and 0 < len(model) <= max_name
+                and 0 < len(version) <= max_name
                 and 0.0 <= score <= 1.0
                 and (decision == 1 or decision == 0)
                 and (label is None or (type(label) is int and (label == 0 or label == 1)))
-                and type(obj.get("features", _NO_FEATURES)) is dict
+                and type(obj.get("features", no_features)) is dict
                 and value[23] == "Z"
                 and value[19] == "."
             ):
                 sec = seconds.get(value[:19])
-                frac = value[20:23]
+                ms = millis.get(value[20:23])
                 key = tuple(attributes.items())
-                if sec is not None and frac.isdigit() and key in attr_cache:
-                    ts = (sec * 1000 + int(frac)) / 1000
+                if sec is not None and ms is not None and key in attr_cache:
+                    ts = (sec * 1000 + ms) / 1000
                     if now is None or ts - now <= max_future_skew:
                         append(
                             (did, model, version, ts, score, decision, key, -1 if label is None else label, crc(raw))
@@ -418,6 +421,7 @@ def decode_decision_batch(
 
 
 _NO_FEATURES: dict = {}
+_MILLIS = {f"{i:03d}": i for i in range(1000)}  # "000".."999" → int, faster than isdigit() + int()
 _SECOND_CACHE: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" → epoch seconds, only in range
 _ATTR_CACHE: set[tuple] = set()  # attribute sets (as item tuples) known to be valid
 _CACHE_LIMIT = 100_000

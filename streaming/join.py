@@ -28,7 +28,9 @@ map; an outcome still waiting after the TTL, or pushed out by the bound, is
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from collections.abc import Sequence
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +219,7 @@ class JoinStore:
     def lookup(self, ids: Sequence[str]) -> np.ndarray:
         """Row per id, -1 when unknown; entries found in the spill tier come back into memory."""
         get = self.index.get
-        rows = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
+        rows = np.fromiter(map(get, ids, repeat(-1)), np.int64, len(ids))
         if self.spill is not None and self.spill.rows and (rows < 0).any():
             missing = [ids[j] for j in np.nonzero(rows < 0)[0]]
             found = self.spill.pop(missing)
@@ -232,7 +234,7 @@ class JoinStore:
                     np.array([r[5] for r in back]),
                     np.stack([self._unpack_groups(r[6]) for r in back]),
                 )
-                rows = np.fromiter((get(i, -1) for i in ids), np.int64, len(ids))
+                rows = np.fromiter(map(get, ids, repeat(-1)), np.int64, len(ids))
         return rows
 
     def _unpack_groups(self, blob: bytes) -> np.ndarray:
@@ -265,11 +267,9 @@ class JoinStore:
         g[:, : groups.shape[1]] = groups
         self.groups[rows] = g
         self.used[rows] = True
-        ids_list = self.ids
-        index = self.index
-        for r, i in zip(rows.tolist(), ids, strict=True):
-            ids_list[r] = i
-            index[i] = r
+        rows_list = rows.tolist()
+        self.ids.update(zip(rows_list, ids, strict=True))  # C loops: no per-event bytecode
+        self.index.update(zip(ids, rows_list, strict=True))
         return rows
 
     def add_decisions(self, ids, ts, score, decision, label, fingerprint, groups) -> np.ndarray:
@@ -280,10 +280,8 @@ class JoinStore:
         return rows
 
     def _remove(self, rows: np.ndarray) -> None:
-        for r in rows.tolist():
-            i = self.ids.pop(r, None)
-            if i is not None:
-                del self.index[i]
+        gone = list(map(self.ids.pop, rows.tolist(), repeat(None)))
+        deque(map(self.index.pop, filter(None, gone)), maxlen=0)
         self.used[rows] = False
         self.label[rows] = -1
         self._free.extend(rows.tolist())
