@@ -51,9 +51,7 @@ EVAL_EVERY = 10_000  # events between evaluations (10 s of event time at 1,000/s
 
 
 def settings(**extra) -> EngineSettings:
-    return EngineSettings(
-        windows=WINDOWS, attributes=("race", "sex"), intersections=(("race", "sex"),), **extra
-    )
+    return EngineSettings(windows=WINDOWS, attributes=("race", "sex"), intersections=(("race", "sex"),), **extra)
 
 
 def stream(n: int, seed: int = 1):
@@ -130,7 +128,7 @@ def bench_fairlearn(events: list[bytes]) -> dict:
                 rows.popleft()
             df = pd.DataFrame(rows, columns=["ts", "decision", "race", "sex"])
             df["race,sex"] = df["race"] + "," + df["sex"]
-            for w, span in WINDOW_SECONDS.items():
+            for span in WINDOW_SECONDS.values():
                 win = df[df["ts"] >= newest - span]
                 for attr in ("race", "sex", "race,sex"):
                     mf = MetricFrame(
@@ -190,8 +188,17 @@ def memory_child(total: int, mark: int) -> None:
             eng.snapshot()
         if at_mark is None and done >= mark:
             at_mark = rss_mb()
-    print(json.dumps({"events": done, "rss_mb_at_mark": at_mark, "rss_mb_end": rss_mb(),
-                      "cpu_s": cpu() - c0, "pending": len(eng.models["loan-approval"].join)}))
+    print(
+        json.dumps(
+            {
+                "events": done,
+                "rss_mb_at_mark": at_mark,
+                "rss_mb_end": rss_mb(),
+                "cpu_s": cpu() - c0,
+                "pending": len(eng.models["loan-approval"].join),
+            }
+        )
+    )
 
 
 def main() -> int:
@@ -217,10 +224,15 @@ def main() -> int:
         "benchmark": "engine_throughput",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "setup": {"windows": WINDOWS, "attributes": ["race", "sex", "race,sex"], "batch": BATCH,
-                  "evaluate_every_events": EVAL_EVERY, "avg_event_bytes": float(np.mean([len(e) for e in events[:10_000]])),
-                  "clock": "process CPU time (one core)",
-                  "gc": {"frozen_import_heap": True, "thresholds": list(GC_THRESHOLDS)}},
+        "setup": {
+            "windows": WINDOWS,
+            "attributes": ["race", "sex", "race,sex"],
+            "batch": BATCH,
+            "evaluate_every_events": EVAL_EVERY,
+            "avg_event_bytes": float(np.mean([len(e) for e in events[:10_000]])),
+            "clock": "process CPU time (one core)",
+            "gc": {"frozen_import_heap": True, "thresholds": list(GC_THRESHOLDS)},
+        },
     }
     print("orjson.loads alone …", file=sys.stderr)
     result["orjson_decode_only"] = bench_orjson(events)
@@ -246,7 +258,9 @@ def main() -> int:
         print(f"memory: {args.memory_events:,} events in a fresh process …", file=sys.stderr)
         out = subprocess.run(
             [sys.executable, __file__, "--memory-child", str(args.memory_events), str(mark)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         mem = json.loads(out.stdout.strip().splitlines()[-1])
         mem["mark_events"] = mark
@@ -255,7 +269,9 @@ def main() -> int:
         result["memory"] = mem
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("fairwatch", "fairwatch_join_capacity_50k", "speedup", "target")}, indent=2))
+    print(
+        json.dumps({k: result[k] for k in ("fairwatch", "fairwatch_join_capacity_50k", "speedup", "target")}, indent=2)
+    )
     if "memory" in result:
         print(json.dumps(result["memory"], indent=2))
     return 0
