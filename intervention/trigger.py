@@ -4,9 +4,9 @@ The daemon (alerts layer) calls :meth:`PipelineQueue.enqueue` for Tier ≥ 2 inc
 and exports :meth:`PipelineQueue.results` as ``fairness_pipeline_runs_total{result}``.
 An incident is a dict with ``id`` and a ``pipeline`` mapping (the keys of
 ``pipeline.yaml``), plus the incident fields the investigation reads (``model``,
-``metric``, ``attribute``, ``groups``, ``windows``). Each run executes in a separate
-process (``concurrent.futures.ProcessPoolExecutor``, spawn context) and writes
-``run_dir/<run id>/``.
+``metric``, ``attribute``, ``groups``, ``windows``). Each run is an APScheduler job
+that executes in a separate process (APScheduler's process-pool executor, spawn
+context, ``max_concurrent`` workers) and writes ``run_dir/<run id>/``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ import logging
 import multiprocessing
 import re
 import threading
+import time
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import wait as futures_wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ProcessPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
 
 __all__ = ["RESULTS", "PipelineQueue", "run_incident"]
 
@@ -66,19 +69,27 @@ class PipelineQueue:
         self.max_concurrent = int(max_concurrent)
         self.run_dir = Path(run_dir)
         self._lock = threading.Lock()
+        self._finished = threading.Condition(self._lock)
         self._runs: dict[str, str] = {}  # incident id -> run id
-        self._futures: dict[str, Future[str]] = {}
+        self._pending: set[str] = set()  # run ids queued or running
         self._counts: Counter[str] = Counter()
         self._by_model: Counter[tuple[str, str]] = Counter()
         self._models: dict[str, str] = {}  # run id → incident model
-        self._executor: ProcessPoolExecutor | None = None
+        self._scheduler: BackgroundScheduler | None = None
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.max_concurrent, mp_context=multiprocessing.get_context("spawn")
+    def _jobs(self) -> BackgroundScheduler:
+        if self._scheduler is None:
+            pool = ProcessPoolExecutor(
+                self.max_concurrent, pool_kwargs={"mp_context": multiprocessing.get_context("spawn")}
             )
-        return self._executor
+            self._scheduler = BackgroundScheduler(
+                executors={"default": pool},
+                # a run waits for a free worker however long that takes; it is never skipped
+                job_defaults={"misfire_grace_time": None, "coalesce": False, "max_instances": 1},
+            )
+            self._scheduler.add_listener(self._done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+            self._scheduler.start()
+        return self._scheduler
 
     def enqueue(self, incident: dict[str, Any]) -> str | None:
         """Start a run for ``incident``; ``None`` if this incident already has one."""
@@ -91,23 +102,27 @@ class PipelineQueue:
             run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{_slug(inc_id)}"
             self._runs[inc_id] = run_id
             self._models[run_id] = str(incident.get("model") or "")
+            self._pending.add(run_id)
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            fut = self._pool().submit(run_incident, dict(incident), str(self.run_dir / run_id))
-            self._futures[run_id] = fut
-        fut.add_done_callback(lambda f, r=run_id: self._done(r, f))
+        self._jobs().add_job(
+            run_incident, args=[dict(incident), str(self.run_dir / run_id)], id=run_id, name=f"pipeline {inc_id}"
+        )
         log.info("pipeline run %s queued for incident %s", run_id, inc_id)
         return run_id
 
-    def _done(self, run_id: str, fut: Future[str]) -> None:
-        try:
-            result = fut.result()
-            result = result if result in RESULTS else "failed"
-        except Exception:  # a crashed run is a failed run; the daemon keeps going
-            log.exception("pipeline run %s failed", run_id)
+    def _done(self, event: JobExecutionEvent) -> None:
+        run_id = event.job_id
+        if event.exception is not None or event.code != EVENT_JOB_EXECUTED:
+            # a crashed run is a failed run; the daemon keeps going
+            log.error("pipeline run %s failed: %r", run_id, event.exception)
             result = "failed"
+        else:
+            result = event.retval if event.retval in RESULTS else "failed"
         with self._lock:
+            self._pending.discard(run_id)
             self._counts[result] += 1
             self._by_model[(self._models.get(run_id, ""), result)] += 1
+            self._finished.notify_all()
 
     def results_by_model(self) -> dict[tuple[str, str], int]:
         """Finished runs by (incident model, result)."""
@@ -122,27 +137,21 @@ class PipelineQueue:
     def pending(self) -> int:
         """Runs queued or running."""
         with self._lock:
-            return sum(not f.done() for f in self._futures.values())
+            return len(self._pending)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every queued run finished (or ``timeout``); True if all done."""
-        with self._lock:
-            futs = list(self._futures.values())
-        _, not_done = futures_wait(futs, timeout=timeout)
-        # done-callbacks run in a helper thread; let them record before returning
-        for f in futs:
-            if f.done():
-                f.exception()
-        deadline = datetime.now(UTC).timestamp() + 5
-        while datetime.now(UTC).timestamp() < deadline:
-            with self._lock:
-                if sum(self._counts.values()) >= len(futs) - len(not_done):
-                    break
-            threading.Event().wait(0.01)
-        return not not_done
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._finished:
+            while self._pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._finished.wait(left)
+        return True
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop the pool (waiting for running runs unless ``wait=False``)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=wait, cancel_futures=not wait)
-            self._executor = None
+        """Stop the scheduler and its worker processes."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=wait)
+            self._scheduler = None
