@@ -47,7 +47,8 @@ def test_dp_drop_incident_runs_the_pipeline_once_and_the_daemon_exports_it(tmp_p
         daemon.pipelines = queue
         daemon._publish()
         snap = daemon.board.read()
-        exported = {(s.labels["model"], s.labels["result"]): s.value for s in snap.select("fairness_pipeline_runs_total")}
+        samples = snap.select("fairness_pipeline_runs_total")
+        exported = {(s.labels["model"], s.labels["result"]): s.value for s in samples}
         assert exported == {k: float(v) for k, v in runs.items()}
         daemon.store.close()
     finally:
