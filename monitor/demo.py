@@ -19,7 +19,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -209,10 +208,7 @@ def run_demo(
         state_dir.mkdir(parents=True, exist_ok=True)
         loop = demo_alerts(config, sim, state_dir)
         store = loop.rollback.store if loop.rollback is not None else None
-        # the policy's fast windows (5m confirmed by 15m, …) must exist in the engine
-        wanted = set(loop.config.policy.confirm) | set(loop.config.policy.confirm.values())
-        extra = tuple(w for w in sorted(wanted, key=_seconds) if w not in settings.windows)
-        settings = replace(settings, windows=tuple(sorted(settings.windows + extra, key=_seconds)))
+        # the policy's fast windows (5m confirmed by 15m, …) come with config.engine_settings()
     engine = Engine(settings)
     board = SnapshotBoard()
     server, _ = serve_metrics(board, host=config.metrics.host, port=config.metrics.port)
@@ -283,12 +279,6 @@ def run_demo(
             tmp.cleanup()
         log.info("demo stopped", extra={"decisions": decisions, "outcomes": outcomes})
     return 0
-
-
-def _seconds(window: str) -> float:
-    from monitor.windows import parse_duration
-
-    return parse_duration(window)
 
 
 class _NoLive:
