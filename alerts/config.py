@@ -11,6 +11,9 @@ than 5 % below baseline (tier 3).
 (3, 0.8)
 >>> cfg.confirm_window("5m")
 '15m'
+>>> ece = cfg.rule("expected_calibration_error")   # short window / confirming (and longest) window
+>>> ece.min_labeled, ece.confirm_min_labeled
+(300, 1000)
 >>> AlertsConfig.model_validate({"policy": {"evidence": "maybe"}})
 Traceback (most recent call last):
 ...
@@ -88,6 +91,8 @@ class RuleConfig(_Section):
     evidence: Evidence | None = None
     windows: tuple[str, ...] | None = None  # None: every window in the snapshot
     min_labeled: int | None = Field(None, ge=1)  # per group, for outcome metrics
+    #: per group, for outcome metrics, in the *confirming* (longer) window; None: ``min_labeled``
+    confirm_min_labeled: int | None = Field(None, ge=1)
 
 
 def _default_rules() -> dict[str, RuleConfig]:
@@ -96,17 +101,30 @@ def _default_rules() -> dict[str, RuleConfig]:
             guards=(Guard(tier=2, below=0.75, intersectional=False), Guard(tier=2, below=0.75, intersectional=True)),
         ),
         "disparate_impact": RuleConfig(degradation="none", guards=(Guard(tier=3, below=0.80, above=1.25),)),
+        # the gap is a range over groups (8 intersectional ones): with 200 labeled per group the
+        # FPR alone has SE ≈ 0.06 and the expected range of 8 such values is ≈ 0.17 > 0.12, so
+        # the confirming window must hold >= 1000 labeled per group (a fair stream paged tier 2
+        # 18 times in 19 simulated days with 200 there; benchmarks/detection.py)
         "equalized_odds_gap": RuleConfig(
-            degradation="absolute", guards=(Guard(tier=2, above=0.12),), min_labeled=200
+            degradation="absolute", guards=(Guard(tier=2, above=0.12),), min_labeled=200,
+            confirm_min_labeled=1000,
         ),
         "expected_calibration_error": RuleConfig(
             # the conservative ECE interval needs ~3000 labeled per group to clear 0.08 for a
-            # 0.15 shift; the point on ≥ 300 labeled, confirmed by the longer window's point, is
-            # both fast and quiet (benchmarks/detection.py)
-            degradation="absolute", guards=(Guard(tier=2, above=0.08),), min_labeled=300, evidence="point"
+            # 0.15 shift, so the short window judges the point on >= 300 labeled. The point is
+            # biased upwards by noise (perfectly calibrated, 10 bins: about 0.8 * sum_b sigma_b / N,
+            # ~0.05 at 300 labeled, ~0.035 at 1000), so the confirming window must hold >= 1000
+            # labeled of the group: without that, right after start-up (when every window holds
+            # the same few hundred labels) noise alone raised tier 2 (benchmarks/detection.py).
+            degradation="absolute", guards=(Guard(tier=2, above=0.08),), min_labeled=300, evidence="point",
+            confirm_min_labeled=1000,
         ),
-        # "accuracy more than 5 % below baseline" → tier 3 (relative degradation ≥ 5 %)
-        "accuracy": RuleConfig(degradation="relative"),
+        # "accuracy more than 5 % below baseline" → tier 3 (relative degradation ≥ 5 %). Tier 3
+        # rolls back on its own, so like ECE: >= 300 labeled per group in the short window and
+        # >= 1000 in the confirming one. With only the engine's 50, the worst of the 8
+        # intersectional groups (≈ 100 labeled in 15m, SE ≈ 0.04 ≈ the 5 % margin) reached tier
+        # 3 on a fair stream once in 19 simulated days and rolled back (benchmarks/detection.py).
+        "accuracy": RuleConfig(degradation="relative", min_labeled=300, confirm_min_labeled=1000),
     }
 
 

@@ -165,9 +165,9 @@ def candidate(
         if baseline is not None:
             dr, dh = _degradation_tier(direction, rule.degradation, baseline, item, evidence, thresholds, margin)
             r, h = max(r, dr), max(h, dh)
-        if worst is None or (r, h) > (best_r, best_h) or (
-            (r, h) == (best_r, best_h) and ((item.value < worst.value) if direction == "low" else (item.value > worst.value))
-        ):
+        worse = (item.value < worst.value) if (worst is not None and direction == "low") else (
+            worst is not None and item.value > worst.value)
+        if worst is None or (r, h) > (best_r, best_h) or ((r, h) == (best_r, best_h) and worse):
             worst = item
         best_r, best_h = max(best_r, r), max(best_h, h)
     return best_r, best_h, worst
@@ -189,21 +189,26 @@ class Policy:
 
     # -- reading the snapshot ------------------------------------------------------
     def items(self, metric: str, am: AttributeMetrics, counts: Mapping[tuple[str, str], GroupCounts] | None,
-              rule: RuleConfig) -> list[Item] | None:
-        """What is judged for ``metric`` on one attribute; ``None`` = insufficient data."""
+              rule: RuleConfig, *, confirming: bool = False) -> list[Item] | None:
+        """What is judged for ``metric`` on one attribute; ``None`` = insufficient data.
+
+        ``confirming``: the attribute is the confirming (longer) window's, which demands
+        ``rule.confirm_min_labeled`` labeled outcomes per group when set (also used for a
+        window that has no confirming window: it is its own confirmation).
+        """
+        min_lab = (rule.confirm_min_labeled if confirming and rule.confirm_min_labeled else rule.min_labeled) or 0
         if metric == "demographic_parity_ratio":
             return None if am.dp_ratio is None else [Item(am.dp_ratio, am.dp_ratio_ci)]
         if metric == "equalized_odds_gap":
             # a gap between extremes of tiny labeled groups is noise: demand rule.min_labeled of each
             used = [g.labeled for g in am.groups if g.sufficient_labeled]
-            if am.eo_gap is None or min(used, default=0) < (rule.min_labeled or 0):
+            if am.eo_gap is None or min(used, default=0) < min_lab:
                 return None
             return [Item(am.eo_gap, am.eo_gap_ci)]
         if metric == "disparate_impact":
             out = [Item(g.disparate_impact, g.disparate_impact_ci, g.group) for g in am.groups
                    if g.sufficient and g.disparate_impact is not None and g.group != am.reference]
             return out or None
-        min_lab = rule.min_labeled or 0
         out = []
         for g in am.groups:
             if not g.sufficient_labeled or g.labeled < min_lab:
@@ -248,7 +253,11 @@ class Policy:
                 thresholds = pol.degradation_overrides.get(metric, pol.degradation)
                 need_counts = metric == "expected_calibration_error" and "ci" in (evidence, pol.confirm_evidence)
                 base = self.baselines.get(model, metric, attribute)
-                items = self.items(metric, am, counts_for(model, window) if need_counts else None, rule)
+                # a window nobody confirms (the longest) is its own confirmation: it needs the
+                # confirming window's sample size (rule.confirm_min_labeled)
+                unconfirmed = confirm is None or confirm not in windows_of.get(model, ())
+                items = self.items(metric, am, counts_for(model, window) if need_counts else None, rule,
+                                   confirming=unconfirmed)
                 key = (model, window, metric, attribute)
                 machine = self.machines.get(key)
                 if machine is None:
@@ -265,7 +274,8 @@ class Policy:
                     reason = f"{evidence} evidence on {window}"
                     if confirm is not None and confirm in windows_of.get(model, ()):
                         c_items = None if conf_am is None else self.items(
-                            metric, conf_am, counts_for(model, confirm) if need_counts else None, rule)
+                            metric, conf_am, counts_for(model, confirm) if need_counts else None, rule,
+                            confirming=True)
                         cr = 0 if c_items is None else candidate(
                             metric, c_items, rule, evidence=pol.confirm_evidence, **kw)[0]
                         if cr < r:

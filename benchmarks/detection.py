@@ -19,8 +19,19 @@ values of a single 1h window (DI < 0.80, DP < 0.75, EO gap > 0.12, ECE > 0.08),
 no ``for``, no evidence, no confirmation; for the delay parts it runs on a second
 simulator with the same seed that is never rolled back (the same stream).
 
+Results merge into one file, ``benchmarks/results/detection.json`` (``--out``): each part
+is rewritten after every seed (and every simulated day of a noise run) with
+``complete: false`` until it ends, so a run that is stopped leaves what it has done;
+each part records the command and policy that produced it under ``setup``. Cost: about
+1 s of CPU per simulated 2 h at 10 decisions/s and a 60 s cadence (~10 CPU-minutes per
+30-day stream, most of it JSON encoding/decoding and snapshots, not the alert policy).
+The simulator already advances in whole evaluation steps (``advance_batch(eval_s)``).
+
     python benchmarks/detection.py --quick            # smoke (minutes of CPU)
-    python benchmarks/detection.py --part noise --days 30 --seeds 1
+    # what produced results/detection.json (one process at a time):
+    python benchmarks/detection.py --part dp --seeds 20
+    python benchmarks/detection.py --part cal --seeds 20
+    python benchmarks/detection.py --part noise --days 30 --noise-seeds 1
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from monitor.engine import Engine, EngineSettings  # noqa: E402
 from streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
 
 RATE = 10.0
+START = 1793491200.0  # LoanSimulator's default start (event time)
 WINDOWS = ("5m", "15m", "30m", "1h", "24h")
 BUCKETS = 30
 DRIFT_AT = 2 * 3600.0
@@ -86,13 +98,18 @@ def make_loop(tmp: Path) -> tuple[AlertLoop, FlagdFileStore]:
 
 
 def run_stream(scenario: str, seed: int, seconds: float, eval_s: float, *, rollback: bool = True,
-               stop_when=None) -> dict:
-    """One stream through engine + alert loop (or the naive monitor only, ``rollback=False``)."""
+               stop_when=None, progress=None, progress_every: float = 86400.0) -> dict:
+    """One stream through engine + alert loop (or the naive monitor only, ``rollback=False``).
+
+    ``progress(partial_result)`` is called every ``progress_every`` simulated seconds, so a
+    long run that is stopped still leaves what it has seen so far.
+    """
     with tempfile.TemporaryDirectory() as d:
         loop, store = make_loop(Path(d))
         sim = LoanSimulator(seed=seed, rate=RATE, scenario=scenario, drift_at=DRIFT_AT, delay=DELAY)
         eng = Engine(EngineSettings(windows=WINDOWS, buckets=BUCKETS))
         naive_first: dict[str, float] = {}
+        naive_after: dict[str, float] = {}  # first flag of each metric/attribute after the drift
         naive_episodes = 0
         naive_prev: set[str] = set()
         steps = int(seconds // eval_s)
@@ -106,33 +123,53 @@ def run_stream(scenario: str, seed: int, seconds: float, eval_s: float, *, rollb
             naive_prev = cur
             for k in cur:
                 naive_first.setdefault(k, t)
+                if t > DRIFT_AT:
+                    naive_after.setdefault(k, t)
             if rollback:
                 loop.evaluate(snap, eng)
                 served = store.current("loan-model")
                 if served != sim.model_version:
                     sim.set_model_version(served)
-            if stop_when is not None and stop_when(loop, naive_first, t):
+            if stop_when is not None and stop_when(loop, naive_after, t):
                 break
-        tiers = [c for c in loop.changes if c.tier > c.previous and c.tier >= 1]
-        out = {
-            "scenario": scenario, "seed": seed, "simulated_s": sim.now - sim.start,
-            "tier_raises": {str(k): sum(1 for c in tiers if c.tier == k) for k in (1, 2, 3)},
-            "incidents_by_max_tier": {str(k): sum(1 for i in loop.incidents() if i["max_tier"] == k) for k in (1, 2, 3)},
-            "rollbacks": sum(loop.rollback.executed.values()) if loop.rollback else 0,
-            "notifications": len(loop.notifier.sent),
-            "naive_alert_episodes": naive_episodes,
-            "naive_first_s": naive_first,
-            "first_tier": {},
-            "rollback_records": [r.as_dict() for r in loop.rollback.records.values()] if loop.rollback else [],
-        }
-        for c in loop.changes:
-            if c.tier >= 1:
-                out["first_tier"].setdefault(f"{c.tier}:{c.metric}/{c.attribute}@{c.window}", c.at - sim.start)
-        for tier in (2, 3):
-            ts = [c.at - sim.start for c in loop.changes if c.tier >= tier]
-            out[f"first_tier{tier}_s"] = min(ts) if ts else None
+            if progress is not None and t // progress_every > (t - eval_s) // progress_every:
+                progress(_stream_result(scenario, seed, sim, loop, naive_episodes, naive_first, naive_after))
+        out = _stream_result(scenario, seed, sim, loop, naive_episodes, naive_first, naive_after)
         loop.close()
         return out
+
+
+def _stream_result(scenario, seed, sim, loop, naive_episodes, naive_first, naive_after) -> dict:
+    tiers = [c for c in loop.changes if c.tier > c.previous and c.tier >= 1]
+    out = {
+        "scenario": scenario, "seed": seed, "simulated_s": sim.now - sim.start,
+        "tier_raises": {str(k): sum(1 for c in tiers if c.tier == k) for k in (1, 2, 3)},
+        "incidents_by_max_tier": {str(k): sum(1 for i in loop.incidents() if i["max_tier"] == k)
+                                  for k in (1, 2, 3)},
+        "rollbacks": sum(loop.rollback.executed.values()) if loop.rollback else 0,
+        "notifications": len(loop.notifier.sent),
+        "naive_alert_episodes": naive_episodes,
+        "naive_first_s": naive_first,
+        "naive_first_after_drift_s": naive_after,
+        "first_tier": {},
+        "rollback_records": [r.as_dict() for r in loop.rollback.records.values()] if loop.rollback else [],
+    }
+    for c in loop.changes:
+        if c.tier >= 1:
+            out["first_tier"].setdefault(f"{c.tier}:{c.metric}/{c.attribute}@{c.window}", c.at - sim.start)
+    for tier in (2, 3):
+        ts = [c.at - sim.start for c in loop.changes if c.tier >= tier]
+        out[f"first_tier{tier}_s"] = min(ts) if ts else None
+    # raises to tier >= 2 (metric/attribute@window, tier, simulated s): the delay parts need
+    # the first one *after* the drift, and report any before it as false alarms
+    out["raises"] = [(f"{c.metric}/{c.attribute}@{c.window}", c.tier, c.at - sim.start)
+                     for c in loop.changes if c.tier >= 2 and c.tier > c.previous]
+    return out
+
+
+def lp_start(loop: AlertLoop) -> float:
+    """The simulator's start (event time) of a benchmark stream."""
+    return START
 
 
 def summary(xs: list[float | None]) -> dict:
@@ -144,33 +181,52 @@ def summary(xs: list[float | None]) -> dict:
             "p90": q(0.9), "max": vals[-1], "mean": statistics.fmean(vals), "values": vals}
 
 
-def part_noise(days: float, seeds: list[int], eval_s: float) -> dict:
+def _noise_summary(days: float, seeds: list[int], eval_s: float, runs: list[dict]) -> dict:
+    return {
+        "days": days, "seeds": seeds, "evaluation_s": eval_s,
+        "simulated_days_done": round(sum(r["simulated_s"] for r in runs) / 86400.0, 3),
+        "tier3_alerts": sum(r["tier_raises"]["3"] for r in runs),
+        "rollbacks": sum(r["rollbacks"] for r in runs),
+        "tier2_alerts": sum(r["tier_raises"]["2"] for r in runs),
+        "tier1_alerts": sum(r["tier_raises"]["1"] for r in runs),
+        "tier1_notifications_incidents": sum(r["incidents_by_max_tier"]["1"] for r in runs),
+        "naive_alert_episodes": sum(r["naive_alert_episodes"] for r in runs),
+        "runs": runs,
+    }
+
+
+def part_noise(days: float, seeds: list[int], eval_s: float, save=None) -> dict:
     out = {}
     for scenario in ("none", "small-group-noise"):
         runs = []
         for seed in seeds:
             t0 = time.perf_counter()
-            r = run_stream(scenario, seed, days * 86400.0, eval_s)
+
+            def progress(partial: dict, scenario=scenario, runs=runs, t0=t0) -> None:
+                partial = {**partial, "cpu_s": round(time.perf_counter() - t0, 1), "partial": True}
+                partial.pop("rollback_records")
+                out[scenario] = {**_noise_summary(days, seeds, eval_s, runs + [partial]), "complete": False}
+                print(f"noise {scenario}: {partial['simulated_s'] / 86400:.0f} days, T3 "
+                      f"{partial['tier_raises']['3']} rollbacks {partial['rollbacks']}", flush=True)
+                if save is not None:
+                    save(out)
+
+            r = run_stream(scenario, seed, days * 86400.0, eval_s, progress=progress)
             r["cpu_s"] = round(time.perf_counter() - t0, 1)
             r.pop("rollback_records")
             runs.append(r)
             print(f"noise {scenario} seed {seed}: T3 {r['tier_raises']['3']} rollbacks {r['rollbacks']} "
                   f"T1 {r['tier_raises']['1']} T2 {r['tier_raises']['2']} naive {r['naive_alert_episodes']} "
                   f"({r['cpu_s']} s)", flush=True)
-        out[scenario] = {
-            "days": days, "seeds": seeds, "evaluation_s": eval_s,
-            "tier3_alerts": sum(r["tier_raises"]["3"] for r in runs),
-            "rollbacks": sum(r["rollbacks"] for r in runs),
-            "tier2_alerts": sum(r["tier_raises"]["2"] for r in runs),
-            "tier1_alerts": sum(r["tier_raises"]["1"] for r in runs),
-            "tier1_notifications_incidents": sum(r["incidents_by_max_tier"]["1"] for r in runs),
-            "naive_alert_episodes": sum(r["naive_alert_episodes"] for r in runs),
-            "runs": runs,
-        }
+            out[scenario] = _noise_summary(days, seeds, eval_s, runs)
+            out[scenario]["complete"] = len(runs) == len(seeds)
+            if save is not None:
+                save(out)
     return out
 
 
-def part_delay(scenario: str, seeds: list[int], eval_s: float, horizon: float, target: float) -> dict:
+def part_delay(scenario: str, seeds: list[int], eval_s: float, horizon: float, target: float,
+               save=None) -> dict:
     ours, naive, verify, runs = [], [], [], []
     for seed in seeds:
         t0 = time.perf_counter()
@@ -185,24 +241,36 @@ def part_delay(scenario: str, seeds: list[int], eval_s: float, horizon: float, t
         else:
             r = run_stream(scenario, seed, DRIFT_AT + horizon, eval_s,
                            stop_when=lambda lp, nf, t: t > DRIFT_AT and any(
-                               c.tier >= 2 and c.metric == "expected_calibration_error" for c in lp.changes))
-            ts = [c for c in r["first_tier"].items() if c[0].startswith(("2:expected", "3:expected"))]
-            d = (min(v for _, v in ts) - DRIFT_AT) if ts else None
+                               c.tier >= 2 and c.tier > c.previous and c.metric == "expected_calibration_error"
+                               and c.at - lp_start(lp) > DRIFT_AT for c in lp.changes))
+            ts = [at for k, _, at in r["raises"] if k.startswith("expected_calibration_error") and at > DRIFT_AT]
+            d = (min(ts) - DRIFT_AT) if ts else None
         metric = "disparate_impact" if scenario == "dp-drop" else "expected_calibration_error"
         nr = run_stream(scenario, seed, DRIFT_AT + horizon, eval_s, rollback=False,
                         stop_when=lambda lp, nf, t, metric=metric: t > DRIFT_AT and any(
-                            k.startswith(metric) and v > DRIFT_AT for k, v in nf.items()))
-        nts = [v for k, v in nr["naive_first_s"].items() if k.startswith(metric) and v > DRIFT_AT]
+                            k.startswith(metric) for k in nf))
+        nts = [v for k, v in nr["naive_first_after_drift_s"].items() if k.startswith(metric)]
         nd = (min(nts) - DRIFT_AT) if nts else None
         pre = [k for k, v in nr["naive_first_s"].items() if v <= DRIFT_AT]
         ours.append(d)
         naive.append(nd)
+        ours_pre = sorted({f"{k} tier {tier}" for k, tier, at in r["raises"] if at <= DRIFT_AT})
         runs.append({"seed": seed, "delay_s": d, "naive_delay_s": nd, "naive_false_before_drift": pre,
+                     "ours_tier2plus_before_drift": ours_pre,
                      "first_tier": r["first_tier"], "cpu_s": round(time.perf_counter() - t0, 1)})
         print(f"{scenario} seed {seed}: ours {d} naive {nd} ({runs[-1]['cpu_s']} s)", flush=True)
-    res = {"seeds": seeds, "evaluation_s": eval_s, "target_s": target,
+        if save is not None:
+            save(_delay_result(scenario, seeds, eval_s, target, ours, naive, verify, runs))
+    return _delay_result(scenario, seeds, eval_s, target, ours, naive, verify, runs)
+
+
+def _delay_result(scenario, seeds, eval_s, target, ours, naive, verify, runs) -> dict:
+    res = {"complete": len(runs) == len(seeds),"seeds": seeds, "evaluation_s": eval_s, "target_s": target,
            "ours": summary(ours), "naive_1h_fixed_threshold": summary(naive),
-           "within_target": sum(1 for x in ours if x is not None and x <= target), "runs": runs}
+           "within_target": sum(1 for x in ours if x is not None and x <= target),
+           "seeds_with_our_tier2plus_before_drift": sum(1 for r in runs if r["ours_tier2plus_before_drift"]),
+           "seeds_with_naive_alert_before_drift": sum(1 for r in runs if r["naive_false_before_drift"]),
+           "runs": runs}
     if scenario == "dp-drop":
         res["verification"] = verify
         res["verified"] = sum(1 for v in verify if v and v["status"] == "verified")
@@ -224,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         args.days, args.seeds = 0.5, 3
     out_path = Path(args.out)
     result = json.loads(out_path.read_text()) if out_path.exists() else {}
-    result["setup"] = {
+    setup = {
+        "command": "python benchmarks/detection.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "rate_per_s": RATE, "engine_windows": list(WINDOWS), "buckets": BUCKETS, "drift_at_s": DRIFT_AT,
         "outcome_delay": {"kind": DELAY.kind, "median_s": DELAY.median_s, "sigma": DELAY.sigma,
                           "never_share": DELAY.never_share},
@@ -232,18 +302,31 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": "learned from the first simulated hour (window 24h)",
         "naive": "point values of the 1h window vs DI<0.80, DP<0.75, EO>0.12, ECE>0.08; no for/evidence/confirmation",
     }
+    result["setup"] = setup
+
+    def saver(key: str):
+        """Write the file after every run: a killed run still leaves its finished seeds."""
+        def save(part: dict) -> None:
+            result[key] = part if key == "setup" else {**part, "setup": setup}
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
+            tmp.replace(out_path)
+        return save
+
     seeds = list(range(1, args.seeds + 1))
     t0 = time.perf_counter()
     if args.part in ("all", "noise"):
-        result["noise"] = part_noise(args.days, list(range(101, 101 + args.noise_seeds)), args.noise_eval)
+        save = saver("noise")
+        save(part_noise(args.days, list(range(101, 101 + args.noise_seeds)), args.noise_eval, save))
     if args.part in ("all", "dp"):
-        result["dp_drop"] = part_delay("dp-drop", seeds, args.eval, 3600.0, 600.0)
+        save = saver("dp_drop")
+        save(part_delay("dp-drop", seeds, args.eval, 3600.0, 600.0, save))
     if args.part in ("all", "cal"):
-        result["calibration_drift"] = part_delay("calibration-drift", seeds, args.eval, 2 * 3600.0,
-                                                 DELAY.median_s + 1800.0)
+        save = saver("calibration_drift")
+        save(part_delay("calibration-drift", seeds, args.eval, 2 * 3600.0, DELAY.median_s + 1800.0, save))
     result.setdefault("runs_cpu_s", {})[args.part] = round(time.perf_counter() - t0, 1)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    saver("setup")(setup)
     print(f"wrote {out_path}")
     return 0
 
