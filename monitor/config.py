@@ -143,7 +143,8 @@ class AuditConfig(_Section):
     scheduler: SchedulerConfig = SchedulerConfig()
 
     def daily_path(self, state_url: str) -> str | None:
-        """The per-day statistics file; ``None`` when disabled or not derivable (PostgreSQL state)."""
+        """Where per-day statistics live: a SQLite file beside a SQLite state, the state database
+        itself for PostgreSQL (shared by all replicas), or ``daily_db``; ``None`` when disabled."""
         if not self.daily_stats:
             return None
         if self.daily_db:
@@ -151,6 +152,8 @@ class AuditConfig(_Section):
         if state_url.startswith("sqlite:///"):
             path = state_url[len("sqlite:///") :]
             return None if path == ":memory:" else str(Path(path).with_suffix(".daily.db"))
+        if state_url.startswith(("postgresql://", "postgres://")):
+            return state_url
         return None
 
 

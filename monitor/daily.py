@@ -274,19 +274,88 @@ _SCHEMA = (
 )
 
 
+_GET_APPLIED = "SELECT generation FROM applied WHERE scope = ?"
+_GET_COUNTS = (
+    "SELECT dec, lab, cal_n, cal_s, cal_l FROM daily_counts WHERE model = ? AND day = ? AND attribute = ? AND grp = ?"
+)
+_PUT_COUNTS = "INSERT OR REPLACE INTO daily_counts VALUES (?,?,?,?,?,?,?,?,?)"
+_PUT_APPLIED = "INSERT OR REPLACE INTO applied VALUES (?, ?)"
+_ADD_EVENTS = (
+    "INSERT INTO reconciliation VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET events = events + excluded.events"
+)
+_ADD_DEAD = "INSERT INTO dead_lettered VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET events = events + excluded.events"
+_ADD_OFFSETS = (
+    "INSERT INTO reconciliation_offsets VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE"
+    " SET first_offset = min(first_offset, excluded.first_offset),"
+    " last_offset = max(last_offset, excluded.last_offset)"
+)
+#: The same statements for PostgreSQL (explicit conflict targets, LEAST/GREATEST, 64-bit counts).
+_POSTGRES_SQL = {
+    "BEGIN IMMEDIATE": "BEGIN",
+    # read-modify-write under row locks, so replicas applying at the same time serialise
+    _GET_APPLIED: "SELECT generation FROM applied WHERE scope = %s FOR UPDATE",
+    _GET_COUNTS: _GET_COUNTS.replace("?", "%s") + " FOR UPDATE",
+    _PUT_COUNTS: "INSERT INTO daily_counts VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (model, day, attribute, grp)"
+    " DO UPDATE SET dec = excluded.dec, lab = excluded.lab, cal_n = excluded.cal_n, cal_s = excluded.cal_s,"
+    " cal_l = excluded.cal_l",
+    _PUT_APPLIED: "INSERT INTO applied VALUES (%s, %s) ON CONFLICT (scope) DO UPDATE SET generation = excluded.generation",
+    _ADD_EVENTS: "INSERT INTO reconciliation VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (topic, partition, day, result, reason)"
+    " DO UPDATE SET events = reconciliation.events + excluded.events",
+    _ADD_DEAD: "INSERT INTO dead_lettered VALUES (%s,%s,%s,%s,%s) ON CONFLICT (topic, partition, day, reason)"
+    " DO UPDATE SET events = dead_lettered.events + excluded.events",
+    _ADD_OFFSETS: "INSERT INTO reconciliation_offsets VALUES (%s,%s,%s,%s,%s) ON CONFLICT (topic, partition, day)"
+    " DO UPDATE SET first_offset = LEAST(reconciliation_offsets.first_offset, excluded.first_offset),"
+    " last_offset = GREATEST(reconciliation_offsets.last_offset, excluded.last_offset)",
+}
+
+
+class _Postgres:
+    """A psycopg 3 connection that takes the store's SQLite statements (translated, not rewritten)."""
+
+    def __init__(self, dsn: str):
+        import psycopg
+
+        self.conn = psycopg.connect(dsn, autocommit=True)
+
+    @staticmethod
+    def sql(statement: str) -> str:
+        known = _POSTGRES_SQL.get(statement)
+        if known is not None:
+            return known
+        return statement.replace("?", "%s").replace(" INTEGER ", " BIGINT ")
+
+    def execute(self, statement: str, params=()):
+        return self.conn.execute(self.sql(statement), params)
+
+    def executemany(self, statement: str, rows) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(self.sql(statement), rows)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class DailyStore:
-    """The persisted per-day counts and reconciliation counters (one SQLite file)."""
+    """The persisted per-day counts and reconciliation counters.
+
+    A SQLite file (default, beside a SQLite state), or — given a ``postgresql://`` URL —
+    tables in the PostgreSQL state database, shared by every replica of the group:
+    redo records are applied once per partition generation, whoever applies them.
+    """
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        self._lock = threading.Lock()
+        if self.path.startswith(("postgresql://", "postgres://")):
+            self.db = _Postgres(self.path)
+        else:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
         for ddl in _SCHEMA:
             self.db.execute(ddl)
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         self.db.close()
@@ -303,43 +372,23 @@ class DailyStore:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute("SELECT generation FROM applied WHERE scope = ?", (_scope(scope),)).fetchone()
+                row = db.execute(_GET_APPLIED, (_scope(scope),)).fetchone()
                 if row and int(row[0]) >= rec["generation"]:
                     db.execute("ROLLBACK")
                     return False
                 for model, day, col, grp, *vals in rec["counts"]:
-                    old = db.execute(
-                        "SELECT dec, lab, cal_n, cal_s, cal_l FROM daily_counts"
-                        " WHERE model = ? AND day = ? AND attribute = ? AND grp = ?",
-                        (model, day, col, grp),
-                    ).fetchone()
+                    old = db.execute(_GET_COUNTS, (model, day, col, grp)).fetchone()
                     if old:
                         vals = _add_rows([orjson.loads(x) for x in old], vals)
-                    db.execute(
-                        "INSERT OR REPLACE INTO daily_counts VALUES (?,?,?,?,?,?,?,?,?)",
-                        (model, day, col, grp, *(orjson.dumps(v).decode() for v in vals)),
-                    )
+                    db.execute(_PUT_COUNTS, (model, day, col, grp, *(orjson.dumps(v).decode() for v in vals)))
                 for topic, part, day, first, last, events, dls in rec["recon"]:
                     for result, reason, n in events:
-                        db.execute(
-                            "INSERT INTO reconciliation VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE"
-                            " SET events = events + excluded.events",
-                            (topic, part, day, result, reason, n),
-                        )
+                        db.execute(_ADD_EVENTS, (topic, part, day, result, reason, n))
                     for reason, n in dls:
-                        db.execute(
-                            "INSERT INTO dead_lettered VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE"
-                            " SET events = events + excluded.events",
-                            (topic, part, day, reason, n),
-                        )
+                        db.execute(_ADD_DEAD, (topic, part, day, reason, n))
                     if first is not None:
-                        db.execute(
-                            "INSERT INTO reconciliation_offsets VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE"
-                            " SET first_offset = min(first_offset, excluded.first_offset),"
-                            " last_offset = max(last_offset, excluded.last_offset)",
-                            (topic, part, day, first, last),
-                        )
-                db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (_scope(scope), rec["generation"]))
+                        db.execute(_ADD_OFFSETS, (topic, part, day, first, last))
+                db.execute(_PUT_APPLIED, (_scope(scope), rec["generation"]))
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -424,7 +473,7 @@ class DailyStore:
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany(
-                "INSERT OR REPLACE INTO daily_counts VALUES (?,?,?,?,?,?,?,?,?)",
+                _PUT_COUNTS,
                 [
                     (*k, *(orjson.dumps(a.tolist()).decode() for a in (c.decisions, c.labeled, c.cal_n, c.cal_s,
                                                                        c.cal_l)))

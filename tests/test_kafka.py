@@ -394,6 +394,16 @@ def test_two_replicas_split_partitions_and_survive_a_kill(kafka_bootstrap, postg
         b.stop()
         if a.proc.poll() is None:
             a.stop()
+    # The per-day statistics live in the shared PostgreSQL state: every decision once, across replicas.
+    from monitor.daily import DailyStore
+
+    daily = DailyStore(postgres_dsn)
+    try:
+        per_day = daily.counts()
+    finally:
+        daily.close()
+    mine = {f"model-{i}" for i in range(len(models))}
+    assert sum(c.n for (_, model, col, _), c in per_day.items() if model in mine and col == "race") == total
     for ev, _ in models:
         write_files(tmp_path, ev, "all")
     dec, out = tmp_path / "all.decisions.jsonl", tmp_path / "all.outcomes.jsonl"
