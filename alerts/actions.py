@@ -85,8 +85,13 @@ class Incident:
 
     def labels(self, window: str | None = None) -> dict[str, str]:
         worst = window or max(self.windows, key=lambda w: self.windows[w], default="")
-        return {"model": self.model, "metric": self.metric, "attribute": self.attribute, "window": worst,
-                "incident": self.id}
+        return {
+            "model": self.model,
+            "metric": self.metric,
+            "attribute": self.attribute,
+            "window": worst,
+            "incident": self.id,
+        }
 
 
 class IncidentBook:
@@ -108,8 +113,14 @@ class IncidentBook:
                 if change.tier < 1:
                     return None, False
                 self._seq += 1
-                inc = Incident(f"{change.model}/{change.metric}/{change.attribute}/{self._seq}",
-                               change.model, change.metric, change.attribute, change.at, change.at)
+                inc = Incident(
+                    f"{change.model}/{change.metric}/{change.attribute}/{self._seq}",
+                    change.model,
+                    change.metric,
+                    change.attribute,
+                    change.at,
+                    change.at,
+                )
                 self.open[key] = inc
             inc.windows[change.window] = change.tier
             inc.last_seen = change.at
@@ -157,7 +168,9 @@ class Responder:
         if rollback is not None and rollback.communicate is None:
             rollback.communicate = self._communicate_rollback
 
-    def handle(self, changes: list[TierChange], *, now: float, versions: dict[str, dict[str, int]] | None = None) -> None:
+    def handle(
+        self, changes: list[TierChange], *, now: float, versions: dict[str, dict[str, int]] | None = None
+    ) -> None:
         for ch in changes:
             self.audit.append("tier.change", **ch.as_dict())
             inc, closed = self.incidents.apply(ch)
@@ -186,9 +199,17 @@ class Responder:
             if self.enqueue is None:
                 self._action(inc, "pipeline", now, result="no pipeline configured")
                 return
-            payload = {"id": inc.id, "model": inc.model, "metric": inc.metric, "attribute": inc.attribute,
-                       "tier": tier, "windows": dict(inc.windows), "value": inc.value,
-                       "groups": [], "pipeline": dict(self.pipeline)}
+            payload = {
+                "id": inc.id,
+                "model": inc.model,
+                "metric": inc.metric,
+                "attribute": inc.attribute,
+                "tier": tier,
+                "windows": dict(inc.windows),
+                "value": inc.value,
+                "groups": [],
+                "pipeline": dict(self.pipeline),
+            }
             try:
                 run = self.enqueue(payload)
             except Exception as exc:  # the pipeline is another component; keep monitoring
@@ -203,18 +224,27 @@ class Responder:
                 return
             try:
                 rec = self.rollback.rollback(
-                    inc.id, inc.model, now=now,
+                    inc.id,
+                    inc.model,
+                    now=now,
                     reason=f"tier 3 {inc.metric} on {inc.attribute}",
-                    evidence={"metric": inc.metric, "attribute": inc.attribute, "windows": dict(inc.windows),
-                              "window": min(inc.windows, key=lambda w: (-inc.windows[w], _secs(w))),
-                              "value": inc.value, "ci": inc.ci, "reason": inc.reason},
+                    evidence={
+                        "metric": inc.metric,
+                        "attribute": inc.attribute,
+                        "windows": dict(inc.windows),
+                        "window": min(inc.windows, key=lambda w: (-inc.windows[w], _secs(w))),
+                        "value": inc.value,
+                        "ci": inc.ci,
+                        "reason": inc.reason,
+                    },
                     versions=versions.get(inc.model, {}),
                 )
             except KeyError as exc:
                 self._action(inc, "rollback", now, result="not configured", error=str(exc.args[0]))
                 return
-            self._action(inc, "rollback", now, result=rec.status, target=rec.target, previous=rec.previous,
-                         reason=rec.reason)
+            self._action(
+                inc, "rollback", now, result=rec.status, target=rec.target, previous=rec.previous, reason=rec.reason
+            )
 
     def _action(self, inc: Incident, kind: str, now: float, **detail: Any) -> None:
         entry = {"action": kind, "at": now, **detail}

@@ -97,7 +97,9 @@ class BaselineStore:
         """A baseline learned from a period; used only where nothing approved exists."""
         self._learned[model] = values
 
-    def set(self, model: str, values: Mapping[str, Mapping[str, float]], *, source: str, approved_by: str | None = None) -> None:
+    def set(
+        self, model: str, values: Mapping[str, Mapping[str, float]], *, source: str, approved_by: str | None = None
+    ) -> None:
         for metric, per_attr in values.items():
             if metric not in METRICS:
                 raise ValueError(f"baseline metric {metric!r} unknown; valid: {sorted(METRICS)}")
@@ -171,8 +173,9 @@ class BaselineLearner:
         return dict(out)
 
 
-def baseline_from_report(path: str | os.PathLike[str], *, model: str | None = None, window: str | None = None,
-                         attribute: str | None = None) -> tuple[str, dict[str, dict[str, float]]]:
+def baseline_from_report(
+    path: str | os.PathLike[str], *, model: str | None = None, window: str | None = None, attribute: str | None = None
+) -> tuple[str, dict[str, dict[str, float]]]:
     """``(model, values)`` from a pipeline report (``final.metrics``) or a ``--snapshot`` JSON.
 
     Raises ``ValueError`` (message :data:`BAD_REPORT`) when the file cannot be used.

@@ -56,13 +56,18 @@ def _print(obj: Any, as_json: bool, text: str) -> None:
 
 # -- flags ---------------------------------------------------------------------------
 def add_flags_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    flags = sub.add_parser("flags", help="show, roll back or restore the model-version feature flags",
-                           description="Read or switch the feature flag that picks the served model version "
-                                       "(alerts.rollback.models). Every change is appended to the audit log.")
+    flags = sub.add_parser(
+        "flags",
+        help="show, roll back or restore the model-version feature flags",
+        description="Read or switch the feature flag that picks the served model version "
+        "(alerts.rollback.models). Every change is appended to the audit log.",
+    )
     fsub = flags.add_subparsers(dest="flags_command", metavar="ACTION")
     fsub.required = True
     st = fsub.add_parser("status", help="the served version of every configured model flag")
-    rb = fsub.add_parser("rollback", help="serve the approved baseline version (alerts.rollback.models.<m>.rollback_to)")
+    rb = fsub.add_parser(
+        "rollback", help="serve the approved baseline version (alerts.rollback.models.<m>.rollback_to)"
+    )
     rs = fsub.add_parser("restore", help="serve the version from before the last rollback again")
     for p in (st, rb, rs):
         _common(p)
@@ -94,7 +99,9 @@ def _flags_status(args: argparse.Namespace) -> int:
         return _err("no model flags configured (alerts.rollback.models)")
     text = "\n".join(
         f"{r['model']}: flag {r['flag']} serves {r['live'] or '?'} (rollback target {r['rollback_to']})"
-        + (f" — error: {r['error']}" if r["error"] else "") for r in rows)
+        + (f" — error: {r['error']}" if r["error"] else "")
+        for r in rows
+    )
     _print(rows, args.json, text)
     return EXIT_FAILURE if any(r["error"] for r in rows) else EXIT_OK
 
@@ -104,14 +111,24 @@ def _flags_rollback(args: argparse.Namespace) -> int:
         return _err("--reason must not be empty")
     try:
         mgr = _manager(args)
-        rec = mgr.rollback(f"manual/{args.model}/{int(time.time())}", args.model, now=time.time(),
-                           reason=args.reason, manual=True, dry_run=args.dry_run, target=args.to)
+        rec = mgr.rollback(
+            f"manual/{args.model}/{int(time.time())}",
+            args.model,
+            now=time.time(),
+            reason=args.reason,
+            manual=True,
+            dry_run=args.dry_run,
+            target=args.to,
+        )
     except KeyError as exc:
         return _err(str(exc.args[0]))
     except (ValueError, ValidationError, OSError) as exc:
         return _err(f"configuration: {exc}")
-    _print(rec.as_dict(), args.json,
-           f"{rec.model}: {rec.status} ({rec.previous} → {rec.target}){' — ' + rec.reason if rec.reason else ''}")
+    _print(
+        rec.as_dict(),
+        args.json,
+        f"{rec.model}: {rec.status} ({rec.previous} → {rec.target}){' — ' + rec.reason if rec.reason else ''}",
+    )
     return EXIT_FAILURE if rec.status == "failed" else EXIT_OK
 
 
@@ -127,16 +144,24 @@ def _flags_restore(args: argparse.Namespace) -> int:
         return _err(str(exc), EXIT_FAILURE if not isinstance(exc, ValueError) else EXIT_USAGE)
     except (ValueError, ValidationError, OSError) as exc:
         return _err(str(exc))
-    _print(change, args.json, f"{args.model}: flag {change['flag_key']} {change['previous']} → {change['variant']}"
-           + (" (dry run)" if change["dry_run"] else "") + (" (no change)" if change["noop"] else ""))
+    _print(
+        change,
+        args.json,
+        f"{args.model}: flag {change['flag_key']} {change['previous']} → {change['variant']}"
+        + (" (dry run)" if change["dry_run"] else "")
+        + (" (no change)" if change["noop"] else ""),
+    )
     return EXIT_OK
 
 
 # -- baseline ------------------------------------------------------------------------
 def add_baseline_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    base = sub.add_parser("baseline", help="set or show the approved fairness baselines",
-                          description="Degradation tiers are measured against the approved baseline. "
-                                      "Set it from a pipeline report or a --snapshot JSON.")
+    base = sub.add_parser(
+        "baseline",
+        help="set or show the approved fairness baselines",
+        description="Degradation tiers are measured against the approved baseline. "
+        "Set it from a pipeline report or a --snapshot JSON.",
+    )
     bsub = base.add_subparsers(dest="baseline_command", metavar="ACTION")
     bsub.required = True
     bs = bsub.add_parser("set", help="approve a baseline from a report")
@@ -144,8 +169,12 @@ def add_baseline_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     for p in (bs, bw):
         _common(p)
         p.add_argument("--baseline-file", metavar="FILE", help="baseline store (default: alerts.baseline_path)")
-    bs.add_argument("--from-report", required=True, metavar="FILE",
-                    help="pipeline report JSON (final.metrics) or a fairwatch --snapshot JSON")
+    bs.add_argument(
+        "--from-report",
+        required=True,
+        metavar="FILE",
+        help="pipeline report JSON (final.metrics) or a fairwatch --snapshot JSON",
+    )
     bs.add_argument("--model", help="model name (default: from the report)")
     bs.add_argument("--window", help="snapshot window to take (default: the longest)")
     bs.add_argument("--attribute", help="attribute the report's metrics belong to (default: its primary attribute)")
@@ -159,17 +188,23 @@ def add_baseline_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
 def _baseline_set(args: argparse.Namespace) -> int:
     try:
         cfg = _alerts_config(args)
-        model, values = baseline_from_report(args.from_report, model=args.model, window=args.window,
-                                             attribute=args.attribute)
-        BaselineStore(cfg.baseline_path).set(model, values, source=f"report {args.from_report}",
-                                             approved_by=args.approved_by)
-        AuditLog(cfg.audit_path).append("baseline.set", model=model, values=values, report=args.from_report,
-                                        approved_by=args.approved_by)
+        model, values = baseline_from_report(
+            args.from_report, model=args.model, window=args.window, attribute=args.attribute
+        )
+        BaselineStore(cfg.baseline_path).set(
+            model, values, source=f"report {args.from_report}", approved_by=args.approved_by
+        )
+        AuditLog(cfg.audit_path).append(
+            "baseline.set", model=model, values=values, report=args.from_report, approved_by=args.approved_by
+        )
     except (ValueError, ValidationError, OSError) as exc:
         return _err(str(exc))
-    _print({"model": model, "values": values}, args.json,
-           f"baseline of {model} set from {args.from_report}: " + ", ".join(
-               f"{m}[{a}]={v:.4f}" for m, per in sorted(values.items()) for a, v in sorted(per.items())))
+    _print(
+        {"model": model, "values": values},
+        args.json,
+        f"baseline of {model} set from {args.from_report}: "
+        + ", ".join(f"{m}[{a}]={v:.4f}" for m, per in sorted(values.items()) for a, v in sorted(per.items())),
+    )
     return EXIT_OK
 
 

@@ -355,7 +355,9 @@ def write_dot(g: nx.DiGraph, roles: Mapping[str, str], path: str | Path) -> Path
     return p
 
 
-def node_roles(g: nx.DiGraph, classes: Mapping[str, list[str]], protected: Sequence[str], outcome: str) -> dict[str, str]:
+def node_roles(
+    g: nx.DiGraph, classes: Mapping[str, list[str]], protected: Sequence[str], outcome: str
+) -> dict[str, str]:
     """One display role per node (protected > outcome > proxy > resolving > mediator > confounder)."""
     roles = {n: "other" for n in g.nodes}
     for key, role in (("confounders", "confounder"), ("mediators", "mediator"),
@@ -402,8 +404,13 @@ def causal_analysis(
     stated = sorted(set(mediators) - set(classes["mediators"]))
     adjustment = {a: backdoor_adjustment_set(g, a, outcome) for a in protected}
     sens = {
-        a: sensitivity_analysis(df, attribute=a, outcome_values=outcome_values,
-                                adjustment=adjustment[a] or [], min_group_size=min_group_size)  # fmt: skip
+        a: sensitivity_analysis(
+            df,
+            attribute=a,
+            outcome_values=outcome_values,
+            adjustment=adjustment[a] or [],
+            min_group_size=min_group_size,
+        )  # fmt: skip
         for a in protected
     }
     base = {}

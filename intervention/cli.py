@@ -142,7 +142,9 @@ def _cmd_investigate(args: argparse.Namespace) -> int:
     write_json(out / "investigation.json", {"id": ident, **inv})
     md = render_investigation(inv, ident, now)
     (out / "investigation.md").write_text(md, encoding="utf-8")
-    (out / "investigation.html").write_text(markdown_to_html(md, title=f"Drift Investigation {ident}"), encoding="utf-8")
+    (out / "investigation.html").write_text(
+        markdown_to_html(md, title=f"Drift Investigation {ident}"), encoding="utf-8"
+    )
     _print({"id": ident, "since": inv["since"], "most_affected_groups": inv["most_affected_groups"]})
     return EXIT_OK
 

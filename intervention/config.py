@@ -119,7 +119,9 @@ class PipelineConfig:
             key = str(k).replace("-", "_")
             if key not in names:
                 raise PipelineInputError(
-                    BAD_VALUE.format(field="config", value=k, reason=f"unknown key; valid keys: {', '.join(sorted(names))}"),
+                    BAD_VALUE.format(
+                        field="config", value=k, reason=f"unknown key; valid keys: {', '.join(sorted(names))}"
+                    ),
                     field="config",
                 )
             clean[key] = v
@@ -152,5 +154,3 @@ def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
                                  field="--config")  # fmt: skip
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return PipelineConfig.from_mapping(raw, base_dir=p.parent)
-
-

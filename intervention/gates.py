@@ -63,7 +63,9 @@ class GateThresholds:
         for k, v in raw.items():
             if k not in names:
                 raise PipelineInputError(
-                    BAD_VALUE.format(field="gates", value=k, reason=f"unknown gate threshold; valid: {', '.join(names)}"),
+                    BAD_VALUE.format(
+                        field="gates", value=k, reason=f"unknown gate threshold; valid: {', '.join(names)}"
+                    ),
                     field="gates",
                 )
             if not isinstance(v, int | float) or isinstance(v, bool):

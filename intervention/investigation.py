@@ -150,7 +150,11 @@ def investigate(
     wins = incident.get("windows") or {}
     if "current" in wins:
         cur = _window(df, wins["current"])
-        base = _window(df, wins.get("baseline")) if "baseline" in wins else (df["ts"] < pd.Timestamp(wins["current"][0], tz="UTC"))
+        base = (
+            _window(df, wins.get("baseline"))
+            if "baseline" in wins
+            else (df["ts"] < pd.Timestamp(wins["current"][0], tz="UTC"))
+        )
     else:  # default: the last 7 days vs everything before
         edge = df["ts"].max() - pd.Timedelta(days=7)
         cur, base = df["ts"] >= edge, df["ts"] < edge

@@ -125,7 +125,9 @@ class StageTimer:
             rec["runs"] = int(rec["runs"] or 0) + 1
             if hwm is not None:
                 peak = round(hwm / 1024, 1)
-                rec["peak_rss_mib"] = peak if not reset or rec["peak_rss_mib"] is None else max(peak, rec["peak_rss_mib"])
+                rec["peak_rss_mib"] = (
+                    peak if not reset or rec["peak_rss_mib"] is None else max(peak, rec["peak_rss_mib"])
+                )
 
 
 # ---------------------------------------------------------------------------- context
@@ -525,7 +527,9 @@ def run_pipeline(
 
             record = _run(ctx, step, done)
             if prog is not None:
-                prog.update(task, description=f"pipeline: {record['result']}", completed=2 + 4 * cfg.gates.max_iterations)
+                prog.update(
+                    task, description=f"pipeline: {record['result']}", completed=2 + 4 * cfg.gates.max_iterations
+                )
     record["started"] = started.isoformat()
     record["finished"] = datetime.now(UTC).isoformat()
     record["timings"] = ctx.timer.records
@@ -709,8 +713,14 @@ def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], N
         "result": result,
         "model": cfg.model_name,
         "config": cfg.to_dict(),
-        "data": {"rows": len(ctx.df), "split": ctx.split.sizes(), "features": ctx.features,
-                 "protected": cfg.protected, "primary_attribute": cfg.primary, "outcome": cfg.outcome},  # fmt: skip
+        "data": {
+            "rows": len(ctx.df),
+            "split": ctx.split.sizes(),
+            "features": ctx.features,
+            "protected": cfg.protected,
+            "primary_attribute": cfg.primary,
+            "outcome": cfg.outcome,
+        },  # fmt: skip
         "iterations": iterations,
         "iteration_count": len(iterations),
         "escalation": escalation,

@@ -66,7 +66,7 @@ def allocate_id(registry: str | Path, when: datetime) -> str:
     reg = Path(registry)
     reg.mkdir(parents=True, exist_ok=True)
     prefix = f"FAF-{when:%Y-%m}-"
-    n = 1 + max((int(p.name[len(prefix):]) for p in reg.glob(prefix + "[0-9][0-9][0-9]")), default=0)
+    n = 1 + max((int(p.name[len(prefix) :]) for p in reg.glob(prefix + "[0-9][0-9][0-9]")), default=0)
     while True:
         ident = f"{prefix}{n:03d}"
         try:
@@ -132,6 +132,7 @@ def render_investigation(inv: Mapping[str, Any], ident: str, date: datetime) -> 
         "|---|---|---|---|---|---|---|",
     ]
     for grp, e in inv["groups"].items():
+
         def cell(k: str, e: Mapping[str, Any] = e) -> str:
             return f"{f3(e[k]['baseline'])} → {f3(e[k]['current'])}"
 

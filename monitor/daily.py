@@ -223,8 +223,13 @@ class DailyStats:
                 touched = np.nonzero(tab.dec.any(axis=1) | tab.lab.reshape(tab.groups, -1).any(axis=1))[0]
                 for i in touched:
                     col, grp = t.names[i]
-                    row = [tab.dec[i].tolist(), tab.lab[i].tolist(), tab.cal_n[i].tolist(),
-                           tab.cal_s[i].tolist(), tab.cal_l[i].tolist()]
+                    row = [
+                        tab.dec[i].tolist(),
+                        tab.lab[i].tolist(),
+                        tab.cal_n[i].tolist(),
+                        tab.cal_s[i].tolist(),
+                        tab.cal_l[i].tolist(),
+                    ]
                     ck = (model, day, col, grp)
                     if ck in counts:
                         row = _add_rows(counts[ck], row)
@@ -236,9 +241,15 @@ class DailyStats:
                 "bins": self.bins,
                 "counts": [[*k, *v] for k, v in sorted(counts.items())],
                 "recon": [
-                    [topic, part, day, pd.first, pd.last,
-                     [[r, why, n] for (r, why), n in sorted(pd.events.items()) if n],
-                     [[why, n] for why, n in sorted(pd.dead_lettered.items()) if n]]
+                    [
+                        topic,
+                        part,
+                        day,
+                        pd.first,
+                        pd.last,
+                        [[r, why, n] for (r, why), n in sorted(pd.events.items()) if n],
+                        [[why, n] for why, n in sorted(pd.dead_lettered.items()) if n],
+                    ]
                     for (topic, part, day), pd in sorted(recon.items())
                 ],
             }
@@ -298,8 +309,10 @@ _POSTGRES_SQL = {
     _PUT_COUNTS: "INSERT INTO daily_counts VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (model, day, attribute, grp)"
     " DO UPDATE SET dec = excluded.dec, lab = excluded.lab, cal_n = excluded.cal_n, cal_s = excluded.cal_s,"
     " cal_l = excluded.cal_l",
-    _PUT_APPLIED: "INSERT INTO applied VALUES (%s, %s) ON CONFLICT (scope) DO UPDATE SET generation = excluded.generation",
-    _ADD_EVENTS: "INSERT INTO reconciliation VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (topic, partition, day, result, reason)"
+    _PUT_APPLIED: "INSERT INTO applied VALUES (%s, %s) ON CONFLICT (scope)"
+    " DO UPDATE SET generation = excluded.generation",
+    _ADD_EVENTS: "INSERT INTO reconciliation VALUES (%s,%s,%s,%s,%s,%s)"
+    " ON CONFLICT (topic, partition, day, result, reason)"
     " DO UPDATE SET events = reconciliation.events + excluded.events",
     _ADD_DEAD: "INSERT INTO dead_lettered VALUES (%s,%s,%s,%s,%s) ON CONFLICT (topic, partition, day, reason)"
     " DO UPDATE SET events = dead_lettered.events + excluded.events",
@@ -410,8 +423,11 @@ class DailyStore:
         for model, day, col, grp, *vals in rows:
             dec, lab, cn, cs, cl = (orjson.loads(v) for v in vals)
             out[(day, model, col, grp)] = GroupCounts(
-                np.asarray(dec, np.int64), np.asarray(lab, np.int64), np.asarray(cn, np.int64),
-                np.asarray(cs, np.float64), np.asarray(cl, np.int64),
+                np.asarray(dec, np.int64),
+                np.asarray(lab, np.int64),
+                np.asarray(cn, np.int64),
+                np.asarray(cs, np.float64),
+                np.asarray(cl, np.int64),
             )
         return out
 
@@ -427,18 +443,21 @@ class DailyStore:
 
         for topic, part, first, last in self.db.execute(
             "SELECT topic, partition, min(first_offset), max(last_offset) FROM reconciliation_offsets"
-            " WHERE day LIKE ? GROUP BY topic, partition", like
+            " WHERE day LIKE ? GROUP BY topic, partition",
+            like,
         ):
             s = slot(topic, part)
             s["first"], s["last"] = first, last
         for topic, part, result, reason, n in self.db.execute(
             "SELECT topic, partition, result, reason, sum(events) FROM reconciliation WHERE day LIKE ?"
-            " GROUP BY topic, partition, result, reason", like
+            " GROUP BY topic, partition, result, reason",
+            like,
         ):
             slot(topic, part)["events"][(result, reason)] += n
         for topic, part, reason, n in self.db.execute(
             "SELECT topic, partition, reason, sum(events) FROM dead_lettered WHERE day LIKE ?"
-            " GROUP BY topic, partition, reason", like
+            " GROUP BY topic, partition, reason",
+            like,
         ):
             slot(topic, part)["dead_lettered"][reason] += n
         return out
@@ -475,8 +494,13 @@ class DailyStore:
             self.db.executemany(
                 _PUT_COUNTS,
                 [
-                    (*k, *(orjson.dumps(a.tolist()).decode() for a in (c.decisions, c.labeled, c.cal_n, c.cal_s,
-                                                                       c.cal_l)))
+                    (
+                        *k,
+                        *(
+                            orjson.dumps(a.tolist()).decode()
+                            for a in (c.decisions, c.labeled, c.cal_n, c.cal_s, c.cal_l)
+                        ),
+                    )
                     for k, c in rows.items()
                 ],
             )

@@ -119,17 +119,32 @@ def _tier_table(snap: Snapshot, alerts) -> Table:
         table.add_row(*k, Text(" ".join(rows[k]), style=_TIER_STYLE.get(worst[k], "")))
     for inc in alerts.incidents():
         acts = ", ".join(a["action"] + (f"={a['result']}" if "result" in a else "") for a in inc["actions"])
-        table.add_row(inc["model"], inc["metric"], inc["attribute"],
-                      Text(f"incident {inc['status']} tier {inc['tier']} (max {inc['max_tier']}): {acts}",
-                           style=_TIER_STYLE.get(inc["max_tier"], "")))
+        table.add_row(
+            inc["model"],
+            inc["metric"],
+            inc["attribute"],
+            Text(
+                f"incident {inc['status']} tier {inc['tier']} (max {inc['max_tier']}): {acts}",
+                style=_TIER_STYLE.get(inc["max_tier"], ""),
+            ),
+        )
     if alerts.rollback is not None:
         for rec in alerts.rollback.records.values():
             v = rec.verification
-            table.add_row(rec.model, "rollback", rec.flag, Text(
-                f"{rec.previous} → {rec.target}: {rec.status}"
-                + (f" · rollback-version share {v['rollback_version_share']:.2f}, recovered={v['recovered']}"
-                   if v.get("rollback_version_share") is not None else ""),
-                style="bold green" if rec.status == "verified" else "bold"))
+            table.add_row(
+                rec.model,
+                "rollback",
+                rec.flag,
+                Text(
+                    f"{rec.previous} → {rec.target}: {rec.status}"
+                    + (
+                        f" · rollback-version share {v['rollback_version_share']:.2f}, recovered={v['recovered']}"
+                        if v.get("rollback_version_share") is not None
+                        else ""
+                    ),
+                    style="bold green" if rec.status == "verified" else "bold",
+                ),
+            )
     return table
 
 
@@ -140,22 +155,40 @@ def demo_alerts(config: Config, sim: LoanSimulator, state_dir: Path):
 
     flag_file = state_dir / "flags.json"
     if not flag_file.exists():
-        flag_file.write_text(json.dumps({"flags": {DEMO_FLAG: {
-            "state": "ENABLED",
-            "variants": {sim.baseline_version: sim.baseline_version, sim.candidate_version: sim.candidate_version},
-            "defaultVariant": sim.candidate_version}}}, indent=2) + "\n")
+        flag_file.write_text(
+            json.dumps(
+                {
+                    "flags": {
+                        DEMO_FLAG: {
+                            "state": "ENABLED",
+                            "variants": {
+                                sim.baseline_version: sim.baseline_version,
+                                sim.candidate_version: sim.candidate_version,
+                            },
+                            "defaultVariant": sim.candidate_version,
+                        }
+                    }
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     base = getattr(config, "alerts", None) or AlertsConfig()
-    rollback = base.rollback.model_copy(update={
-        "flag_store": {"kind": "flagd-file", "path": str(flag_file)},
-        "models": base.rollback.models or {sim.model: ModelFlag(flag=DEMO_FLAG, rollback_to=sim.baseline_version)},
-        "state_path": str(state_dir / "rollback-state.json"),
-    })
-    cfg = AlertsConfig.model_validate({
-        **base.model_dump(by_alias=True),
-        "rollback": rollback.model_dump(),
-        "audit_path": str(state_dir / "audit.jsonl"),
-        "baseline_path": str(state_dir / "baselines.json"),
-    })
+    rollback = base.rollback.model_copy(
+        update={
+            "flag_store": {"kind": "flagd-file", "path": str(flag_file)},
+            "models": base.rollback.models or {sim.model: ModelFlag(flag=DEMO_FLAG, rollback_to=sim.baseline_version)},
+            "state_path": str(state_dir / "rollback-state.json"),
+        }
+    )
+    cfg = AlertsConfig.model_validate(
+        {
+            **base.model_dump(by_alias=True),
+            "rollback": rollback.model_dump(),
+            "audit_path": str(state_dir / "audit.jsonl"),
+            "baseline_path": str(state_dir / "baselines.json"),
+        }
+    )
     return AlertLoop(cfg, confidence=config.confidence_level)
 
 
@@ -265,7 +298,14 @@ def run_demo(
                         on_snapshot(snap)
                     view.update(render(snap, header=header(), alerts=loop))
                     if not live:
-                        log.info("evaluation", extra={"simulated_hours": round((sim.now - sim.start) / 3600, 2), "decisions": decisions, "outcomes": outcomes})
+                        log.info(
+                            "evaluation",
+                            extra={
+                                "simulated_hours": round((sim.now - sim.start) / 3600, 2),
+                                "decisions": decisions,
+                                "outcomes": outcomes,
+                            },
+                        )
                     next_eval = now + interval
                 stop.event.wait(0.2)
     finally:

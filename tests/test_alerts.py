@@ -34,8 +34,12 @@ def snap(t: float, per_window: dict[str, dict[str, tuple[int, int]]]) -> Snapsho
 
 
 def policy(**over) -> Policy:
-    pol = {"for": 2, "clear_for": 3, "confirm": {"5m": "15m"},
-           "rules": {"disparate_impact": {"degradation": "none", "guards": [{"tier": 3, "below": 0.8, "above": 1.25}]}}}
+    pol = {
+        "for": 2,
+        "clear_for": 3,
+        "confirm": {"5m": "15m"},
+        "rules": {"disparate_impact": {"degradation": "none", "guards": [{"tier": 3, "below": 0.8, "above": 1.25}]}},
+    }
     pol.update(over)
     return Policy(AlertsConfig.model_validate({"policy": pol, "baseline_path": "/nonexistent/b.json"}))
 
@@ -176,8 +180,15 @@ def test_alertmanager_post_body_shape():
     srv, h = _server(0.0)
     try:
         n = Notifier(NotifyConfig(alertmanager_url=f"http://127.0.0.1:{srv.server_port}"))
-        n.send(make_alert({"model": "m", "metric": "disparate_impact", "attribute": "race", "window": "5m"},
-                          tier=3, summary="s", starts_at=1_800_000_000.0, generator_url="http://fw/incidents"))
+        n.send(
+            make_alert(
+                {"model": "m", "metric": "disparate_impact", "attribute": "race", "window": "5m"},
+                tier=3,
+                summary="s",
+                starts_at=1_800_000_000.0,
+                generator_url="http://fw/incidents",
+            )
+        )
         assert n.flush(5)
         n.close()
     finally:
@@ -201,8 +212,10 @@ def test_hung_notifier_never_slows_evaluation():
         r = Responder(notifier=n, resend_interval=0.0)
         t0 = time.perf_counter()
         for i in range(50):
-            r.handle([TierChange("m", "5m", "demographic_parity_ratio", "race", 0, 1 + i % 2, float(i), 0.7, None, "x")],
-                     now=float(i))
+            r.handle(
+                [TierChange("m", "5m", "demographic_parity_ratio", "race", 0, 1 + i % 2, float(i), 0.7, None, "x")],
+                now=float(i),
+            )
         assert time.perf_counter() - t0 < 1.0
         assert n.counts["dropped"] > 0  # the bounded queue filled up, nothing blocked
         n.close(timeout=0.1)

@@ -23,15 +23,29 @@ STEPS = ["rollback.detect", "rollback.assess", "rollback.decide", "rollback.exec
 @pytest.fixture
 def flag_file(tmp_path: Path) -> Path:
     p = tmp_path / "flags.json"
-    p.write_text(json.dumps({"flags": {"loan-model": {"state": "ENABLED", "variants": {"v2": "v2", "v3": "v3"},
-                                                      "defaultVariant": "v3"}, "other": {"keep": True}}}))
+    p.write_text(
+        json.dumps(
+            {
+                "flags": {
+                    "loan-model": {"state": "ENABLED", "variants": {"v2": "v2", "v3": "v3"}, "defaultVariant": "v3"},
+                    "other": {"keep": True},
+                }
+            }
+        )
+    )
     return p
 
 
 def manager(flag_file: Path, tmp_path: Path, **over) -> tuple[RollbackManager, AuditLog]:
-    cfg = RollbackConfig.model_validate({"models": {"m": {"flag": "loan-model", "rollback_to": "v2"}},
-                                         "cooldown": 600, "verify_grace": 10,
-                                         "state_path": str(tmp_path / "state.json"), **over})
+    cfg = RollbackConfig.model_validate(
+        {
+            "models": {"m": {"flag": "loan-model", "rollback_to": "v2"}},
+            "cooldown": 600,
+            "verify_grace": 10,
+            "state_path": str(tmp_path / "state.json"),
+            **over,
+        }
+    )
     audit = AuditLog(tmp_path / "audit.jsonl")
     return RollbackManager(cfg, FlagdFileStore(flag_file, fsync=False), audit=audit), audit
 
@@ -42,8 +56,7 @@ def kinds(audit: AuditLog) -> list[str]:
 
 def test_rollback_steps_are_audited_and_idempotent_per_incident(flag_file, tmp_path):
     mgr, audit = manager(flag_file, tmp_path)
-    rec = mgr.rollback("inc-1", "m", now=1000.0, reason="tier 3", evidence={"window": "5m"},
-                       versions={"v3": 500})
+    rec = mgr.rollback("inc-1", "m", now=1000.0, reason="tier 3", evidence={"window": "5m"}, versions={"v3": 500})
     assert rec.status == "verifying" and rec.previous == "v3"
     assert json.loads(flag_file.read_text())["flags"]["loan-model"]["defaultVariant"] == "v2"
     assert json.loads(flag_file.read_text())["flags"]["other"] == {"keep": True}
@@ -69,7 +82,9 @@ def test_verification_reports_not_recovered_after_timeout(flag_file, tmp_path):
 def test_never_to_the_live_version_cooldown_and_dry_run(flag_file, tmp_path):
     mgr, audit = manager(flag_file, tmp_path)
     dry = mgr.rollback("inc-0", "m", now=0.0, reason="r", dry_run=True)
-    assert dry.status == "dry-run" and json.loads(flag_file.read_text())["flags"]["loan-model"]["defaultVariant"] == "v3"
+    assert (
+        dry.status == "dry-run" and json.loads(flag_file.read_text())["flags"]["loan-model"]["defaultVariant"] == "v3"
+    )
     assert mgr.rollback("inc-1", "m", now=10.0, reason="r").status == "verifying"
     live = mgr.rollback("inc-2", "m", now=20.0, reason="r")
     assert live.status == "skipped" and "already live" in live.reason
@@ -131,11 +146,27 @@ def test_flags_cli_status_rollback_restore(config, flag_file, capsys):
 
 def test_baseline_cli_set_from_snapshot_and_show(config, tmp_path, capsys):
     report = tmp_path / "snap.json"
-    report.write_text(json.dumps([
-        {"name": "fairness_demographic_parity_ratio", "labels": {"model": "m", "window": "24h", "attribute": "race"}, "value": 0.93},
-        {"name": "fairness_accuracy", "labels": {"model": "m", "window": "24h", "attribute": "race", "group": "A"}, "value": 0.8},
-        {"name": "fairness_accuracy", "labels": {"model": "m", "window": "24h", "attribute": "race", "group": "B"}, "value": 0.75},
-    ]))
+    report.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "fairness_demographic_parity_ratio",
+                    "labels": {"model": "m", "window": "24h", "attribute": "race"},
+                    "value": 0.93,
+                },
+                {
+                    "name": "fairness_accuracy",
+                    "labels": {"model": "m", "window": "24h", "attribute": "race", "group": "A"},
+                    "value": 0.8,
+                },
+                {
+                    "name": "fairness_accuracy",
+                    "labels": {"model": "m", "window": "24h", "attribute": "race", "group": "B"},
+                    "value": 0.75,
+                },
+            ]
+        )
+    )
     assert cli(["baseline", "set", "--config", str(config), "--from-report", str(report)]) == 0
     assert cli(["baseline", "show", "--config", str(config), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out.split("\n", 1)[1])
@@ -157,8 +188,11 @@ def test_admin_api_requires_the_bearer_token(config, flag_file, tmp_path):
     base = f"http://127.0.0.1:{srv.server_port}"
 
     def call(path, token=None, body=None):
-        req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
-                                     method="GET" if body is None else "POST")
+        req = urllib.request.Request(
+            base + path,
+            data=None if body is None else json.dumps(body).encode(),
+            method="GET" if body is None else "POST",
+        )
         if token:
             req.add_header("Authorization", f"Bearer {token}")
         try:
@@ -189,14 +223,23 @@ def test_demo_rolls_back_and_verifies_recovery(tmp_path):
     from monitor.config import Config
     from monitor.demo import run_demo
 
-    cfg = Config.model_validate({
-        "metrics": {"host": "127.0.0.1", "port": 0},
-        "simulator": {"speed": 1200, "rate": 10, "scenario": "dp-drop", "drift_at": "30m"},
-    })
+    cfg = Config.model_validate(
+        {
+            "metrics": {"host": "127.0.0.1", "port": 0},
+            "simulator": {"speed": 1200, "rate": 10, "scenario": "dp-drop", "drift_at": "30m"},
+        }
+    )
     seen = []
-    run_demo(cfg, duration=8, interval=0.5, live=False, state_dir=tmp_path,
-             on_snapshot=lambda s: seen.append((s.value("fairness_rollbacks_total"),
-                                                max((x.value for x in s.select("fairness_alert_tier")), default=None))))
+    run_demo(
+        cfg,
+        duration=8,
+        interval=0.5,
+        live=False,
+        state_dir=tmp_path,
+        on_snapshot=lambda s: seen.append(
+            (s.value("fairness_rollbacks_total"), max((x.value for x in s.select("fairness_alert_tier")), default=None))
+        ),
+    )
     flags = json.loads((tmp_path / "flags.json").read_text())
     assert flags["flags"]["loan-model"]["defaultVariant"] == "v2"  # the flag file flipped
     assert seen[0][0] == 0.0 and seen[-1][0] == 1.0

@@ -54,25 +54,114 @@ def test_bad_input_is_a_clear_error(data, capsys, extra, message):
 
 def test_stage_commands_standalone(data, capsys):
     out = data / "stages"
-    assert main(["pipeline", "causal", *base(data), "--expert-knowledge", str(data / "dag.json"),
-                 "--mediators", "income,credit_score", "--output", str(out / "causal")]) == 0
+    assert (
+        main(
+            [
+                "pipeline",
+                "causal",
+                *base(data),
+                "--expert-knowledge",
+                str(data / "dag.json"),
+                "--mediators",
+                "income,credit_score",
+                "--output",
+                str(out / "causal"),
+            ]
+        )
+        == 0
+    )
     assert (out / "causal" / "causal" / "causal_dag.dot").is_file()
-    assert main(["pipeline", "preprocess", *base(data), "--features", "credit_score,income", "--repair-level", "0.8",
-                 "--technique", "disparate_impact_remover", "--output", str(out / "pre.csv")]) == 0
+    assert (
+        main(
+            [
+                "pipeline",
+                "preprocess",
+                *base(data),
+                "--features",
+                "credit_score,income",
+                "--repair-level",
+                "0.8",
+                "--technique",
+                "disparate_impact_remover",
+                "--output",
+                str(out / "pre.csv"),
+            ]
+        )
+        == 0
+    )
     assert (out / "pre.csv").is_file()
-    assert main(["pipeline", "inprocess", "--data", str(out / "pre.csv"), "--protected", "race", "--outcome",
-                 "approved", "--exclude", "repaid,sex", "--fairness-constraint", "equalized_odds",
-                 "--constraint-weight", "0.5", "--output", str(out / "in"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pipeline",
+                "inprocess",
+                "--data",
+                str(out / "pre.csv"),
+                "--protected",
+                "race",
+                "--outcome",
+                "approved",
+                "--exclude",
+                "repaid,sex",
+                "--fairness-constraint",
+                "equalized_odds",
+                "--constraint-weight",
+                "0.5",
+                "--output",
+                str(out / "in"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (out / "in" / "model.joblib").is_file()
-    assert main(["pipeline", "postprocess", "--data", str(out / "pre.csv"), "--protected", "race", "--outcome",
-                 "approved", "--exclude", "repaid,sex", "--fairness-constraint", "equal_opportunity",
-                 "--model", str(out / "in" / "model.joblib"), "--output", str(out / "post"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pipeline",
+                "postprocess",
+                "--data",
+                str(out / "pre.csv"),
+                "--protected",
+                "race",
+                "--outcome",
+                "approved",
+                "--exclude",
+                "repaid,sex",
+                "--fairness-constraint",
+                "equal_opportunity",
+                "--model",
+                str(out / "in" / "model.joblib"),
+                "--output",
+                str(out / "post"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     rep = json.loads((out / "post" / "postprocess_report.json").read_text())
     assert rep["calibration"]["method"] == "platt" and (out / "post" / "model_postprocessed.joblib").is_file()
-    assert main(["pipeline", "evaluate", "--data", str(out / "pre.csv"), "--protected", "race,sex", "--outcome",
-                 "approved", "--exclude", "repaid", "--models",
-                 f"{out / 'in' / 'model.joblib'},{out / 'post' / 'model_postprocessed.joblib'}",
-                 "--output", str(out / "eval")]) == 0
+    assert (
+        main(
+            [
+                "pipeline",
+                "evaluate",
+                "--data",
+                str(out / "pre.csv"),
+                "--protected",
+                "race,sex",
+                "--outcome",
+                "approved",
+                "--exclude",
+                "repaid",
+                "--models",
+                f"{out / 'in' / 'model.joblib'},{out / 'post' / 'model_postprocessed.joblib'}",
+                "--output",
+                str(out / "eval"),
+            ]
+        )
+        == 0
+    )
     ev = json.loads((out / "eval" / "intersectional_fairness_report.json").read_text())
     assert set(ev["models"]) == {"model", "model_postprocessed"} and ev["pareto"]["frontier"]
     assert "Black,Female" in ev["models"]["model"]["intersectional"]["groups"]

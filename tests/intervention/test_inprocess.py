@@ -32,7 +32,8 @@ def test_constrained_lr_reduces_dp_gap_monotonically(adult_split, constraint):
 def test_constrained_lr_zero_weight_is_logistic_regression(adult_split):
     x, y = adult_split["x_train"], adult_split["train"]["income"]
     ours = FairConstrainedLogisticRegression(constraint_weight=0.0, C=1.0).fit(
-        x, y, sensitive_features=adult_split["train"]["sex"])
+        x, y, sensitive_features=adult_split["train"]["sex"]
+    )
     ref = LogisticRegression(C=len(y) * 1.0 / len(y), max_iter=5000).fit(x, y)
     # same objective up to sklearn's scaling of C: compare decisions, not raw coefficients
     agree = (ours.predict(x) == ref.predict(x)).mean()
@@ -44,8 +45,9 @@ def test_reductions_equal_fairlearn_direct(adult_split):
     x, tr = adult_split["x_train"], adult_split["train"]
     ours = make_reductions("logistic_regression", "demographic_parity", eps=0.02, max_iter=20)
     ours.fit(x, tr["income"], sensitive_features=tr["sex"])
-    direct = ExponentiatedGradient(LogisticRegression(max_iter=2000), constraints=DemographicParity(difference_bound=0.02),
-                                   eps=0.02, max_iter=20)
+    direct = ExponentiatedGradient(
+        LogisticRegression(max_iter=2000), constraints=DemographicParity(difference_bound=0.02), eps=0.02, max_iter=20
+    )
     direct.fit(x, tr["income"], sensitive_features=tr["sex"])
     xt = adult_split["x_test"]
     assert np.array_equal(ours.predict(xt, random_state=3), direct.predict(xt, random_state=3))
@@ -59,8 +61,11 @@ def test_reductions_constraint_and_estimator_names():
     eg = make_reductions("random_forest", "equalized_odds")
     assert isinstance(eg.constraints, EqualizedOdds)
     assert type(eg.estimator).__name__ == "RandomForestClassifier"
-    with pytest.raises(PipelineInputError, match=r"--base-estimator: 'svm' is not one of 'logistic_regression', "
-                                                 r"'gradient_boosting', 'random_forest'"):
+    with pytest.raises(
+        PipelineInputError,
+        match=r"--base-estimator: 'svm' is not one of 'logistic_regression', "
+        r"'gradient_boosting', 'random_forest'",
+    ):
         make_reductions("svm", "demographic_parity")
     with pytest.raises(PipelineInputError, match=r"--fairness-constraint: 'parity' is not one of"):
         make_reductions("logistic_regression", "parity")

@@ -24,14 +24,20 @@ def model(adult_split, adult_features):
     return TabularModel(adult_split["encoder"], est, adult_features)
 
 
-@pytest.mark.parametrize("constraint,fl_name", [("equal_opportunity", "true_positive_rate_parity"),
-                                                ("equalized_odds", "equalized_odds"),
-                                                ("demographic_parity", "demographic_parity")])
+@pytest.mark.parametrize(
+    "constraint,fl_name",
+    [
+        ("equal_opportunity", "true_positive_rate_parity"),
+        ("equalized_odds", "equalized_odds"),
+        ("demographic_parity", "demographic_parity"),
+    ],
+)
 def test_threshold_optimizer_equals_fairlearn_direct(adult_split, model, constraint, fl_name):
     va, te = adult_split["validation"], adult_split["test"]
     ours = make_threshold_optimizer(model, constraint).fit(va, va["income"], sensitive_features=va["sex"])
-    direct = ThresholdOptimizer(estimator=model, constraints=fl_name, objective="accuracy_score",
-                                prefit=True, predict_method="predict_proba").fit(va, va["income"], sensitive_features=va["sex"])
+    direct = ThresholdOptimizer(
+        estimator=model, constraints=fl_name, objective="accuracy_score", prefit=True, predict_method="predict_proba"
+    ).fit(va, va["income"], sensitive_features=va["sex"])
     a = ours.predict(te, sensitive_features=te["sex"], random_state=11)
     b = direct.predict(te, sensitive_features=te["sex"], random_state=11)
     assert np.array_equal(a, b)
@@ -52,8 +58,9 @@ def test_group_calibration_lowers_every_groups_ece_on_held_out_data(adult_split,
     before = ece_by_group(te["income"], p_test, sensitive_features=te["sex"])
     for method in ("platt", "isotonic"):
         cal = GroupCalibrator(method).fit(p_val, va["income"], sensitive_features=va["sex"])
-        after = ece_by_group(te["income"], cal.transform(p_test, sensitive_features=te["sex"]),
-                             sensitive_features=te["sex"])
+        after = ece_by_group(
+            te["income"], cal.transform(p_test, sensitive_features=te["sex"]), sensitive_features=te["sex"]
+        )
         for g in before:
             assert after[g] < before[g], (method, g, before[g], after[g])
 
