@@ -104,7 +104,8 @@ class SpillTier:
         self.db.execute("BEGIN")
         self.db.executemany("INSERT OR REPLACE INTO pending VALUES (?,?,?,?,?,?,?)", rows)
         self.db.execute("COMMIT")
-        self.rows = self.db.execute("SELECT count(*) FROM pending").fetchone()[0]
+        # spilled ids are new to the tier: deduplicated, and removed from here when they come back
+        self.rows += len(rows)
         if self.rows > self.bloom.bits // 16:
             self._rebuild_bloom()  # keep false positives rare as the tier grows
         else:
