@@ -39,7 +39,15 @@ from monitor.metrics import attribute_metrics
 from monitor.snapshot import Sample, Snapshot, WindowMetrics
 from monitor.stats import CountsTable, GroupCounts
 from monitor.windows import BucketRing, WindowSpec
-from streaming.events import EventError, Rejection, decode_decision_batch, outcome_fields
+from streaming.events import (
+    DecisionColumns,
+    EventError,
+    Rejection,
+    attribute_generation,
+    attribute_set,
+    decode_decision_batch,
+    outcome_fields,
+)
 from streaming.join import JoinStore, SpillTier
 
 __all__ = ["Engine", "EngineSettings", "VERSION"]
@@ -307,19 +315,20 @@ class Engine:
             part, off = meta[j] if meta else (None, None)
             rejected.append(Rejection(exc.reason, str(exc), bytes(raws[j]), topic, part, off))
             self.events[(topic, "invalid", exc.reason)] += 1
-        if not good:
+        if not good.ids:
             return
-        models = set(map(_MODEL, good))
+        models = set(good.models)
+        if len(models) == 1:
+            self._model_decisions(self._state(models.pop()), good, topic)
+            return
+        names = np.array(good.models, object)
         for model in sorted(models):
-            rows = good if len(models) == 1 else [f for f in good if f[1] == model]
-            self._model_decisions(self._state(model), rows, topic)
+            self._model_decisions(self._state(model), good.take(np.nonzero(names == model)[0]), topic)
 
-    def _model_decisions(self, st: ModelState, rows: list[tuple], topic: str) -> None:
+    def _model_decisions(self, st: ModelState, cols: DecisionColumns, topic: str) -> None:
         self.touched.add(st.model)
-        ids, _, versions, ts, score, decision, attrs, label, fp = zip(*rows, strict=True)
+        ids, versions, ts_a, fp_a = cols.ids, cols.versions, cols.ts, cols.fingerprint
         n = len(ids)
-        ts_a = np.array(ts, np.float64)
-        fp_a = np.array(fp, np.int64)
         # Dedupe: against the join store, then within the batch (first write wins).
         known = st.join.lookup(ids)
         dup = known >= 0
@@ -338,8 +347,8 @@ class Engine:
             if len(dj):
                 first_fp = {}
                 for j in range(n):
-                    first_fp.setdefault(ids[j], fp[j])
-                conflicting[dj] = [first_fp[ids[j]] != fp[j] for j in dj]
+                    first_fp.setdefault(ids[j], fp_a[j])
+                conflicting[dj] = [first_fp[ids[j]] != fp_a[j] for j in dj]
             n_conf = int((dup & conflicting).sum())
             if n_conf:
                 self.events[(topic, "duplicate", "conflicting")] += n_conf
@@ -360,18 +369,17 @@ class Engine:
         st.max_ts = max(st.max_ts, float(runmax[-1]))
         if n_ok == n:
             sel = slice(None)
-            ids_ok, attrs_ok, ver_ok = ids, attrs, versions
+            ids_ok, ver_ok = ids, versions
         else:
             sel = np.nonzero(ok)[0]
             ids_ok = [ids[j] for j in sel]
-            attrs_ok = [attrs[j] for j in sel]
             ver_ok = [versions[j] for j in sel]
         st.versions.update(ver_ok)
         ts_a = ts_a[sel]
-        score_a = np.array(score, np.float64)[sel]
-        dec_a = np.array(decision, np.int64)[sel]
-        lab_a = np.array(label, np.int64)[sel]
-        gidx = st.groups.encode_keys(attrs_ok)
+        score_a = cols.score[sel]
+        dec_a = cols.decision[sel]
+        lab_a = cols.label[sel]
+        gidx = st.groups.encode_sets(cols.sets[sel], attribute_generation(), attribute_set)
         st._fit()
         st.count_decisions(ts_a, dec_a, gidx)
         labeled = lab_a >= 0

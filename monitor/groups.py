@@ -22,7 +22,7 @@ of all of them (names in alphabetical order, joined by ``,``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import repeat
 
 import numpy as np
@@ -56,9 +56,10 @@ class GroupTable:
         self._groups_per_column: list[int] = []
         self._value_map: dict[str, dict[str | None, int]] = {}  # attribute → raw value → index
         self._combo_map: list[dict[int, int]] = []  # column → combined part key → index
-        self._row_cache: dict[tuple, int] = {}  # attribute items → row of _row_array
-        self._rows: list[np.ndarray] = []
-        self._row_array = np.zeros((0, 0), np.int64)
+        self._row_cache: dict[tuple, int] = {}  # attribute items → row of _rows
+        self._rows = np.zeros((0, 0), np.int64)  # encoded rows of the cached attribute sets
+        self._set_rows = np.zeros(0, np.int64)  # attribute-set registry id → row of _rows (-1: not yet)
+        self._set_generation = -1
         wanted = [tuple([a]) for a in attributes or ()]
         for inter in intersections or ():
             parts = tuple(sorted(inter))
@@ -184,22 +185,49 @@ class GroupTable:
         dict lookup per event. The cache is bounded and dropped whenever the
         columns change.
         """
-        cache = self._row_cache
-        get = cache.get
+        get = self._row_cache.get
         codes = list(map(get, keys, repeat(-1)))
         if -1 in codes:
-            width = len(self.columns)
-            for k in dict.fromkeys(k for k, c in zip(keys, codes, strict=True) if c == -1):
-                row = self.encode([dict(k)])[0]
-                if len(self.columns) != width or len(cache) >= _ROW_CACHE_LIMIT:
-                    cache.clear()  # new columns: every cached row is too short
-                    self._rows = []
-                    width = len(self.columns)
-                cache[k] = len(self._rows)
-                self._rows.append(row)
-            self._row_array = np.array(self._rows, np.int64).reshape(len(self._rows), width)
+            self._cache_keys(keys)
             codes = list(map(get, keys))
-        return self._row_array[np.array(codes, np.int64)]
+        return self._rows[np.array(codes, np.int64)]
+
+    def encode_sets(self, sets: np.ndarray, generation: int, key_of: Callable[[int], tuple]) -> np.ndarray:
+        """Like :meth:`encode_keys` for attribute sets given as registry ids
+        (``key_of(id)`` is the item tuple; ids are valid within one ``generation``):
+        the common case is one numpy gather, no per-event work at all."""
+        if generation != self._set_generation:
+            self._set_rows = np.zeros(0, np.int64)
+            self._set_generation = generation
+        top = int(sets.max()) + 1 if len(sets) else 0
+        if top > len(self._set_rows):
+            grown = np.full(max(top, 2 * len(self._set_rows)), -1, np.int64)
+            grown[: len(self._set_rows)] = self._set_rows
+            self._set_rows = grown
+        rows = self._set_rows[sets]
+        if len(rows) and rows.min() < 0:
+            uniq = np.unique(sets).tolist()
+            keys = [key_of(i) for i in uniq]
+            self._cache_keys(keys)
+            self._set_rows[uniq] = list(map(self._row_cache.__getitem__, keys))
+            rows = self._set_rows[sets]
+        return self._rows[rows]
+
+    def _cache_keys(self, keys: Sequence[tuple]) -> None:
+        """Put every attribute set of ``keys`` in the row cache, in one :meth:`encode`."""
+        cache = self._row_cache
+        new = [k for k in dict.fromkeys(keys) if k not in cache]
+        width = len(self.columns)
+        if self.auto:
+            self._discover([dict(k) for k in new])  # first, so the width stays fixed below
+        if len(self.columns) != width or self._rows.shape[1] != width or len(cache) + len(new) > _ROW_CACHE_LIMIT:
+            cache.clear()  # new columns: every cached row is too short
+            self._set_rows[:] = -1
+            self._rows = np.zeros((0, len(self.columns)), np.int64)
+            new = list(dict.fromkeys(keys))
+        rows = self.encode([dict(k) for k in new])
+        cache.update(zip(new, range(len(self._rows), len(self._rows) + len(new)), strict=True))
+        self._rows = np.concatenate([self._rows, rows])
 
     # -- checkpoints -----------------------------------------------------------
     def to_state(self) -> dict:

@@ -183,23 +183,21 @@ class JoinStore:
         self.label = np.full(n, -1, np.int64)
         self.fingerprint = np.zeros(n, np.int64)
         self.groups = np.full((n, self.width), -1, np.int64)
-        # row → decision id; a dict of ints and strs is not tracked by the cyclic GC,
+        # row → decision id; numpy object arrays are not tracked by the cyclic GC,
         # so a million pending decisions cost no collector time (a list would)
-        self.ids: dict[int, str] = {}
+        self.ids = np.full(n, None, object)
         self.used = np.zeros(n, bool)
 
     def _grow(self, n: int) -> None:
-        old = (self.ts, self.score, self.decision, self.label, self.fingerprint, self.groups, self.used)
-        ids = self.ids
+        old = (self.ts, self.score, self.decision, self.label, self.fingerprint, self.groups, self.used, self.ids)
         size = len(self.ts)
         self._alloc(n)
         for new, prev in zip(
-            (self.ts, self.score, self.decision, self.label, self.fingerprint, self.groups, self.used),
+            (self.ts, self.score, self.decision, self.label, self.fingerprint, self.groups, self.used, self.ids),
             old,
             strict=True,
         ):
             new[:size] = prev
-        self.ids = ids
 
     def widen(self, width: int) -> None:
         """Room for more group columns (an attribute seen for the first time)."""
@@ -268,9 +266,8 @@ class JoinStore:
         g[:, : groups.shape[1]] = groups
         self.groups[rows] = g
         self.used[rows] = True
-        rows_list = rows.tolist()
-        self.ids.update(zip(rows_list, ids, strict=True))  # C loops: no per-event bytecode
-        self.index.update(zip(ids, rows_list, strict=True))
+        self.ids[rows] = ids
+        self.index.update(zip(ids, rows.tolist(), strict=True))  # a C loop: no per-event bytecode
         return rows
 
     def add_decisions(self, ids, ts, score, decision, label, fingerprint, groups) -> np.ndarray:
@@ -281,8 +278,8 @@ class JoinStore:
         return rows
 
     def _remove(self, rows: np.ndarray) -> None:
-        gone = list(map(self.ids.pop, rows.tolist(), repeat(None)))
-        deque(map(self.index.pop, filter(None, gone)), maxlen=0)
+        deque(map(self.index.pop, self.ids[rows].tolist()), maxlen=0)
+        self.ids[rows] = None
         self.used[rows] = False
         self.label[rows] = -1
         self._free.extend(rows.tolist())
@@ -366,7 +363,7 @@ class JoinStore:
         }
         meta = {
             "width": self.width,
-            "ids": [self.ids[r] for r in rows.tolist()],
+            "ids": self.ids[rows].tolist(),
             "waiting": [[k, lab, seen] for k, (lab, seen) in self.waiting.items()],
             "counts": self.counts,
         }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -179,7 +182,7 @@ def test_batch_fast_path_equals_full_validation(event):
         expected = ("bad", exc.reason)
     for _ in range(2):
         good, bad = decode_decision_batch([raw], now=NOW)
-        got = ("ok", good[0]) if good else ("bad", bad[0][1].reason)
+        got = ("ok", good.rows()[0]) if good.ids else ("bad", bad[0][1].reason)
         assert got == expected
 
 
@@ -240,7 +243,7 @@ def test_batch_decoder_equals_per_event_decoder(raws):
             expected_bad.append((j, exc.reason))
         else:
             expected_good.append(f[:6] + (tuple(f[6].items()),) + f[7:])
-    assert good == expected_good
+    assert good.rows() == expected_good
     assert [(j, e.reason) for j, e in bad] == expected_bad
 
 
@@ -255,3 +258,93 @@ def test_engine_counts_every_reason_under_its_label():
     for reason, n in expected.items():
         assert snap.value("fairwatch_events_total", topic="fairness.decisions", result="invalid", reason=reason) == n
     assert snap.value("fairwatch_events_total", result="ok") is None
+
+
+def _expected(raws):
+    good, bad = [], []
+    for j, raw in enumerate(raws):
+        try:
+            f = decision_fields(raw, now=NOW)
+        except EventError as exc:
+            bad.append((j, exc.reason))
+        else:
+            good.append(f[:6] + (tuple(f[6].items()),) + f[7:])
+    return good, bad
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 3000),
+    st.lists(st.tuples(st.integers(0, 2999), st.sampled_from(BAD_DECISIONS).map(lambda t: t[0])), max_size=6),
+    st.lists(st.tuples(st.integers(0, 2999), st.sampled_from(["Asian", None, "Zz", "x,y"])), max_size=6),
+    st.integers(0, 2**31),
+)
+def test_batch_decoder_over_many_runs_equals_per_event_decoder(n, bad_at, race_at, seed):
+    """Batches longer than a run (1,024) with problems anywhere: the run holding a problem
+    is split down to per-event validation, every other run stays on the column path,
+    and the result is still exactly the per-event decoder's, in arrival order."""
+    import random
+
+    from streaming.events import decode_decision_batch
+
+    rnd = random.Random(seed)
+    raws = [
+        mutate(
+            decision_id=f"d{j}",
+            ts=f"2026-11-21T10:{rnd.randrange(60):02d}:{rnd.randrange(60):02d}.{rnd.randrange(1000):03d}Z",
+            score=rnd.random(),
+            decision=rnd.randrange(2),
+            label=rnd.choice([None, 0, 1]),
+        )
+        for j in range(n)
+    ]
+    for j, raw in bad_at:
+        if j < n:
+            raws[j] = raw
+    for j, race in race_at:
+        if j < n:
+            raws[j] = mutate(decision_id=f"r{j}", attributes={"race": race, "sex": "Female"})
+    good, bad = decode_decision_batch(raws, now=NOW)
+    expected_good, expected_bad = _expected(raws)
+    assert good.rows() == expected_good
+    assert [(j, e.reason) for j, e in bad] == expected_bad
+
+
+def test_clean_runs_take_the_column_path():
+    """A clean run is decoded without per-event validation (the reason it is fast)."""
+    from unittest import mock
+
+    import streaming.events as ev
+
+    raws = [mutate(decision_id=f"d{j}", ts=f"2026-11-21T10:00:{j % 60:02d}.{j % 1000:03d}Z") for j in range(3000)]
+    with mock.patch.object(ev, "decision_fields", side_effect=AssertionError("per-event path taken")):
+        good, bad = ev.decode_decision_batch(raws, now=NOW)
+    assert len(good) == 3000 and not bad
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.datetimes(min_value=datetime(1999, 12, 31), max_value=datetime(2100, 1, 2)).map(
+            lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+        ),
+        st.text(alphabet="0123456789-T:.Z ", min_size=24, max_size=24),
+        st.from_regex(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z"),
+        st.text(max_size=30),
+    )
+)
+def test_vectorised_timestamps_equal_parse_timestamp(stamp):
+    """``stamps_to_epoch`` accepts a subset of what ``parse_timestamp`` accepts, and on it
+    gives exactly the same float; it accepts every valid millisecond ``Z`` stamp."""
+    from streaming.events import parse_timestamp, stamps_to_epoch
+
+    got = stamps_to_epoch([stamp])
+    try:
+        want = parse_timestamp(stamp)
+    except EventError:
+        assert got is None
+        return
+    if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp, re.ASCII):
+        assert got is not None and got.tolist() == [want]
+    elif got is not None:
+        assert got.tolist() == [want]
