@@ -329,38 +329,24 @@ class Engine:
         self.touched.add(st.model)
         ids, versions, ts_a, fp_a = cols.ids, cols.versions, cols.ts, cols.fingerprint
         n = len(ids)
-        # Dedupe: against the join store, then within the batch (first write wins).
-        known = st.join.lookup(ids)
-        dup = known >= 0
-        if len(set(ids)) != n:
-            first: dict[str, int] = {}
-            for j, i in enumerate(ids):
-                if i in first:
-                    dup[j] = True
-                else:
-                    first[i] = j
-        if dup.any():
-            conflicting = np.zeros(n, bool)
-            kj = np.nonzero(known >= 0)[0]
-            conflicting[kj] = st.join.fingerprint[known[kj]] != fp_a[kj]
-            dj = np.nonzero(dup & (known < 0))[0]
-            if len(dj):
-                first_fp = {}
-                for j in range(n):
-                    first_fp.setdefault(ids[j], fp_a[j])
-                conflicting[dj] = [first_fp[ids[j]] != fp_a[j] for j in dj]
-            n_conf = int((dup & conflicting).sum())
+        # Dedupe against the join store and within the batch (first write wins),
+        # reserving rows for the new ones in the same pass.
+        rows, fresh, same = st.join.claim(ids, fp_a)
+        n_dup = n - int(fresh.sum())
+        if n_dup:
+            n_conf = int((~fresh & ~same).sum())
             if n_conf:
                 self.events[(topic, "duplicate", "conflicting")] += n_conf
-            if int(dup.sum()) - n_conf:
-                self.events[(topic, "duplicate", "same")] += int(dup.sum()) - n_conf
+            if n_dup - n_conf:
+                self.events[(topic, "duplicate", "same")] += n_dup - n_conf
         # Lateness: older than the oldest live bucket, judged in arrival order.
-        fresh = ~dup
         runmax = np.maximum.accumulate(np.where(fresh, ts_a, -np.inf))
         runmax = np.maximum(runmax, st.max_ts)
         late = fresh & (ts_a < runmax - self.settings.allowed_lateness - st.span)
         if late.any():
             self.events[(topic, "late", "too_old")] += int(late.sum())
+            lj = np.nonzero(late)[0]
+            st.join.release([ids[j] for j in lj.tolist()], rows[lj])
         ok = fresh & ~late
         n_ok = int(ok.sum())
         if n_ok == 0:
@@ -372,8 +358,8 @@ class Engine:
             ids_ok, ver_ok = ids, versions
         else:
             sel = np.nonzero(ok)[0]
-            ids_ok = [ids[j] for j in sel]
-            ver_ok = [versions[j] for j in sel]
+            ids_ok = [ids[j] for j in sel.tolist()]
+            ver_ok = [versions[j] for j in sel.tolist()]
         st.versions.update(ver_ok)
         ts_a = ts_a[sel]
         score_a = cols.score[sel]
@@ -385,7 +371,8 @@ class Engine:
         labeled = lab_a >= 0
         if labeled.any():
             st.count_labels(ts_a[labeled], score_a[labeled], dec_a[labeled], lab_a[labeled], gidx[labeled])
-        rows = st.join.add_decisions(ids_ok, ts_a, score_a, dec_a, lab_a, fp_a[sel], gidx)
+        rows = rows[sel]
+        st.join.fill(rows, ids_ok, ts_a, score_a, dec_a, lab_a, fp_a[sel], gidx)
         # Outcomes that arrived before their decision join now.
         pos, labs = st.join.take_waiting(ids_ok)
         if pos:
@@ -399,6 +386,7 @@ class Engine:
             p, early = p[~already], early[~already]
             st.join.set_labels(rows[p], early)
             st.count_labels(ts_a[p], score_a[p], dec_a[p], early, gidx[p])
+        st.join.trim()
         if st.watermark - st.last_expiry >= st.rings[0].spec.width:
             st.join.expire(watermark=st.watermark)
             st.last_expiry = st.watermark

@@ -532,8 +532,8 @@ def _run_columns(raws, objs, now, skew) -> DecisionColumns | None:
             return None
         if set(map(type, ids)) != {str}:
             return None
-        id_len = np.fromiter(map(len, ids), np.int64, n)
-        if id_len.min() < 1 or id_len.max() > MAX_ID_CHARS:
+        id_len = set(map(len, ids))
+        if min(id_len) < 1 or max(id_len) > MAX_ID_CHARS:
             return None
         score = np.array(scores, np.float64) if set(map(type, scores)) <= {float, int} else None
         if score is None or not (score.min() >= 0.0 and score.max() <= 1.0):
@@ -543,8 +543,12 @@ def _run_columns(raws, objs, now, skew) -> DecisionColumns | None:
         labels = list(map(dict.get, objs, repeat("label")))
         if not set(map(type, labels)) <= {_NONE, int}:
             return None
-        label = np.fromiter(map(_LABEL_CODE.get, labels, repeat(9)), np.int64, n)
-        if label.max() > 1:
+        present = set(labels)
+        if present == {None}:  # the usual case: labels come later, as outcomes
+            label = np.full(n, -1, np.int64)
+        elif present <= {None, 0, 1}:  # no bool here: the types were checked
+            label = np.fromiter(map(_LABEL_CODE.__getitem__, labels), np.int64, n)
+        else:
             return None
         if not set(map(type, map(dict.get, objs, repeat("features")))) <= {dict, _NONE}:
             return None
@@ -574,8 +578,12 @@ def _run_columns(raws, objs, now, skew) -> DecisionColumns | None:
 
 _TS_SEPARATORS = {4: "-", 7: "-", 10: "T", 13: ":", 16: ":", 19: ".", 23: "Z"}
 _TS_SEP_AT = np.array(list(_TS_SEPARATORS), np.intp)
-_TS_SEP_CODE = np.array([ord(c) for c in _TS_SEPARATORS.values()], np.uint32)
+_TS_SEP_CODE = np.array([ord(c) for c in _TS_SEPARATORS.values()], np.uint8)
 _TS_DIGIT_AT = np.array([i for i in range(24) if i not in _TS_SEPARATORS], np.intp)
+# digit position (of the 17) → its weight in each of the 7 fields
+_TS_DIGIT_WEIGHTS = np.zeros((17, 7), np.float64)
+for _field, (_first, _width) in enumerate([(0, 4), (4, 2), (6, 2), (8, 2), (10, 2), (12, 2), (14, 3)]):
+    _TS_DIGIT_WEIGHTS[_first : _first + _width, _field] = [10.0**k for k in range(_width - 1, -1, -1)]
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], np.int64)
 
 
@@ -593,24 +601,21 @@ def stamps_to_epoch(stamps: Sequence[object]) -> np.ndarray | None:
     >>> stamps_to_epoch(["2026-02-29T00:00:00.000Z"]) is None  # not a leap year
     True
     """
-    if set(map(type, stamps)) != {str}:
+    if set(map(type, stamps)) != {str} or set(map(len, stamps)) != {24}:
         return None
-    text = np.array(stamps)
-    if text.dtype != _U24:
+    try:
+        text = np.array(stamps, dtype="S24")  # ASCII only: anything else fails to encode
+    except UnicodeEncodeError:
         return None
-    chars = text.view(np.uint32).reshape(len(stamps), 24)
+    chars = text.view(np.uint8).reshape(len(stamps), 24)
     if not (chars[:, _TS_SEP_AT] == _TS_SEP_CODE).all():
         return None
-    d = chars[:, _TS_DIGIT_AT].astype(np.int64) - 48
-    if d.min() < 0 or d.max() > 9:
+    d = chars[:, _TS_DIGIT_AT]
+    if d.min() < 48 or d.max() > 57:
         return None
-    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    month = d[:, 4] * 10 + d[:, 5]
-    day = d[:, 6] * 10 + d[:, 7]
-    hour = d[:, 8] * 10 + d[:, 9]
-    minute = d[:, 10] * 10 + d[:, 11]
-    second = d[:, 12] * 10 + d[:, 13]
-    milli = d[:, 14] * 100 + d[:, 15] * 10 + d[:, 16]
+    # year, month, day, hour, minute, second, millisecond from their digits in one
+    # product (small integers: exact in float64)
+    year, month, day, hour, minute, second, milli = ((d - 48) @ _TS_DIGIT_WEIGHTS).astype(np.int64).T
     if month.min() < 1 or month.max() > 12 or hour.max() > 23 or minute.max() > 59 or second.max() > 59:
         return None
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
@@ -627,9 +632,6 @@ def stamps_to_epoch(stamps: Sequence[object]) -> np.ndarray | None:
     if ts.min() < MIN_TS or ts.max() >= MAX_TS:
         return None
     return ts
-
-
-_U24 = np.dtype("<U24")
 
 
 def _attribute_set_id(key: tuple) -> int:

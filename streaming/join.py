@@ -243,38 +243,95 @@ class JoinStore:
         return out
 
     # -- updates ---------------------------------------------------------------
-    def _insert(self, ids, ts, score, decision, label, fingerprint, groups) -> np.ndarray:
-        n = len(ids)
+    def _reserve(self, n: int) -> np.ndarray:
+        """``n`` unused rows (freed ones first, newest first), growing the arrays if needed."""
         rows = np.empty(n, np.int64)
         free = self._free
-        k = 0
-        while k < n and free:
-            rows[k] = free.pop()
-            k += 1
+        k = min(n, len(free))
+        if k:
+            rows[:k] = free[len(free) - k :]
+            del free[len(free) - k :]
         if k < n:
             need = self._next + (n - k)
             if need > len(self.ts):
                 self._grow(max(need, 2 * len(self.ts)))
             rows[k:] = np.arange(self._next, need)
             self._next = need
+        return rows
+
+    def _write(self, rows, ids, ts, score, decision, label, fingerprint, groups) -> None:
         self.ts[rows] = ts
         self.score[rows] = score
         self.decision[rows] = decision
         self.label[rows] = label
         self.fingerprint[rows] = fingerprint
-        g = np.full((n, self.width), -1, np.int64)
+        g = np.full((len(rows), self.width), -1, np.int64)
         g[:, : groups.shape[1]] = groups
         self.groups[rows] = g
         self.used[rows] = True
         self.ids[rows] = ids
+
+    def _insert(self, ids, ts, score, decision, label, fingerprint, groups) -> np.ndarray:
+        rows = self._reserve(len(ids))
+        self._write(rows, ids, ts, score, decision, label, fingerprint, groups)
         self.index.update(zip(ids, rows.tolist(), strict=True))  # a C loop: no per-event bytecode
         return rows
+
+    def claim(self, ids: list[str], fingerprint: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dedupe and reserve in one pass over the index (the engine's hot path).
+
+        Every id not known yet gets a reserved row; an id seen before — in memory,
+        in the spill tier (it comes back into memory), or earlier in this batch —
+        keeps its row (first write wins). Returns ``(rows, new, same)``: the row
+        each event's id maps to now, whether the event is the first of its id,
+        and for the others whether their fingerprint equals the first one's.
+        New events must then go to :meth:`fill` or :meth:`release`.
+        """
+        n = len(ids)
+        reserved = self._reserve(n)
+        rows = np.fromiter(map(self.index.setdefault, ids, reserved.tolist()), np.int64, n)
+        new = rows == reserved
+        if not new.all():
+            self._free.extend(reserved[~new].tolist())  # repeats: their reserved rows stay unused
+        if self.spill is not None and self.spill.rows:
+            nj = np.nonzero(new)[0]
+            found = self.spill.pop([ids[j] for j in nj.tolist()])
+            if found:
+                back = np.array([j for j in nj.tolist() if ids[j] in found], np.int64)
+                recs = [found[ids[j]] for j in back.tolist()]
+                self._write(
+                    rows[back],
+                    [r[0] for r in recs],
+                    np.array([r[1] for r in recs]),
+                    np.array([r[2] for r in recs]),
+                    np.array([r[3] for r in recs]),
+                    np.array([r[4] for r in recs]),
+                    np.array([r[5] for r in recs]),
+                    np.stack([self._unpack_groups(r[6]) for r in recs]),
+                )
+                new[back] = False
+        self.fingerprint[rows[new]] = fingerprint[new]  # so repeats within the batch compare too
+        same = self.fingerprint[rows] == fingerprint
+        return rows, new, same
+
+    def release(self, ids: Sequence[str], rows: np.ndarray) -> None:
+        """Give back rows reserved by :meth:`claim` for events that were not stored."""
+        deque(map(self.index.pop, ids), maxlen=0)
+        self._free.extend(rows.tolist())
+
+    def fill(self, rows, ids, ts, score, decision, label, fingerprint, groups) -> None:
+        """Store new decisions in the rows :meth:`claim` reserved for them (then :meth:`trim`)."""
+        self._write(rows, ids, ts, score, decision, label, fingerprint, groups)
+
+    def trim(self) -> None:
+        """Back within capacity: the oldest tenth goes to the spill tier (or is forgotten)."""
+        if len(self.index) > self.capacity:
+            self._spill_oldest(len(self.index) - self.capacity + self.capacity // 10)
 
     def add_decisions(self, ids, ts, score, decision, label, fingerprint, groups) -> np.ndarray:
         """Remember new (already deduplicated) decisions; returns their rows."""
         rows = self._insert(ids, ts, score, decision, label, fingerprint, groups)
-        if len(self.index) > self.capacity:
-            self._spill_oldest(len(self.index) - self.capacity + self.capacity // 10)
+        self.trim()
         return rows
 
     def _remove(self, rows: np.ndarray) -> None:
@@ -340,14 +397,11 @@ class JoinStore:
         """Positions in ``ids`` whose outcome was already waiting, and those labels."""
         if not self.waiting:
             return [], []
-        pos, labels = [], []
-        pop = self.waiting.pop
-        for j, i in enumerate(ids):
-            hit = pop(i, None)
-            if hit is not None:
-                pos.append(j)
-                labels.append(hit[0])
-        return pos, labels
+        hits = list(map(self.waiting.pop, ids, repeat(None)))  # a C loop over the batch
+        if hits.count(None) == len(hits):
+            return [], []
+        pos = [j for j, h in enumerate(hits) if h is not None]
+        return pos, [hits[j][0] for j in pos]
 
     # -- checkpoints -----------------------------------------------------------
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
