@@ -360,7 +360,11 @@ class Engine:
             sel = np.nonzero(ok)[0]
             ids_ok = [ids[j] for j in sel.tolist()]
             ver_ok = [versions[j] for j in sel.tolist()]
-        st.versions.update(ver_ok)
+        seen = set(ver_ok)
+        if len(seen) == 1:  # the usual case: one live version
+            st.versions[seen.pop()] += len(ver_ok)
+        else:
+            st.versions.update(ver_ok)
         ts_a = ts_a[sel]
         score_a = cols.score[sel]
         dec_a = cols.decision[sel]

@@ -508,7 +508,9 @@ def _decode_run(raws, objs, lo, hi, base, now, skew, parts, bad) -> None:
         parts.append(DecisionColumns.from_rows(rows))
 
 
-_FIELDS = itemgetter("schema", "decision_id", "model", "model_version", "ts", "score", "decision", "attributes")
+_FIELDS = [
+    itemgetter(k) for k in ("schema", "decision_id", "model", "model_version", "ts", "score", "decision", "attributes")
+]
 _NONE = type(None)
 _LABEL_CODE = {None: -1, 0: 0, 1: 1}
 
@@ -525,7 +527,7 @@ def _run_columns(raws, objs, now, skew) -> DecisionColumns | None:
     """
     n = len(objs)
     try:
-        schema, ids, models, versions, stamps, scores, decisions, attrs = zip(*map(_FIELDS, objs), strict=True)
+        schema, ids, models, versions, stamps, scores, decisions, attrs = [list(map(g, objs)) for g in _FIELDS]
         if set(schema) != {DECISION_SCHEMA}:
             return None
         if not (_names_ok(set(models), MAX_NAME_CHARS) and _names_ok(set(versions), MAX_NAME_CHARS)):
@@ -564,9 +566,9 @@ def _run_columns(raws, objs, now, skew) -> DecisionColumns | None:
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
     return DecisionColumns(
-        list(ids),
-        list(models),
-        list(versions),
+        ids,
+        models,
+        versions,
         ts,
         score,
         np.array(decisions, np.int64),
