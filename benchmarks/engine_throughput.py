@@ -13,7 +13,7 @@ race,sex) for:
 and the engine's RSS growth between 1 M and 10 M processed events (each in a
 fresh subprocess). Writes ``benchmarks/results/engine_throughput.json``.
 
-    python benchmarks/engine_throughput.py [--events 1000000] [--memory-events 10000000] [--quick]
+    python benchmarks/engine_throughput.py [--events 1000000] [--memory-events 10000000] [--repeat 3] [--quick]
 """
 
 from __future__ import annotations
@@ -98,6 +98,13 @@ def bench_engine(events: list[bytes], **extra) -> dict:
         "join_capacity": eng.settings.join_capacity,
         "pending_at_end": len(eng.models["loan-approval"].join),
     }
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median rate, with every run's rate beside it (the machine is shared:
+    one run can land beside someone else's job)."""
+    ranked = sorted(runs, key=lambda r: r["decisions_per_s"])
+    return {**ranked[len(ranked) // 2], "runs_decisions_per_s": [round(r["decisions_per_s"]) for r in runs]}
 
 
 def bench_orjson(events: list[bytes]) -> dict:
@@ -207,6 +214,7 @@ def main() -> int:
     p.add_argument("--baseline-events", type=int, default=100_000, help="events for fairlearn / River (they are slow)")
     p.add_argument("--memory-events", type=int, default=10_000_000, help="events for the RSS run (0 = skip)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    p.add_argument("--repeat", type=int, default=3, help="engine runs; the median one is reported (shared machine)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -231,15 +239,20 @@ def main() -> int:
             "evaluate_every_events": EVAL_EVERY,
             "avg_event_bytes": float(np.mean([len(e) for e in events[:10_000]])),
             "clock": "process CPU time (one core)",
+            "repeat": args.repeat,
+            "decoder": "column-wise runs of 1,024 events (streaming.events.decode_decision_batch)",
+            "malloc": "glibc mmap threshold fixed at 1 MiB (monitor.runtime.tune_malloc)",
             "gc": {"frozen_import_heap": True, "thresholds": list(GC_THRESHOLDS)},
         },
     }
     print("orjson.loads alone …", file=sys.stderr)
     result["orjson_decode_only"] = bench_orjson(events)
-    print("fairwatch engine …", file=sys.stderr)
-    result["fairwatch"] = bench_engine(events)
-    print("fairwatch engine, join store capped at 50k pending decisions …", file=sys.stderr)
-    result["fairwatch_join_capacity_50k"] = bench_engine(events, join_capacity=50_000)
+    print(f"fairwatch engine ({args.repeat} runs) …", file=sys.stderr)
+    result["fairwatch"] = median_run([bench_engine(events) for _ in range(args.repeat)])
+    print(f"fairwatch engine, join store capped at 50k pending decisions ({args.repeat} runs) …", file=sys.stderr)
+    result["fairwatch_join_capacity_50k"] = median_run(
+        [bench_engine(events, join_capacity=50_000) for _ in range(args.repeat)]
+    )
     base = events[: args.baseline_events]
     print(f"fairlearn recomputation on {len(base):,} events …", file=sys.stderr)
     result["fairlearn_recompute"] = bench_fairlearn(base)
