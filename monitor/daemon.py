@@ -267,7 +267,8 @@ class Daemon:
             events = Counter({(r, why): n for (t, r, why), n in delta.items() if t == topic})
             if meta or events:
                 dead = Counter(r.reason for r in rejected if r.topic == topic)
-                self.daily.count_events(topic, p, now, (off for _, off in meta), events, dead)
+                ends = (meta[0][1], meta[-1][1]) if meta else ()  # offset order: the first and the last
+                self.daily.count_events(topic, p, now, ends, events, dead)
 
     def health(self) -> tuple[bool, bool, str]:
         alive = time.monotonic() - self.last_loop < 60

@@ -18,10 +18,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 
 import orjson
 
 from streaming.events import Rejection
+
+_VALUE, _OFFSET = attrgetter("value"), attrgetter("offset")  # of a ConsumerRecord, for C-level loops
 
 __all__ = [
     "DECISIONS_TOPIC",
@@ -147,8 +151,10 @@ class KafkaSource:
             b = out.get(tp.partition)
             if b is None:
                 b = out[tp.partition] = PartitionBatch(tp.partition)
-            values = [r.value if r.value is not None else b"" for r in recs]
-            meta = [(tp.partition, r.offset) for r in recs]
+            values = list(map(_VALUE, recs))
+            if None in values:  # tombstones: empty events (rejected as malformed, dead-lettered)
+                values = [v if v is not None else b"" for v in values]
+            meta = list(zip(repeat(tp.partition), map(_OFFSET, recs)))
             if tp.topic == self.decisions_topic:
                 b.decisions += values
                 b.decision_meta += meta

@@ -26,9 +26,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from itertools import repeat
+from operator import methodcaller, ne
 from typing import Any
 
+import numpy as np
+
 from streaming.kafka import DECISIONS_TOPIC, OUTCOMES_TOPIC, PartitionBatch, tp_key
+
+# Message accessors for C-level loops over a consumed batch.
+_ERROR, _TOPIC, _PARTITION = methodcaller("error"), methodcaller("topic"), methodcaller("partition")
+_VALUE, _OFFSET = methodcaller("value"), methodcaller("offset")
 
 __all__ = [
     "ConfluentSource",
@@ -235,6 +243,13 @@ class ConfluentSource:
             return out
         dtopic = self.decisions_topic
         # librdkafka hands out fetched messages in runs of one partition: take each run whole.
+        errors = list(map(_ERROR, msgs))
+        if errors.count(None) == len(msgs):  # the usual case: C-level loops find the runs
+            keys = list(zip(map(_TOPIC, msgs), map(_PARTITION, msgs), strict=True))
+            cuts = [0, *(np.flatnonzero(list(map(ne, keys[1:], keys[:-1]))) + 1).tolist(), len(msgs)]
+            for start, end in zip(cuts[:-1], cuts[1:], strict=True):
+                self._flush(out, msgs, start, end, keys[start][0], keys[start][1], dtopic)
+            return out
         run_topic, run_part, start = None, -1, 0
         for i, m in enumerate(msgs):
             if m.error() is not None:
@@ -257,8 +272,11 @@ class ConfluentSource:
         b = out.get(part)
         if b is None:
             b = out[part] = PartitionBatch(part)
-        values = [m.value() or b"" for m in run]
-        meta = [(part, m.offset()) for m in run]
+        values = list(map(_VALUE, run))
+        if None in values:  # tombstones: empty events (rejected as malformed, dead-lettered)
+            values = [v if v is not None else b"" for v in values]
+        offsets = list(map(_OFFSET, run))
+        meta = list(zip(repeat(part), offsets))
         if topic == dtopic:
             b.decisions += values
             b.decision_meta += meta
