@@ -74,6 +74,35 @@ class FairnessCollector(Collector):
             yield fam
 
 
+def _rendered_once_per_snapshot(board: SnapshotBoard, metrics_app):
+    """The exposition is rendered once per published snapshot (and per request format:
+    Accept, Accept-Encoding, query); more scrapes — an HA pair of Prometheus servers,
+    a person with curl — then cost no rendering, only the copy to the socket."""
+    cache: dict = {}
+    lock = threading.Lock()
+
+    def app(environ, start_response):
+        snap = board.read()
+        key = tuple(environ.get(k, "") for k in ("HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING", "QUERY_STRING"))
+        with lock:
+            hit = cache.get(key) if cache.get("snapshot") is snap else None
+        if hit is None:
+            captured: list = []
+            body = b"".join(
+                metrics_app(environ, lambda status, headers, exc_info=None: captured.extend((status, headers)))
+            )
+            hit = (captured[0], captured[1], body)
+            with lock:
+                if cache.get("snapshot") is not snap:
+                    cache.clear()
+                    cache["snapshot"] = snap
+                cache[key] = hit
+        start_response(hit[0], list(hit[1]))
+        return [hit[2]]
+
+    return app
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         return None
@@ -95,7 +124,7 @@ def serve_metrics(
     """
     registry = CollectorRegistry()
     FairnessCollector(board, registry=registry)
-    metrics_app = make_wsgi_app(registry)
+    metrics_app = _rendered_once_per_snapshot(board, make_wsgi_app(registry))
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "/")

@@ -226,3 +226,40 @@ def test_env_secrets_stay_text():
     )
     assert cfg.kafka.options == {"sasl_plain_password": "123", "request_timeout_ms": 5000}
     assert cfg.kafka.group_id == "yes" and cfg.state.url == "postgresql://u:{pw}@h/db"
+
+
+def test_exporter_renders_once_per_published_snapshot():
+    """Scrapes between two publishes reuse one rendering (and stay byte-identical);
+    a new snapshot, or another format (gzip), is rendered afresh."""
+    import gzip
+    import urllib.request
+    from unittest import mock
+
+    from monitor.exporter import FairnessCollector
+    from monitor.snapshot import Sample, Snapshot
+
+    def snap(v: float) -> Snapshot:
+        return Snapshot(
+            0.0, (Sample("fairness_demographic_parity_ratio", {"model": "m", "window": "1h", "attribute": "race"}, v),)
+        )
+
+    board = SnapshotBoard()
+    board.publish(snap(0.5))
+    server, _ = serve_metrics(board, host="127.0.0.1", port=0)
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+
+    def get(**headers) -> bytes:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return r.read()
+
+    try:
+        with mock.patch.object(FairnessCollector, "collect", autospec=True, side_effect=FairnessCollector.collect) as c:
+            first, second = get(), get()
+            assert first == second and c.call_count == 1
+            assert b"fairness_demographic_parity_ratio" in first and b" 0.5" in first
+            assert gzip.decompress(get(**{"Accept-Encoding": "gzip"})) == first and c.call_count == 2
+            board.publish(snap(0.7))
+            assert b" 0.7" in get() and c.call_count == 3
+    finally:
+        server.shutdown()
+        server.server_close()
