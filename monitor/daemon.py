@@ -177,10 +177,12 @@ class Daemon:
     def _connect(self) -> None:
         from streaming.kafka import DeadLetterProducer, KafkaSource
 
+        extra = {}
         if self.kc.client == "confluent":
             from streaming.kafka_confluent import ConfluentSource as Source
         else:
             Source = KafkaSource
+            extra["fetch_process"] = self.kc.fetch_process
         options = dict(self.kc.options)
         if self.kc.group_instance_id:
             options["group_instance_id"] = self.kc.group_instance_id
@@ -197,6 +199,7 @@ class Daemon:
             outcomes_topic=self.kc.outcomes_topic,
             client_options=options,
             max_poll_records=self.kc.max_poll_records,
+            **extra,
         )
 
     def _disconnect(self) -> None:

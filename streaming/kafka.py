@@ -26,6 +26,17 @@ import orjson
 from streaming.events import Rejection
 
 _VALUE, _OFFSET = attrgetter("value"), attrgetter("offset")  # of a ConsumerRecord, for C-level loops
+# Consumer options that belong to the group member only (the fetch process has no group).
+_GROUP_OPTIONS = {
+    "group_id",
+    "group_instance_id",
+    "enable_auto_commit",
+    "session_timeout_ms",
+    "heartbeat_interval_ms",
+    "max_poll_interval_ms",
+    "partition_assignment_strategy",
+    "auto_commit_interval_ms",
+}
 
 __all__ = [
     "DECISIONS_TOPIC",
@@ -94,7 +105,10 @@ class KafkaSource:
         outcomes_topic: str = OUTCOMES_TOPIC,
         client_options: dict | None = None,
         max_poll_records: int = 10_000,
+        fetch_process: bool = False,
     ):
+        """``fetch_process``: fetch and parse records in a child process
+        (:mod:`streaming.kafka_fetch`); this consumer stays the group member."""
         from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
         self._tp = TopicPartition
@@ -116,12 +130,21 @@ class KafkaSource:
             **(client_options or {}),
         }
         self.consumer = KafkaConsumer(**options)
+        self.max_poll_records = max_poll_records
+        self.fetcher = None
+        if fetch_process:
+            from streaming.kafka_fetch import FetchProcess
+
+            child = {k: v for k, v in options.items() if k not in _GROUP_OPTIONS}
+            self.fetcher = FetchProcess(options=child, topics=self.topics, max_poll_records=max_poll_records)
         source = self
 
         class Listener(ConsumerRebalanceListener):
             # Runs inside poll(), beside the heartbeat: keep it short (checkpoint + seek).
             def on_partitions_revoked(self, revoked):
                 parts = sorted({tp.partition for tp in revoked})
+                if source.fetcher is not None:
+                    source.fetcher.assign([])  # nothing fetched from here on is applied
                 if parts:
                     source.on_revoke(parts)
 
@@ -134,15 +157,25 @@ class KafkaSource:
                         source.consumer.seek(tp, nxt)
                     else:
                         source.consumer.seek_to_beginning(tp)
+                if source.fetcher is not None:
+                    # The child fetches; this consumer only keeps the group (paused: no fetches).
+                    source.consumer.pause(*assigned)
+                    source.fetcher.assign(
+                        [(tp.topic, tp.partition, offsets.get(tp_key(tp.topic, tp.partition))) for tp in assigned]
+                    )
 
             def on_partitions_lost(self, lost):
                 parts = sorted({tp.partition for tp in lost})
+                if source.fetcher is not None:
+                    source.fetcher.assign([])
                 if parts:
                     source.on_lost(parts)  # never commits: the partitions are someone else's now
 
         self.consumer.subscribe(list(self.topics), listener=Listener())
 
     def poll(self, timeout_ms: int = 500) -> dict[int, PartitionBatch]:
+        if self.fetcher is not None:
+            return self._poll_fetcher(timeout_ms)
         records = self.consumer.poll(timeout_ms=timeout_ms)
         out: dict[int, PartitionBatch] = {}
         for tp, recs in records.items():
@@ -162,6 +195,28 @@ class KafkaSource:
                 b.outcomes += values
                 b.outcome_meta += meta
             b.next_offsets[tp_key(tp.topic, tp.partition)] = recs[-1].offset + 1
+        return out
+
+    def _poll_fetcher(self, timeout_ms: int) -> dict[int, PartitionBatch]:
+        # The group protocol and the rebalance callbacks run in this poll (the assigned
+        # partitions are paused here: it returns no records). Joining needs round trips,
+        # so give it time while the group is not settled; otherwise return at once.
+        coordinator = getattr(self.consumer, "_coordinator", None)  # kafka-python internals, checked
+        settled = coordinator is not None and not (coordinator.coordinator_unknown() or coordinator.need_rejoin())
+        self.consumer.poll(timeout_ms=0 if settled and self.consumer.assignment() else min(timeout_ms, 100))
+        out: dict[int, PartitionBatch] = {}
+        for f in self.fetcher.frames(timeout_ms / 1000.0, self.max_poll_records):
+            b = out.get(f.partition)
+            if b is None:
+                b = out[f.partition] = PartitionBatch(f.partition)
+            meta = list(zip(repeat(f.partition), f.offsets))
+            if f.topic == 0:
+                b.decisions += f.values
+                b.decision_meta += meta
+            else:
+                b.outcomes += f.values
+                b.outcome_meta += meta
+            b.next_offsets[tp_key(self.topics[f.topic], f.partition)] = f.offsets[-1] + 1
         return out
 
     def commit(self, offsets: dict[str, int], *, wait: bool = True) -> None:
@@ -202,9 +257,12 @@ class KafkaSource:
 
     def close(self) -> None:
         try:
-            self.consumer.close(autocommit=False)
+            self.consumer.close(autocommit=False)  # its revoke callback still reaches the fetcher
         except Exception:  # closing a consumer whose broker is gone must not hide the real exit
             log.warning("consumer close failed", exc_info=True)
+        finally:
+            if self.fetcher is not None:
+                self.fetcher.close()
 
 
 class DeadLetterProducer:

@@ -338,9 +338,7 @@ class LoanSimulator:
             or drift_group[0] not in GROUPS
             or drift_group[1] not in GROUPS[drift_group[0]]
         ):
-            raise ValueError(
-                MSG_DRIFT_GROUP.format(attributes=tuple(GROUPS), groups=GROUPS, value=drift_group)
-            )
+            raise ValueError(MSG_DRIFT_GROUP.format(attributes=tuple(GROUPS), groups=GROUPS, value=drift_group))
         for name, value in (
             ("model", model),
             ("baseline_version", baseline_version),
@@ -579,9 +577,7 @@ class LoanSimulator:
             run.pos = end
             if end < len(run.ms):
                 if end > len(run.ms) // 2:  # compact, so a long tail holds little memory
-                    run.ms, run.index, run.label = (
-                        a[end:].copy() for a in (run.ms, run.index, run.label)
-                    )
+                    run.ms, run.index, run.label = (a[end:].copy() for a in (run.ms, run.index, run.label))
                     run.pos = 0
                 run.head = int(run.ms[run.pos])
                 heapq.heappush(runs, run)
@@ -652,19 +648,12 @@ class LoanSimulator:
             *self._id_and_ts(index, ms, '{"schema":"outcome/v1"', head),
             _tables().label[label],
         )
-        return [
-            f"{a}{b}{c}{d}{e}".encode()
-            for a, b, c, d, e in zip(*(col.tolist() for col in columns), strict=True)
-        ]
+        return [f"{a}{b}{c}{d}{e}".encode() for a, b, c, d, e in zip(*(col.tolist() for col in columns), strict=True)]
 
-    def _id_and_ts(
-        self, index: np.ndarray, ms: np.ndarray, schema: str, head: str
-    ) -> tuple[np.ndarray, ...]:
+    def _id_and_ts(self, index: np.ndarray, ms: np.ndarray, schema: str, head: str) -> tuple[np.ndarray, ...]:
         """Columns up to the end of ``ts``; ids are ``f"{seed:x}-{index:012x}"``."""
         high, high_code = np.unique(index >> 16, return_inverse=True)
-        ids = np.array(
-            [f'{schema},"decision_id":"{self.seed:x}-{h:08x}' for h in high.tolist()], dtype=object
-        )
+        ids = np.array([f'{schema},"decision_id":"{self.seed:x}-{h:08x}' for h in high.tolist()], dtype=object)
         minutes, minute_code = np.unique(ms // 60_000, return_inverse=True)
         stamps = np.datetime_as_string((minutes * 60_000).astype("datetime64[ms]"), unit="m")
         prefixes = np.array([f'{head},"ts":"{m}' for m in stamps.tolist()], dtype=object)
@@ -785,6 +774,4 @@ def _check_share(name: str, value: object, *, closed: bool) -> None:
     ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
     v = float(value) if ok else math.nan  # type: ignore[arg-type]
     if not (ok and ((0.0 <= v <= 1.0) if closed else (0.0 < v < 1.0))):
-        raise ValueError(
-            MSG_SHARE.format(field=name, interval="[0, 1]" if closed else "(0, 1)", value=value)
-        )
+        raise ValueError(MSG_SHARE.format(field=name, interval="[0, 1]" if closed else "(0, 1)", value=value))
