@@ -7,14 +7,15 @@ messages from the loan simulator (one model per partition), measures:
   loop touching each value) and of confluent-kafka (``consume(num_messages)``);
 * the source layer alone (``KafkaSource.poll`` / ``ConfluentSource.poll``: raw
   bytes grouped into ``PartitionBatch``), to separate client cost from ours;
-* the daemon end to end with each client: ``python -m monitor.cli run`` as a
+* the daemon end to end with each client (kafka-python also with
+  ``kafka.fetch_process: true``): ``python -m monitor.cli run`` as a
   subprocess with a fresh group and state, timed until
   ``fairwatch_events_total{result="ok"}`` reaches N (scraping ``/metrics``);
 * event-to-metric latency at a paced ``--latency-rate`` decisions/s: for each
   event, the first scrape whose count includes it minus its produce time.
 
 Every rate is given per wall second and per CPU second (user + system of the
-consuming process, all threads): the machine is shared, and CPU time is what
+consuming process, all threads, and of its fetch process if it has one): the machine is shared, and CPU time is what
 says "per core". Writes ``benchmarks/results/kafka_throughput.json``.
 
     python benchmarks/kafka_throughput.py [--bootstrap HOST:PORT] [--decisions 1000000] [--quick]
@@ -59,6 +60,19 @@ def proc_cpu(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (the kafka-python fetch process)."""
+    total = proc_cpu(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                total += (int(fields[11]) + int(fields[12])) / TICK
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def load_average() -> list[float]:
@@ -202,7 +216,8 @@ class DaemonRun:
     """``fairwatch run`` in a subprocess on its own group, state and port; scrapes /metrics."""
 
     def __init__(self, bootstrap: str, topic: str, client: str, workdir: Path, *, eval_interval: float,
-                 checkpoint_interval: float, max_poll_records: int, profile: Path | None = None):
+                 checkpoint_interval: float, max_poll_records: int, profile: Path | None = None,
+                 extra_env: dict | None = None):
         from tests.test_kafka import free_port
 
         self.port = free_port()
@@ -220,7 +235,7 @@ class DaemonRun:
                "FAIRWATCH_KAFKA__MAX_POLL_RECORDS": str(max_poll_records),
                "FAIRWATCH_EVALUATION_INTERVAL": f"{eval_interval}s",
                "FAIRWATCH_STATE__CHECKPOINT_INTERVAL": f"{checkpoint_interval}s",
-               "FAIRWATCH_ALERTS__ENABLED": "false", "FAIRWATCH_LOG__LEVEL": "INFO"}
+               "FAIRWATCH_ALERTS__ENABLED": "false", "FAIRWATCH_LOG__LEVEL": "INFO", **(extra_env or {})}
         self.log = open(self.dir / "daemon.log", "wb")  # noqa: SIM115 - closed in stop()
         self.t_start = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, *args], env=env, cwd=self.dir, stdout=self.log,
@@ -246,7 +261,7 @@ class DaemonRun:
             return False
 
     def cpu(self) -> float:
-        return proc_cpu(self.proc.pid)
+        return tree_cpu(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -263,9 +278,10 @@ class DaemonRun:
 
 
 def daemon_throughput(bootstrap: str, topic: str, n: int, client: str, workdir: Path, *, eval_interval: float,
-                      max_poll_records: int, timeout: float, profile: Path | None = None) -> dict:
+                      max_poll_records: int, timeout: float, profile: Path | None = None,
+                      extra_env: dict | None = None) -> dict:
     d = DaemonRun(bootstrap, topic, client, workdir, eval_interval=eval_interval, checkpoint_interval=5.0,
-                  max_poll_records=max_poll_records, profile=profile)
+                  max_poll_records=max_poll_records, profile=profile, extra_env=extra_env)
     try:
         first = None  # (time, cpu, count) at the first scrape with a count > 0
         seen = []
@@ -450,6 +466,10 @@ def main() -> int:
             ("daemon_kafka_python", lambda: daemon_throughput(bootstrap, topic, n, "kafka-python", workdir,
                                                               eval_interval=args.eval_interval,
                                                               max_poll_records=args.max_poll_records, timeout=300)),
+            ("daemon_kafka_python_fetch_process", lambda: daemon_throughput(
+                bootstrap, topic, n, "kafka-python", workdir, eval_interval=args.eval_interval,
+                max_poll_records=args.max_poll_records, timeout=300,
+                extra_env={"FAIRWATCH_KAFKA__FETCH_PROCESS": "true"})),
             ("daemon_confluent", lambda: daemon_throughput(bootstrap, topic, n, "confluent", workdir,
                                                            eval_interval=args.eval_interval,
                                                            max_poll_records=args.max_poll_records, timeout=300)),
@@ -460,10 +480,13 @@ def main() -> int:
             print(json.dumps(result[name]), file=sys.stderr)
         kp, cf = result["raw_kafka_python"], result["raw_confluent"]
         dk, dc = result["daemon_kafka_python"]["steady_state"], result["daemon_confluent"]["steady_state"]
+        df = result["daemon_kafka_python_fetch_process"]["steady_state"]
         result["ratios"] = {
             "daemon_kafka_python_vs_raw_kafka_python_wall": round(dk["decisions_per_s"] / kp["decisions_per_s"], 3),
             "daemon_kafka_python_vs_raw_kafka_python_cpu": round(
                 dk["decisions_per_cpu_s"] / kp["decisions_per_cpu_s"], 3),
+            "daemon_kafka_python_fetch_process_vs_raw_kafka_python_wall": round(
+                df["decisions_per_s"] / kp["decisions_per_s"], 3),
             "daemon_confluent_vs_raw_confluent_wall": round(dc["decisions_per_s"] / cf["decisions_per_s"], 3),
             "daemon_confluent_vs_raw_confluent_cpu": round(dc["decisions_per_cpu_s"] / cf["decisions_per_cpu_s"], 3),
             "daemon_confluent_vs_raw_kafka_python_wall": round(dc["decisions_per_s"] / kp["decisions_per_s"], 3),
@@ -471,7 +494,8 @@ def main() -> int:
         result["targets"] = {
             "daemon_kafka_python_at_least_90pct_of_raw_kafka_python": {
                 "wall": dk["decisions_per_s"] >= 0.9 * kp["decisions_per_s"],
-                "cpu": dk["decisions_per_cpu_s"] >= 0.9 * kp["decisions_per_cpu_s"]},
+                "cpu": dk["decisions_per_cpu_s"] >= 0.9 * kp["decisions_per_cpu_s"],
+                "wall_with_fetch_process": df["decisions_per_s"] >= 0.9 * kp["decisions_per_s"]},
             "daemon_confluent_at_least_150k_per_core": {
                 "decisions_per_cpu_s": dc["decisions_per_cpu_s"], "met": dc["decisions_per_cpu_s"] >= 150_000},
         }

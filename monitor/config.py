@@ -102,7 +102,7 @@ class KafkaConfig(_Section):
     deadletter_topic: str = "fairness.deadletter"
     max_poll_records: int = Field(10_000, ge=1)
     # kafka-python only: fetch and parse records in a child process (two cores; see streaming.kafka_fetch)
-    fetch_process: bool = True
+    fetch_process: bool = False
     options: dict[str, Any] = {}
 
 

@@ -468,7 +468,8 @@ class Daemon:
                 next_checkpoint = now + cfg.state.checkpoint_interval
             if self._due("evaluate", now, next_eval):
                 self.wake["evaluate"].clear()
-                self._publish()
+                if self.ready:  # after a reconnect, not before the state is restored: counters never drop to 0
+                    self._publish()
                 next_eval = now + cfg.evaluation_interval
         # Drain: final checkpoint + commit, bounded by the client's request timeout.
         try:

@@ -2,7 +2,7 @@
 
 kafka-python parses record batches in pure Python in the thread that polls:
 about 7.6 µs per record here, more than the whole engine spends on it. With
-``kafka.fetch_process: true`` (the default for the kafka-python client) the
+``kafka.fetch_process: true`` (opt-in; off by default) the
 daemon's own consumer stays the group member — it is subscribed, runs the
 rebalance callbacks, commits the offsets of durable checkpoints and measures
 lag — but keeps every assigned partition paused. A child process
@@ -35,10 +35,12 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import select
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import attrgetter
@@ -188,10 +190,24 @@ def _child() -> int:
     max_records = int(first["max_poll_records"])
     consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **first["options"])
     generation = -1
+    # A writer thread: while the parent is busy and the pipe is full, this thread keeps
+    # fetching (the blocked write releases the GIL). Bounded: a few frames in flight.
+    frames: queue.Queue = queue.Queue(maxsize=4)
+    broken = threading.Event()
+
+    def writer() -> None:
+        try:
+            while (frame := frames.get()) is not None:
+                out.write(frame)
+                out.flush()
+        except (BrokenPipeError, OSError):
+            broken.set()
+
+    threading.Thread(target=writer, name="fairwatch-fetch-writer", daemon=True).start()
     try:
         while True:
             cmds = commands(0.0 if consumer.assignment() else 0.2)
-            if cmds is None or os.getppid() != parent:
+            if cmds is None or os.getppid() != parent or broken.is_set():
                 return 0
             for cmd in [*backlog, *cmds]:
                 generation = cmd["generation"]
@@ -208,8 +224,14 @@ def _child() -> int:
             records = consumer.poll(timeout_ms=200, max_records=max_records)
             for tp, recs in records.items():
                 if recs:
-                    out.write(_frame(generation, topics.index(tp.topic), tp.partition, recs))
-            out.flush()
+                    frame = _frame(generation, topics.index(tp.topic), tp.partition, recs)
+                    while not broken.is_set():
+                        try:
+                            frames.put(frame, timeout=0.5)
+                            break
+                        except queue.Full:
+                            if os.getppid() != parent:
+                                return 0
     except BrokenPipeError:
         return 0
     finally:

@@ -136,6 +136,8 @@ class DaemonProcess:
             "FAIRWATCH_LOG__FORMAT": "json",
         }
         self.proc: subprocess.Popen | None = None
+        self.orphans: list[int] = []
+        self.children_seen = 0
 
     def start(self) -> DaemonProcess:
         self._fh = open(self.log, "ab")  # noqa: SIM115 - the child writes to it until kill/stop
@@ -145,9 +147,16 @@ class DaemonProcess:
         return self
 
     def kill(self) -> None:
+        children = seen = child_pids(self.proc.pid)  # the kafka-python fetch process
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
         self._fh.close()
+        deadline = time.monotonic() + 10
+        while children and time.monotonic() < deadline:
+            children = [c for c in children if Path(f"/proc/{c}").exists() and not _zombie(c)]
+            time.sleep(0.1)
+        self.orphans += children  # a child that outlives a SIGKILLed daemon would be a leak
+        self.children_seen += bool(seen)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -246,13 +255,16 @@ def rename_topics(samples: dict, topics: Topics) -> dict:
     return out
 
 
-def test_kafka_stream_equals_replay_and_poison_goes_to_dead_letters(kafka_bootstrap, tmp_path):
+@pytest.mark.parametrize("fetch_process", [False, True], ids=["in-process", "fetch-process"])
+def test_kafka_stream_equals_replay_and_poison_goes_to_dead_letters(kafka_bootstrap, tmp_path, fetch_process):
     topics = Topics(kafka_bootstrap)
     events, key = make_events(seed=11, hours=3)
     n_poison = produce(kafka_bootstrap, topics, events, key, poison_every=997)
     dec, out = write_files(tmp_path, events)
     n_dec = sum(1 for o, _ in events if not o)
-    d = DaemonProcess(kafka_bootstrap, topics, f"sqlite:///{tmp_path}/state.db", tmp_path).start()
+    d = DaemonProcess(kafka_bootstrap, topics, f"sqlite:///{tmp_path}/state.db", tmp_path)
+    d.env["FAIRWATCH_KAFKA__FETCH_PROCESS"] = str(fetch_process).lower()
+    d.start()
     try:
         live = d.wait_for(
             lambda m: (
@@ -286,14 +298,36 @@ def test_kafka_stream_equals_replay_and_poison_goes_to_dead_letters(kafka_bootst
     assert all(x["topic"] == topics.decisions and x["offset"] is not None for x in letters)
 
 
-def test_sigkill_at_random_moments_loses_and_double_counts_nothing(kafka_bootstrap, tmp_path):
+def child_pids(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("fetch_process", [False, True], ids=["in-process", "fetch-process"])
+def test_sigkill_at_random_moments_loses_and_double_counts_nothing(kafka_bootstrap, tmp_path, fetch_process):
     topics = Topics(kafka_bootstrap)
     rng = random.Random(5)
     state = f"sqlite:///{tmp_path}/state.db"
     all_events = []
     chunks = [make_events(seed=20 + i, hours=1.0) for i in range(6)]
     # One model, one stream: shift each chunk's ids so they stay unique.
-    d = DaemonProcess(kafka_bootstrap, topics, state, tmp_path).start()
+    d = DaemonProcess(kafka_bootstrap, topics, state, tmp_path)
+    d.env["FAIRWATCH_KAFKA__FETCH_PROCESS"] = str(fetch_process).lower()
+    d.start()
     kills = 0
     for i, (events, key) in enumerate(chunks):
         events = [(o, v.replace(b'"decision_id":"', f'"decision_id":"c{i}-'.encode())) for o, v in events]
@@ -318,6 +352,9 @@ def test_sigkill_at_random_moments_loses_and_double_counts_nothing(kafka_bootstr
     finally:
         assert d.stop() == 0
     assert kills >= 5
+    if fetch_process:
+        assert d.children_seen >= 3  # killed while its fetch process ran …
+        assert d.orphans == []  # … which ends with its daemon, even on SIGKILL
     assert decisions_total(live) == n_dec
     assert decisions_total(live, "race,sex") == n_dec
     assert events_total(live, topics.decisions) == n_dec
