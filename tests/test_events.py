@@ -348,3 +348,30 @@ def test_vectorised_timestamps_equal_parse_timestamp(stamp):
         assert got is not None and got.tolist() == [want]
     elif got is not None:
         assert got.tolist() == [want]
+
+
+def test_models_interleaved_in_one_batch_equal_each_model_alone():
+    """A batch mixing models is split per model (columns taken by position): the same
+    metrics as feeding each model's events separately."""
+    from streaming.simulator import LoanSimulator, OutcomeDelay
+
+    sim = LoanSimulator(seed=1, rate=20, scenario="none", delay=OutcomeDelay(kind="none", never_share=1.0))
+    a = sim.advance_batch(600).topic_values(False)
+    b = [
+        v.replace(b'"model":"loan-approval"', b'"model":"other"').replace(b'"decision_id":"', b'"decision_id":"o')
+        for v in a
+    ]
+    mixed = [x for pair in zip(a, b, strict=True) for x in pair]
+    together, apart = Engine(EngineSettings(windows=("1h",))), Engine(EngineSettings(windows=("1h",)))
+    together.process(decisions=mixed)
+    apart.process(decisions=a)
+    apart.process(decisions=b)
+
+    def samples(e):
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in e.snapshot().samples}
+
+    got = samples(together)
+    assert got == samples(apart)
+    assert got[
+        ("fairwatch_events_total", (("reason", ""), ("result", "ok"), ("topic", "fairness.decisions")))
+    ] == 2 * len(a)
