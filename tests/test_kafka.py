@@ -137,7 +137,6 @@ class DaemonProcess:
         }
         self.proc: subprocess.Popen | None = None
         self.orphans: list[int] = []
-        self.children_seen = 0
 
     def start(self) -> DaemonProcess:
         self._fh = open(self.log, "ab")  # noqa: SIM115 - the child writes to it until kill/stop
@@ -147,7 +146,7 @@ class DaemonProcess:
         return self
 
     def kill(self) -> None:
-        children = seen = child_pids(self.proc.pid)  # the kafka-python fetch process
+        children = child_pids(self.proc.pid)
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
         self._fh.close()
@@ -156,7 +155,6 @@ class DaemonProcess:
             children = [c for c in children if Path(f"/proc/{c}").exists() and not _zombie(c)]
             time.sleep(0.1)
         self.orphans += children  # a child that outlives a SIGKILLed daemon would be a leak
-        self.children_seen += bool(seen)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
