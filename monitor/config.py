@@ -101,8 +101,6 @@ class KafkaConfig(_Section):
     outcomes_topic: str = "fairness.outcomes"
     deadletter_topic: str = "fairness.deadletter"
     max_poll_records: int = Field(10_000, ge=1)
-    # kafka-python only: fetch and parse records in a child process (two cores; see streaming.kafka_fetch)
-    fetch_process: bool = False
     options: dict[str, Any] = {}
 
 

@@ -25,6 +25,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 
 import orjson
@@ -73,6 +74,10 @@ class Daemon:
         # kafka-python runs rebalance callbacks on its IO thread, concurrently with this
         # loop: every change of state takes this lock (never held across a blocking commit).
         self.lock = threading.RLock()
+        # The periodic checkpoint's write (database I/O and fsync) runs here while the
+        # loop goes on applying records; its offsets are committed once it is durable.
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fairwatch-checkpoint")
+        self.saving: Future | None = None
 
     # -- partition bookkeeping ---------------------------------------------------
     def _reset_memory(self) -> None:
@@ -93,6 +98,7 @@ class Daemon:
             return self._assign(partitions)
 
     def _assign(self, partitions: list[int]) -> dict[str, int]:
+        self.settle(wait=False)  # inside a rebalance callback: the newest checkpoint is durable first
         self._forget([p for p in partitions if p in self.ledgers])  # re-assigned: start from the checkpoint
         cps = self.store.load([self._key(p) for p in partitions] + [self._key(p) + DAILY for p in partitions])
         offsets: dict[str, int] = {}
@@ -148,8 +154,17 @@ class Daemon:
             log.warning("partitions lost", extra={"partitions": partitions})
 
     # -- checkpoints -------------------------------------------------------------
-    def checkpoint(self, partitions: list[int] | None = None, *, wait: bool = True) -> None:
+    def checkpoint(self, partitions: list[int] | None = None, *, wait: bool = True, background: bool = False) -> None:
+        """Save the state of ``partitions`` (default: all owned), then commit its offsets.
+
+        The state is copied under the lock; the store write runs on the writer
+        thread with ``background=True`` (the periodic checkpoint), and its offsets
+        are committed by :meth:`settle` once the write is durable. Any other
+        checkpoint (revoke, shutdown) first settles the one in flight, so saves and
+        commits stay in order.
+        """
         with self.lock:
+            self.settle(wait=wait)
             parts = sorted(self.ledgers if partitions is None else set(partitions) & set(self.ledgers))
             if not parts:
                 return
@@ -164,14 +179,35 @@ class Daemon:
             if self.daily is not None:  # per-day counts since the last checkpoint, saved with it
                 redo = {self._key(p) + DAILY: self.daily.take(self._key(p)) for p in parts}
                 cps.update({k: Checkpoint(r) for k, r in redo.items() if r is not None})
-            self.store.save(cps)  # durable first …
-            for record in redo.values():
-                if record is not None:
-                    self.daily_store.apply(record)  # … then the daily store (redone at restart if this fails)
-        offsets = {k: v for cp in cps.values() for k, v in cp.offsets.items()}
+            if background:
+                self.saving = self.writer.submit(self._save, cps, redo)
+                return
+        self._commit(self._save(cps, redo), parts, wait=wait)
+
+    def _save(self, cps: dict[str, Checkpoint], redo: dict) -> dict[str, int]:
+        self.store.save(cps)  # durable first …
+        for record in redo.values():
+            if record is not None:
+                self.daily_store.apply(record)  # … then the daily store (redone at restart if this fails)
+        return {k: v for cp in cps.values() for k, v in cp.offsets.items()}
+
+    def _commit(self, offsets: dict[str, int], parts, *, wait: bool) -> None:
         if self.source is not None:
             self.source.commit(offsets, wait=wait)  # … then Kafka may know
         log.debug("checkpoint saved", extra={"partitions": parts, "offsets": offsets})
+
+    def settle(self, *, wait: bool = True, commit: bool = True) -> None:
+        """Wait for the checkpoint being written, if any, and commit its offsets.
+
+        Raises what the write raised (the loop then resumes from the last durable checkpoint).
+        """
+        with self.lock:
+            saving, self.saving = self.saving, None
+            if saving is None:
+                return
+            offsets = saving.result()
+            if commit:
+                self._commit(offsets, sorted({int(k.rpartition(":")[2]) for k in offsets}), wait=wait)
 
     # -- the loop ----------------------------------------------------------------
     def _connect(self) -> None:
@@ -182,7 +218,6 @@ class Daemon:
             from streaming.kafka_confluent import ConfluentSource as Source
         else:
             Source = KafkaSource
-            extra["fetch_process"] = self.kc.fetch_process
         options = dict(self.kc.options)
         if self.kc.group_instance_id:
             options["group_instance_id"] = self.kc.group_instance_id
@@ -206,6 +241,10 @@ class Daemon:
         self.ready = False
         self.closing = True
         try:
+            try:
+                self.settle(commit=False)  # durable or failed; restarts seek to the checkpoint anyway
+            except Exception as exc:
+                log.warning("checkpoint write failed", extra={"error": repr(exc)})
             for part in (self.source, self.dead_letters):
                 if part is not None:
                     part.close()
@@ -318,6 +357,7 @@ class Daemon:
             stack.callback(self.store.close)
             if self.daily_store is not None:
                 stack.callback(self.daily_store.close)
+            stack.callback(self.writer.shutdown)  # before the stores close (callbacks run last-in first-out)
             if install_signals:
                 previous = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
                 stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
@@ -448,23 +488,28 @@ class Daemon:
     def _loop(self) -> None:
         cfg = self.config
         next_checkpoint = next_eval = next_probe = time.monotonic()
+        flowing = False  # records arrived since the last lag probe: the broker answers
         while not self.stop.is_set():
             self.last_loop = now = time.monotonic()
             batches = self.source.poll(timeout_ms=200)
             if batches:
                 self._apply(batches)
+                flowing = True
+            if self.saving is not None and self.saving.done():
+                self.settle()
             if now >= next_probe:
                 try:
-                    self.lag = self.source.lag(self.positions)
+                    self.lag = self.source.lag(self.positions, cached=flowing)
+                    flowing = False
                     self.broker_ok = True
                 except Exception as exc:
                     if self.broker_ok:
                         log.warning("broker unreachable", extra={"error": repr(exc)})
                     self.broker_ok = False
                 next_probe = now + 5.0
-            if self._due("checkpoint", now, next_checkpoint) and self.broker_ok:
+            if self._due("checkpoint", now, next_checkpoint) and self.broker_ok and self.saving is None:
                 self.wake["checkpoint"].clear()
-                self.checkpoint()
+                self.checkpoint(background=True)
                 next_checkpoint = now + cfg.state.checkpoint_interval
             if self._due("evaluate", now, next_eval):
                 self.wake["evaluate"].clear()

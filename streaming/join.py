@@ -407,13 +407,15 @@ class JoinStore:
     def to_state(self) -> tuple[dict[str, np.ndarray], dict]:
         """The in-memory tier as arrays + JSON (the spill tier is durable by itself)."""
         rows = np.nonzero(self.used)[0]
+        # Narrow types on disk (0/1, −1/0/1, CRC-32C, group rows < 2³¹): 34 bytes a row
+        # instead of 64 to write at every checkpoint. restore() widens them again.
         arrays = {
             "ts": self.ts[rows],
             "score": self.score[rows],
-            "decision": self.decision[rows],
-            "label": self.label[rows],
-            "fingerprint": self.fingerprint[rows],
-            "groups": self.groups[rows],
+            "decision": self.decision[rows].astype(np.int8),
+            "label": self.label[rows].astype(np.int8),
+            "fingerprint": self.fingerprint[rows].astype(np.uint32),
+            "groups": self.groups[rows].astype(np.int32),
         }
         meta = {
             "width": self.width,

@@ -19,24 +19,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 import orjson
 
+from streaming import kafka_records
 from streaming.events import Rejection
 
-_VALUE, _OFFSET = attrgetter("value"), attrgetter("offset")  # of a ConsumerRecord, for C-level loops
-# Consumer options that belong to the group member only (the fetch process has no group).
-_GROUP_OPTIONS = {
-    "group_id",
-    "group_instance_id",
-    "enable_auto_commit",
-    "session_timeout_ms",
-    "heartbeat_interval_ms",
-    "max_poll_interval_ms",
-    "partition_assignment_strategy",
-    "auto_commit_interval_ms",
-}
+# A polled record's value and offset, for C-level loops: (offset, value) tuples when the
+# consumer decodes column-wise (streaming.kafka_records), else kafka-python's ConsumerRecord.
+_COLUMNAR = itemgetter(1), itemgetter(0)
+_RECORD = attrgetter("value"), attrgetter("offset")
 
 __all__ = [
     "DECISIONS_TOPIC",
@@ -105,10 +98,7 @@ class KafkaSource:
         outcomes_topic: str = OUTCOMES_TOPIC,
         client_options: dict | None = None,
         max_poll_records: int = 10_000,
-        fetch_process: bool = False,
     ):
-        """``fetch_process``: fetch and parse records in a child process
-        (:mod:`streaming.kafka_fetch`); this consumer stays the group member."""
         from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
         self._tp = TopicPartition
@@ -130,21 +120,14 @@ class KafkaSource:
             **(client_options or {}),
         }
         self.consumer = KafkaConsumer(**options)
+        self._value, self._offset = _COLUMNAR if kafka_records.install(self.consumer) else _RECORD
         self.max_poll_records = max_poll_records
-        self.fetcher = None
-        if fetch_process:
-            from streaming.kafka_fetch import FetchProcess
-
-            child = {k: v for k, v in options.items() if k not in _GROUP_OPTIONS}
-            self.fetcher = FetchProcess(options=child, topics=self.topics, max_poll_records=max_poll_records)
         source = self
 
         class Listener(ConsumerRebalanceListener):
             # Runs inside poll(), beside the heartbeat: keep it short (checkpoint + seek).
             def on_partitions_revoked(self, revoked):
                 parts = sorted({tp.partition for tp in revoked})
-                if source.fetcher is not None:
-                    source.fetcher.assign([])  # nothing fetched from here on is applied
                 if parts:
                     source.on_revoke(parts)
 
@@ -157,25 +140,15 @@ class KafkaSource:
                         source.consumer.seek(tp, nxt)
                     else:
                         source.consumer.seek_to_beginning(tp)
-                if source.fetcher is not None:
-                    # The child fetches; this consumer only keeps the group (paused: no fetches).
-                    source.consumer.pause(*assigned)
-                    source.fetcher.assign(
-                        [(tp.topic, tp.partition, offsets.get(tp_key(tp.topic, tp.partition))) for tp in assigned]
-                    )
 
             def on_partitions_lost(self, lost):
                 parts = sorted({tp.partition for tp in lost})
-                if source.fetcher is not None:
-                    source.fetcher.assign([])
                 if parts:
                     source.on_lost(parts)  # never commits: the partitions are someone else's now
 
         self.consumer.subscribe(list(self.topics), listener=Listener())
 
     def poll(self, timeout_ms: int = 500) -> dict[int, PartitionBatch]:
-        if self.fetcher is not None:
-            return self._poll_fetcher(timeout_ms)
         records = self.consumer.poll(timeout_ms=timeout_ms)
         out: dict[int, PartitionBatch] = {}
         for tp, recs in records.items():
@@ -184,39 +157,18 @@ class KafkaSource:
             b = out.get(tp.partition)
             if b is None:
                 b = out[tp.partition] = PartitionBatch(tp.partition)
-            values = list(map(_VALUE, recs))
+            values = list(map(self._value, recs))
             if None in values:  # tombstones: empty events (rejected as malformed, dead-lettered)
                 values = [v if v is not None else b"" for v in values]
-            meta = list(zip(repeat(tp.partition), map(_OFFSET, recs)))
+            offsets = list(map(self._offset, recs))
+            meta = list(zip(repeat(tp.partition), offsets))
             if tp.topic == self.decisions_topic:
                 b.decisions += values
                 b.decision_meta += meta
             else:
                 b.outcomes += values
                 b.outcome_meta += meta
-            b.next_offsets[tp_key(tp.topic, tp.partition)] = recs[-1].offset + 1
-        return out
-
-    def _poll_fetcher(self, timeout_ms: int) -> dict[int, PartitionBatch]:
-        # The group protocol and the rebalance callbacks run in this poll (the assigned
-        # partitions are paused here: it returns no records). Joining needs round trips,
-        # so give it time while the group is not settled; otherwise return at once.
-        coordinator = getattr(self.consumer, "_coordinator", None)  # kafka-python internals, checked
-        settled = coordinator is not None and not (coordinator.coordinator_unknown() or coordinator.need_rejoin())
-        self.consumer.poll(timeout_ms=0 if settled and self.consumer.assignment() else min(timeout_ms, 100))
-        out: dict[int, PartitionBatch] = {}
-        for f in self.fetcher.frames(timeout_ms / 1000.0, self.max_poll_records):
-            b = out.get(f.partition)
-            if b is None:
-                b = out[f.partition] = PartitionBatch(f.partition)
-            meta = list(zip(repeat(f.partition), f.offsets))
-            if f.topic == 0:
-                b.decisions += f.values
-                b.decision_meta += meta
-            else:
-                b.outcomes += f.values
-                b.outcome_meta += meta
-            b.next_offsets[tp_key(self.topics[f.topic], f.partition)] = f.offsets[-1] + 1
+            b.next_offsets[tp_key(tp.topic, tp.partition)] = offsets[-1] + 1
         return out
 
     def commit(self, offsets: dict[str, int], *, wait: bool = True) -> None:
@@ -244,12 +196,23 @@ class KafkaSource:
     def assigned(self) -> list[int]:
         return sorted({tp.partition for tp in self.consumer.assignment()})
 
-    def lag(self, positions: dict[str, int], timeout_s: float = 5.0) -> dict[tuple[str, int], int]:
-        """Messages behind the end of each assigned partition; raises when the broker does not answer."""
+    def lag(
+        self, positions: dict[str, int], timeout_s: float = 5.0, *, cached: bool = False
+    ) -> dict[tuple[str, int], int]:
+        """Messages behind the end of each assigned partition; raises when the broker does not answer.
+
+        ``cached``: from the high watermarks the last fetch responses carried (no round
+        trip), for when records just arrived, which proves the broker answers. A round
+        trip waits behind the consumer's in-flight fetch (a broker answers one request
+        per connection at a time: up to ``fetch_max_wait_ms``), time the loop would
+        otherwise spend applying records.
+        """
         tps = list(self.consumer.assignment())
         if not tps:
             return {}
-        ends = self.consumer.end_offsets(tps, timeout_ms=int(timeout_s * 1000))
+        ends = {tp: self.consumer.highwater(tp) for tp in tps} if cached else {}
+        if not ends or None in ends.values():
+            ends = self.consumer.end_offsets(tps, timeout_ms=int(timeout_s * 1000))
         return {
             (tp.topic, tp.partition): max(0, end - positions.get(tp_key(tp.topic, tp.partition), 0))
             for tp, end in ends.items()
@@ -257,12 +220,9 @@ class KafkaSource:
 
     def close(self) -> None:
         try:
-            self.consumer.close(autocommit=False)  # its revoke callback still reaches the fetcher
+            self.consumer.close(autocommit=False)
         except Exception:  # closing a consumer whose broker is gone must not hide the real exit
             log.warning("consumer close failed", exc_info=True)
-        finally:
-            if self.fetcher is not None:
-                self.fetcher.close()
 
 
 class DeadLetterProducer:

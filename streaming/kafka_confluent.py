@@ -318,16 +318,21 @@ class ConfluentSource:
     def assigned(self) -> list[int]:
         return sorted({tp.partition for tp in self.consumer.assignment()})
 
-    def lag(self, positions: dict[str, int], timeout_s: float = 5.0) -> dict[tuple[str, int], int]:
-        """Messages behind the end of each assigned partition; raises when the broker does not answer."""
+    def lag(
+        self, positions: dict[str, int], timeout_s: float = 5.0, *, cached: bool = False
+    ) -> dict[tuple[str, int], int]:
+        """Messages behind the end of each assigned partition; raises when the broker does not answer.
+
+        Every fetch response carries the high watermark, so librdkafka's cached one is
+        current while we consume. ``cached``: records just arrived, which proves the
+        broker answers, so no round trip at all; otherwise one round trip per probe
+        proves it (it waits behind the in-flight fetch, and the loop waits on it).
+        """
         tps = self.consumer.assignment()
         deadline = time.monotonic() + timeout_s
         out = {}
         for i, tp in enumerate(tps):
-            # Every fetch response carries the high watermark, so librdkafka's cached one is
-            # current while we consume; one broker round trip per probe still proves the broker
-            # answers (each costs a round trip, and the loop waits on it).
-            marks = self.consumer.get_watermark_offsets(tp, cached=True) if i else None
+            marks = self.consumer.get_watermark_offsets(tp, cached=True) if i or cached else None
             if marks is None or marks[1] < 0:
                 left = deadline - time.monotonic()
                 marks = self.consumer.get_watermark_offsets(tp, timeout=left, cached=False) if left > 0 else None

@@ -1,0 +1,84 @@
+"""The daemon's periodic checkpoint is written off the loop, and commits only what is durable."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from monitor.state import Checkpoint
+from streaming.simulator import LoanSimulator
+from tests.test_export import START, _batch, _daemon
+
+TOPIC = "fairness.decisions"
+
+
+class _Source:
+    """What the daemon asks of a Kafka source here: commits, in order."""
+
+    def __init__(self):
+        self.commits: list[dict[str, int]] = []
+
+    def commit(self, offsets, *, wait=True):
+        self.commits.append(dict(offsets))
+
+
+class _SlowStore:
+    """Wraps the real store: a save blocks until released (a slow disk)."""
+
+    def __init__(self, store):
+        self.store, self.release, self.started = store, threading.Event(), threading.Event()
+        self.fail: Exception | None = None
+
+    def save(self, cps: dict[str, Checkpoint]) -> None:
+        self.started.set()
+        assert self.release.wait(30)
+        if self.fail is not None:
+            raise self.fail
+        self.store.save(cps)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def _events(n_seconds: float, seed: int = 3) -> list[bytes]:
+    sim = LoanSimulator(seed=seed, start=START, rate=1.0)
+    return [e.value for e in sim.advance(n_seconds) if e.topic == TOPIC]
+
+
+def test_background_checkpoint_commits_after_it_is_durable_and_in_order(tmp_path):
+    d = _daemon(tmp_path)
+    d.source = _Source()
+    slow = d.store = _SlowStore(d.store)
+    d.on_assign([0])
+    events = _events(300.0)
+    half = len(events) // 2
+    d._apply({0: _batch(0, events[:half], [(0, i) for i in range(half)], {f"{TOPIC}:0": half})})
+    d.checkpoint(background=True)
+    assert slow.started.wait(10)
+    # The loop goes on while the write is in flight: nothing is committed, nothing durable yet.
+    d._apply({0: _batch(0, events[half:], [(0, i) for i in range(half, len(events))], {f"{TOPIC}:0": len(events)})})
+    assert d.source.commits == [] and slow.store.load([d._key(0)]) == {}
+    assert d.saving is not None and not d.saving.done()
+    # A revoke checkpoints synchronously: it first waits for the write in flight and
+    # commits that one, then its own: offsets are committed in order.
+    threading.Timer(0.2, slow.release.set).start()
+    d.on_revoke([0])
+    assert d.source.commits == [{f"{TOPIC}:0": half}, {f"{TOPIC}:0": len(events)}]
+    assert slow.store.load([d._key(0)])[d._key(0)].offsets == {f"{TOPIC}:0": len(events)}
+    assert d.saving is None
+
+
+def test_a_failed_background_write_commits_nothing_and_fails_the_stream(tmp_path):
+    d = _daemon(tmp_path)
+    d.source = _Source()
+    slow = d.store = _SlowStore(d.store)
+    d.on_assign([0])
+    events = _events(120.0)
+    d._apply({0: _batch(0, events, [(0, i) for i in range(len(events))], {f"{TOPIC}:0": len(events)})})
+    slow.fail = OSError("disk full")
+    slow.release.set()
+    d.checkpoint(background=True)
+    with pytest.raises(OSError, match="disk full"):
+        d.settle()  # the loop calls this once the write is done: the stream restarts from the last checkpoint
+    assert d.source.commits == [] and slow.store.load([d._key(0)]) == {}
