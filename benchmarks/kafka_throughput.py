@@ -15,7 +15,8 @@ messages from the loan simulator (one model per partition), measures:
 * event-to-metric latency at a paced ``--latency-rate`` decisions/s: for each
   event, the first scrape whose count includes it minus its produce time.
 
-Every rate is given per wall second and per CPU second (user + system of the
+The raw clients and the daemons run ``--repeat`` times (default 3) and the
+medians are compared; every run is in the JSON. Every rate is given per wall second and per CPU second (user + system of the
 consuming process, all threads and any child processes): the machine is shared, and CPU
 time is what says "per core". Writes ``benchmarks/results/kafka_throughput.json``.
 
@@ -30,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -420,11 +422,13 @@ def main() -> int:
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--profile", action="store_true",
                    help="also run each daemon under cProfile (slower; separate numbers)")
-    p.add_argument("--quick", action="store_true", help="200k decisions, 10 s of latency")
+    p.add_argument("--quick", action="store_true", help="200k decisions, 10 s of latency, one run each")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs of each raw client and daemon measurement; the median is compared (shared machine)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     if args.quick:
-        args.decisions, args.latency_seconds = 200_000, 10.0
+        args.decisions, args.latency_seconds, args.repeat = 200_000, 10.0, 1
 
     broker = None
     if args.bootstrap:
@@ -471,12 +475,16 @@ def main() -> int:
                                                            eval_interval=args.eval_interval,
                                                            max_poll_records=args.max_poll_records, timeout=300)),
         ]
+        repeated = {"raw_kafka_python", "raw_confluent", "daemon_kafka_python", "daemon_confluent"}
         for name, fn in steps:
-            print(f"{name} … (load {load_average()})", file=sys.stderr)
-            result[name] = {**fn(), "load_average": load_average()}
-            print(json.dumps(result[name]), file=sys.stderr)
-        kp, cf = result["raw_kafka_python"], result["raw_confluent"]
-        dk, dc = result["daemon_kafka_python"]["steady_state"], result["daemon_confluent"]["steady_state"]
+            runs = []
+            for i in range(args.repeat if name in repeated else 1):
+                print(f"{name} run {i + 1} … (load {load_average()})", file=sys.stderr)
+                runs.append({**fn(), "load_average": load_average()})
+                print(json.dumps(runs[-1]), file=sys.stderr)
+            result[name] = {"median": median_rates(runs), "runs": runs} if len(runs) > 1 else runs[0]
+        kp, cf = rates(result["raw_kafka_python"]), rates(result["raw_confluent"])
+        dk, dc = rates(result["daemon_kafka_python"]), rates(result["daemon_confluent"])
         result["ratios"] = {
             "daemon_kafka_python_vs_raw_kafka_python_wall": round(dk["decisions_per_s"] / kp["decisions_per_s"], 3),
             "daemon_kafka_python_vs_raw_kafka_python_cpu": round(
@@ -515,6 +523,19 @@ def main() -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k in ("ratios", "targets")}, indent=2))
     return 0
+
+
+def rates(entry: dict) -> dict:
+    """Decisions per second and per CPU-second of one step: the median over its runs, if repeated."""
+    if "median" in entry:
+        return entry["median"]
+    return entry.get("steady_state") or entry
+
+
+def median_rates(runs: list[dict]) -> dict:
+    """Per metric, the median over runs (of the steady state for daemon runs)."""
+    ok = [r.get("steady_state") or r for r in runs]
+    return {k: statistics.median(r[k] for r in ok) for k in ("decisions_per_s", "decisions_per_cpu_s")}
 
 
 def _version(dist: str) -> str | None:

@@ -599,13 +599,13 @@ def stamps_to_epoch(stamps: Sequence[object]) -> np.ndarray | None:
     >>> stamps_to_epoch(["2026-02-29T00:00:00.000Z"]) is None  # not a leap year
     True
     """
-    if set(map(type, stamps)) != {str} or set(map(len, stamps)) != {24}:
-        return None
     try:
-        text = np.array(stamps, dtype="S24")  # ASCII only: anything else fails to encode
-    except UnicodeEncodeError:
+        if set(map(len, stamps)) != {24}:
+            return None
+        text = "".join(stamps).encode("ascii")  # str only (else TypeError), ASCII only
+    except (TypeError, UnicodeEncodeError):
         return None
-    chars = text.view(np.uint8).reshape(len(stamps), 24)
+    chars = np.frombuffer(text, np.uint8).reshape(len(stamps), 24)
     if not (chars[:, _TS_SEP_AT] == _TS_SEP_CODE).all():
         return None
     d = chars[:, _TS_DIGIT_AT].astype(np.int64)
