@@ -98,7 +98,10 @@ class Daemon:
             return self._assign(partitions)
 
     def _assign(self, partitions: list[int]) -> dict[str, int]:
-        self.settle(wait=False)  # inside a rebalance callback: the newest checkpoint is durable first
+        try:
+            self.settle(wait=False)  # inside a rebalance callback: the newest checkpoint is durable first
+        except Exception as exc:  # then the last durable one is restored below, which is consistent too
+            log.warning("checkpoint write failed", extra={"error": repr(exc)})
         self._forget([p for p in partitions if p in self.ledgers])  # re-assigned: start from the checkpoint
         cps = self.store.load([self._key(p) for p in partitions] + [self._key(p) + DAILY for p in partitions])
         offsets: dict[str, int] = {}
@@ -213,7 +216,6 @@ class Daemon:
     def _connect(self) -> None:
         from streaming.kafka import DeadLetterProducer, KafkaSource
 
-        extra = {}
         if self.kc.client == "confluent":
             from streaming.kafka_confluent import ConfluentSource as Source
         else:
@@ -234,7 +236,6 @@ class Daemon:
             outcomes_topic=self.kc.outcomes_topic,
             client_options=options,
             max_poll_records=self.kc.max_poll_records,
-            **extra,
         )
 
     def _disconnect(self) -> None:

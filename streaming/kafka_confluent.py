@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from itertools import repeat
-from operator import methodcaller, ne
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -244,11 +244,17 @@ class ConfluentSource:
         dtopic = self.decisions_topic
         # librdkafka hands out fetched messages in runs of one partition: take each run whole.
         errors = list(map(_ERROR, msgs))
-        if errors.count(None) == len(msgs):  # the usual case: C-level loops find the runs
-            keys = list(zip(map(_TOPIC, msgs), map(_PARTITION, msgs), strict=True))
-            cuts = [0, *(np.flatnonzero(list(map(ne, keys[1:], keys[:-1]))) + 1).tolist(), len(msgs)]
+        n = len(msgs)
+        if errors.count(None) == n:  # the usual case: C-level loops find the runs
+            topics = list(map(_TOPIC, msgs))
+            parts = np.fromiter(map(_PARTITION, msgs), np.int64, n)
+            change = parts[1:] != parts[:-1]
+            if 0 < topics.count(dtopic) < n:  # both topics: a run also ends where the topic changes
+                is_decision = np.fromiter(map(dtopic.__eq__, topics), bool, n)
+                change |= is_decision[1:] != is_decision[:-1]
+            cuts = [0, *(np.flatnonzero(change) + 1).tolist(), n]
             for start, end in zip(cuts[:-1], cuts[1:], strict=True):
-                self._flush(out, msgs, start, end, keys[start][0], keys[start][1], dtopic)
+                self._flush(out, msgs, start, end, topics[start], int(parts[start]), dtopic)
             return out
         run_topic, run_part, start = None, -1, 0
         for i, m in enumerate(msgs):

@@ -82,3 +82,22 @@ def test_a_failed_background_write_commits_nothing_and_fails_the_stream(tmp_path
     with pytest.raises(OSError, match="disk full"):
         d.settle()  # the loop calls this once the write is done: the stream restarts from the last checkpoint
     assert d.source.commits == [] and slow.store.load([d._key(0)]) == {}
+
+
+def test_an_assignment_after_a_failed_background_write_restores_the_last_durable_checkpoint(tmp_path):
+    d = _daemon(tmp_path)
+    d.source = _Source()
+    slow = d.store = _SlowStore(d.store)
+    slow.release.set()
+    d.on_assign([0])
+    events = _events(120.0)
+    half = len(events) // 2
+    d._apply({0: _batch(0, events[:half], [(0, i) for i in range(half)], {f"{TOPIC}:0": half})})
+    d.checkpoint()  # durable at `half`
+    d._apply({0: _batch(0, events[half:], [(0, i) for i in range(half, len(events))], {f"{TOPIC}:0": len(events)})})
+    slow.fail = OSError("disk full")
+    d.checkpoint(background=True)
+    # A rebalance callback must not raise into the client: it restores what is durable.
+    assert d.on_assign([0]) == {f"{TOPIC}:0": half}
+    assert d.positions == {f"{TOPIC}:0": half} and d.saving is None
+    assert d.source.commits == [{f"{TOPIC}:0": half}]
