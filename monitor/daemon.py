@@ -166,8 +166,8 @@ class Daemon:
         checkpoint (revoke, shutdown) first settles the one in flight, so saves and
         commits stay in order.
         """
+        self.settle(wait=wait)
         with self.lock:
-            self.settle(wait=wait)
             parts = sorted(self.ledgers if partitions is None else set(partitions) & set(self.ledgers))
             if not parts:
                 return
@@ -185,7 +185,8 @@ class Daemon:
             if background:
                 self.saving = self.writer.submit(self._save, cps, redo)
                 return
-        self._commit(self._save(cps, redo), parts, wait=wait)
+            offsets = self._save(cps, redo)
+        self._commit(offsets, parts, wait=wait)  # never under the lock: see settle()
 
     def _save(self, cps: dict[str, Checkpoint], redo: dict) -> dict[str, int]:
         self.store.save(cps)  # durable first …
@@ -203,14 +204,17 @@ class Daemon:
         """Wait for the checkpoint being written, if any, and commit its offsets.
 
         Raises what the write raised (the loop then resumes from the last durable checkpoint).
+        Neither the wait nor the commit holds the lock: kafka-python's rebalance callbacks
+        take it on the client's IO thread, and a blocking commit needs that thread, so a
+        commit under the lock could wait for a rebalance that waits for the lock.
         """
         with self.lock:
             saving, self.saving = self.saving, None
-            if saving is None:
-                return
-            offsets = saving.result()
-            if commit:
-                self._commit(offsets, sorted({int(k.rpartition(":")[2]) for k in offsets}), wait=wait)
+        if saving is None:
+            return
+        offsets = saving.result()
+        if commit:
+            self._commit(offsets, sorted({int(k.rpartition(":")[2]) for k in offsets}), wait=wait)
 
     # -- the loop ----------------------------------------------------------------
     def _connect(self) -> None:
