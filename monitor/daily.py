@@ -344,6 +344,15 @@ class _Postgres:
         with self.conn.cursor() as cur:
             cur.executemany(self.sql(statement), rows)
 
+    def create(self, ddls) -> None:
+        """The tables, created by one replica at a time (see :data:`monitor.state.SCHEMA_LOCK`)."""
+        from monitor.state import SCHEMA_LOCK
+
+        with self.conn.transaction():
+            self.conn.execute(SCHEMA_LOCK)
+            for ddl in ddls:
+                self.execute(ddl)
+
     def close(self) -> None:
         self.conn.close()
 
@@ -367,8 +376,11 @@ class DailyStore:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-        for ddl in _SCHEMA:
-            self.db.execute(ddl)
+        if isinstance(self.db, _Postgres):
+            self.db.create(_SCHEMA)
+        else:
+            for ddl in _SCHEMA:
+                self.db.execute(ddl)
 
     def close(self) -> None:
         self.db.close()

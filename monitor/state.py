@@ -111,6 +111,12 @@ class SqliteStateStore(StateStore):
         self.db.close()
 
 
+#: Taken before creating tables: replicas that start together on a fresh database would
+#: otherwise race in ``CREATE TABLE IF NOT EXISTS``, which PostgreSQL does not make safe
+#: (one of them fails on a duplicate key in ``pg_type``). Released at the transaction's end.
+SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(7379238450468627300)"  # "fairwatch" as a lock id
+
+
 class PostgresStateStore(StateStore):
     """Checkpoints in PostgreSQL (psycopg 3), one transaction per save."""
 
@@ -120,6 +126,7 @@ class PostgresStateStore(StateStore):
         self.dsn = dsn
         self.db = psycopg.connect(dsn, autocommit=False)
         with self.db.transaction():
+            self.db.execute(SCHEMA_LOCK)
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS fairwatch_checkpoints ("
                 " partition_key TEXT PRIMARY KEY, state BYTEA NOT NULL, offsets JSONB NOT NULL,"

@@ -77,3 +77,30 @@ def test_postgres_state_keeps_daily_statistics_in_the_same_database():
     assert cfg.audit.daily_path(cfg.state.url) == "postgresql://fw@db/fairwatch"
     cfg = load_config(env={"FAIRWATCH_STATE__URL": "sqlite:///var/fw.db"})
     assert cfg.audit.daily_path(cfg.state.url) == "var/fw.daily.db"
+
+
+def test_replicas_starting_together_on_a_fresh_database_all_create_their_tables(fresh_database):
+    # Helm starts N replicas at once: without the schema lock one of them failed on a
+    # duplicate key in pg_type (CREATE TABLE IF NOT EXISTS is not safe concurrently).
+    import threading
+
+    from monitor.state import PostgresStateStore
+
+    start, errors, stores = threading.Barrier(6), [], []
+
+    def replica():
+        try:
+            start.wait()
+            stores.append(PostgresStateStore(fresh_database))
+            stores.append(DailyStore(fresh_database))
+        except Exception as exc:  # noqa: BLE001 - every failure is the finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in stores:
+        s.close()
+    assert errors == [] and len(stores) == 12
