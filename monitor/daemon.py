@@ -186,7 +186,7 @@ class Daemon:
                 self.saving = self.writer.submit(self._save, cps, redo)
                 return
             offsets = self._save(cps, redo)
-        self._commit(offsets, parts, wait=wait)  # never under the lock: see settle()
+        self._commit(offsets, wait=wait)  # never under the lock: see settle()
 
     def _save(self, cps: dict[str, Checkpoint], redo: dict) -> dict[str, int]:
         self.store.save(cps)  # durable first …
@@ -195,9 +195,10 @@ class Daemon:
                 self.daily_store.apply(record)  # … then the daily store (redone at restart if this fails)
         return {k: v for cp in cps.values() for k, v in cp.offsets.items()}
 
-    def _commit(self, offsets: dict[str, int], parts, *, wait: bool) -> None:
+    def _commit(self, offsets: dict[str, int], *, wait: bool) -> None:
         if self.source is not None:
             self.source.commit(offsets, wait=wait)  # … then Kafka may know
+        parts = sorted({int(k.rpartition(":")[2]) for k in offsets})
         log.debug("checkpoint saved", extra={"partitions": parts, "offsets": offsets})
 
     def settle(self, *, wait: bool = True, commit: bool = True) -> None:
@@ -214,7 +215,7 @@ class Daemon:
             return
         offsets = saving.result()
         if commit:
-            self._commit(offsets, sorted({int(k.rpartition(":")[2]) for k in offsets}), wait=wait)
+            self._commit(offsets, wait=wait)
 
     # -- the loop ----------------------------------------------------------------
     def _connect(self) -> None:

@@ -23,7 +23,6 @@ of all of them (names in alphabetical order, joined by ``,``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import repeat
 
 import numpy as np
 
@@ -178,24 +177,13 @@ class GroupTable:
             out[:, col] = mapped[inverse]
         return out
 
-    def encode_keys(self, keys: Sequence[tuple]) -> np.ndarray:
-        """Like :meth:`encode` for attribute sets given as ``tuple(attributes.items())``.
-
-        Rows are cached per distinct attribute set, so the common case costs one
-        dict lookup per event. The cache is bounded and dropped whenever the
-        columns change.
-        """
-        get = self._row_cache.get
-        codes = list(map(get, keys, repeat(-1)))
-        if -1 in codes:
-            self._cache_keys(keys)
-            codes = list(map(get, keys))
-        return self._rows[np.array(codes, np.int64)]
-
     def encode_sets(self, sets: np.ndarray, generation: int, key_of: Callable[[int], tuple]) -> np.ndarray:
-        """Like :meth:`encode_keys` for attribute sets given as registry ids
-        (``key_of(id)`` is the item tuple; ids are valid within one ``generation``):
-        the common case is one numpy gather, no per-event work at all."""
+        """Like :meth:`encode` for attribute sets given as registry ids (``key_of(id)``
+        is ``tuple(attributes.items())``; ids are valid within one ``generation``).
+
+        Rows are cached per distinct attribute set (bounded, dropped whenever the
+        columns change): the common case is one numpy gather, no per-event work at all.
+        """
         if generation != self._set_generation:
             self._set_rows = np.zeros(0, np.int64)
             self._set_generation = generation

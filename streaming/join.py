@@ -223,18 +223,18 @@ class JoinStore:
             missing = [ids[j] for j in np.nonzero(rows < 0)[0]]
             found = self.spill.pop(missing)
             if found:
-                back = list(found.values())
-                self._insert(
-                    [r[0] for r in back],
-                    np.array([r[1] for r in back]),
-                    np.array([r[2] for r in back]),
-                    np.array([r[3] for r in back]),
-                    np.array([r[4] for r in back]),
-                    np.array([r[5] for r in back]),
-                    np.stack([self._unpack_groups(r[6]) for r in back]),
-                )
+                self._insert(*self._spilled_columns(list(found.values())))
                 rows = np.fromiter(map(get, ids, repeat(-1)), np.int64, len(ids))
         return rows
+
+    def _spilled_columns(self, recs: list[tuple]) -> tuple:
+        """Spill-tier records as the columns of :meth:`_write`: ids, ts, score, decision, label,
+        fingerprint, groups."""
+        return (
+            [r[0] for r in recs],
+            *(np.array([r[k] for r in recs]) for k in range(1, 6)),
+            np.stack([self._unpack_groups(r[6]) for r in recs]),
+        )
 
     def _unpack_groups(self, blob: bytes) -> np.ndarray:
         g = np.frombuffer(blob, np.int64)
@@ -298,17 +298,7 @@ class JoinStore:
             found = self.spill.pop([ids[j] for j in nj.tolist()])
             if found:
                 back = np.array([j for j in nj.tolist() if ids[j] in found], np.int64)
-                recs = [found[ids[j]] for j in back.tolist()]
-                self._write(
-                    rows[back],
-                    [r[0] for r in recs],
-                    np.array([r[1] for r in recs]),
-                    np.array([r[2] for r in recs]),
-                    np.array([r[3] for r in recs]),
-                    np.array([r[4] for r in recs]),
-                    np.array([r[5] for r in recs]),
-                    np.stack([self._unpack_groups(r[6]) for r in recs]),
-                )
+                self._write(rows[back], *self._spilled_columns([found[ids[j]] for j in back.tolist()]))
                 new[back] = False
         self.fingerprint[rows[new]] = fingerprint[new]  # so repeats within the batch compare too
         same = self.fingerprint[rows] == fingerprint

@@ -64,6 +64,22 @@ class PartitionBatch:
     outcome_meta: list[tuple[int, int]] = field(default_factory=list)
     next_offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" → next offset
 
+    def add(self, topic: str, values: list, offsets: list[int], *, decisions: bool) -> None:
+        """Append a run of this partition's records of ``topic``, in offset order.
+
+        ``None`` values (tombstones) become empty events: rejected as malformed and dead-lettered.
+        """
+        if None in values:
+            values = [v if v is not None else b"" for v in values]
+        meta = list(zip(repeat(self.partition), offsets))
+        if decisions:
+            self.decisions += values
+            self.decision_meta += meta
+        else:
+            self.outcomes += values
+            self.outcome_meta += meta
+        self.next_offsets[tp_key(topic, self.partition)] = offsets[-1] + 1
+
 
 def tp_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
@@ -121,7 +137,6 @@ class KafkaSource:
         }
         self.consumer = KafkaConsumer(**options)
         self._value, self._offset = _COLUMNAR if kafka_records.install(self.consumer) else _RECORD
-        self.max_poll_records = max_poll_records
         source = self
 
         class Listener(ConsumerRebalanceListener):
@@ -157,18 +172,12 @@ class KafkaSource:
             b = out.get(tp.partition)
             if b is None:
                 b = out[tp.partition] = PartitionBatch(tp.partition)
-            values = list(map(self._value, recs))
-            if None in values:  # tombstones: empty events (rejected as malformed, dead-lettered)
-                values = [v if v is not None else b"" for v in values]
-            offsets = list(map(self._offset, recs))
-            meta = list(zip(repeat(tp.partition), offsets))
-            if tp.topic == self.decisions_topic:
-                b.decisions += values
-                b.decision_meta += meta
-            else:
-                b.outcomes += values
-                b.outcome_meta += meta
-            b.next_offsets[tp_key(tp.topic, tp.partition)] = offsets[-1] + 1
+            b.add(
+                tp.topic,
+                list(map(self._value, recs)),
+                list(map(self._offset, recs)),
+                decisions=tp.topic == self.decisions_topic,
+            )
         return out
 
     def commit(self, offsets: dict[str, int], *, wait: bool = True) -> None:

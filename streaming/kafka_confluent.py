@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from itertools import repeat
 from operator import methodcaller
 from typing import Any
 
@@ -278,18 +277,7 @@ class ConfluentSource:
         b = out.get(part)
         if b is None:
             b = out[part] = PartitionBatch(part)
-        values = list(map(_VALUE, run))
-        if None in values:  # tombstones: empty events (rejected as malformed, dead-lettered)
-            values = [v if v is not None else b"" for v in values]
-        offsets = list(map(_OFFSET, run))
-        meta = list(zip(repeat(part), offsets))
-        if topic == dtopic:
-            b.decisions += values
-            b.decision_meta += meta
-        else:
-            b.outcomes += values
-            b.outcome_meta += meta
-        b.next_offsets[tp_key(topic, part)] = meta[-1][1] + 1
+        b.add(topic, list(map(_VALUE, run)), list(map(_OFFSET, run)), decisions=topic == dtopic)
 
     def _message_error(self, m) -> None:
         err = m.error()

@@ -241,8 +241,6 @@ def decode_fetch(raw: bytes, fetch_offset: int, check_crcs: bool) -> Decoded:
                 epochs.append(batch.leader_epoch)
                 at += len(body)
             out.next_offset = next_offset
-    except LegacyFormat:
-        raise
     except CorruptRecordError as exc:
         out.error = exc
     except (ValueError, IndexError) as exc:

@@ -46,18 +46,30 @@ def _events(n_seconds: float, seed: int = 3) -> list[bytes]:
     return [e.value for e in sim.advance(n_seconds) if e.topic == TOPIC]
 
 
-def test_background_checkpoint_commits_after_it_is_durable_and_in_order(tmp_path):
+def _assigned_daemon(tmp_path):
+    """A daemon with the recording source and the slow store (assign partitions yourself)."""
     d = _daemon(tmp_path)
     d.source = _Source()
     slow = d.store = _SlowStore(d.store)
+    return d, slow
+
+
+def _apply(d, events: list[bytes], first: int, last: int) -> None:
+    """Apply ``events[first:last]`` as offsets ``first … last - 1`` of partition 0."""
+    chunk = events[first:last]
+    d._apply({0: _batch(0, chunk, [(0, i) for i in range(first, last)], {f"{TOPIC}:0": last})})
+
+
+def test_background_checkpoint_commits_after_it_is_durable_and_in_order(tmp_path):
+    d, slow = _assigned_daemon(tmp_path)
     d.on_assign([0])
     events = _events(300.0)
     half = len(events) // 2
-    d._apply({0: _batch(0, events[:half], [(0, i) for i in range(half)], {f"{TOPIC}:0": half})})
+    _apply(d, events, 0, half)
     d.checkpoint(background=True)
     assert slow.started.wait(10)
     # The loop goes on while the write is in flight: nothing is committed, nothing durable yet.
-    d._apply({0: _batch(0, events[half:], [(0, i) for i in range(half, len(events))], {f"{TOPIC}:0": len(events)})})
+    _apply(d, events, half, len(events))
     assert d.source.commits == [] and slow.store.load([d._key(0)]) == {}
     assert d.saving is not None and not d.saving.done()
     # A revoke checkpoints synchronously: it first waits for the write in flight and
@@ -70,12 +82,10 @@ def test_background_checkpoint_commits_after_it_is_durable_and_in_order(tmp_path
 
 
 def test_a_failed_background_write_commits_nothing_and_fails_the_stream(tmp_path):
-    d = _daemon(tmp_path)
-    d.source = _Source()
-    slow = d.store = _SlowStore(d.store)
+    d, slow = _assigned_daemon(tmp_path)
     d.on_assign([0])
     events = _events(120.0)
-    d._apply({0: _batch(0, events, [(0, i) for i in range(len(events))], {f"{TOPIC}:0": len(events)})})
+    _apply(d, events, 0, len(events))
     slow.fail = OSError("disk full")
     slow.release.set()
     d.checkpoint(background=True)
@@ -85,16 +95,14 @@ def test_a_failed_background_write_commits_nothing_and_fails_the_stream(tmp_path
 
 
 def test_an_assignment_after_a_failed_background_write_restores_the_last_durable_checkpoint(tmp_path):
-    d = _daemon(tmp_path)
-    d.source = _Source()
-    slow = d.store = _SlowStore(d.store)
+    d, slow = _assigned_daemon(tmp_path)
     slow.release.set()
     d.on_assign([0])
     events = _events(120.0)
     half = len(events) // 2
-    d._apply({0: _batch(0, events[:half], [(0, i) for i in range(half)], {f"{TOPIC}:0": half})})
+    _apply(d, events, 0, half)
     d.checkpoint()  # durable at `half`
-    d._apply({0: _batch(0, events[half:], [(0, i) for i in range(half, len(events))], {f"{TOPIC}:0": len(events)})})
+    _apply(d, events, half, len(events))
     slow.fail = OSError("disk full")
     d.checkpoint(background=True)
     # A rebalance callback must not raise into the client: it restores what is durable.
