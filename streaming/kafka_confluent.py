@@ -26,16 +26,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from operator import methodcaller
 from typing import Any
 
 import numpy as np
 
 from streaming.kafka import DECISIONS_TOPIC, OUTCOMES_TOPIC, PartitionBatch, tp_key
-
-# Message accessors for C-level loops over a consumed batch.
-_ERROR, _TOPIC, _PARTITION = methodcaller("error"), methodcaller("topic"), methodcaller("partition")
-_VALUE, _OFFSET = methodcaller("value"), methodcaller("offset")
 
 __all__ = [
     "ConfluentSource",
@@ -150,8 +145,12 @@ class ConfluentSource:
         client_options: dict | None = None,
         max_poll_records: int = 10_000,
     ):
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
+        from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+        # Message accessors for C-level loops over a consumed batch: the unbound methods
+        # cost about 20 ns a call, operator.methodcaller about 100 ns (measured).
+        self._error, self._topic, self._partition = Message.error, Message.topic, Message.partition
+        self._value, self._offset = Message.value, Message.offset
         self._tp = TopicPartition
         self._kafka_exception = KafkaException
         self.topics = (decisions_topic, outcomes_topic)
@@ -242,42 +241,41 @@ class ConfluentSource:
             return out
         dtopic = self.decisions_topic
         # librdkafka hands out fetched messages in runs of one partition: take each run whole.
-        errors = list(map(_ERROR, msgs))
+        errors = list(map(self._error, msgs))
         n = len(msgs)
         if errors.count(None) == n:  # the usual case: C-level loops find the runs
-            topics = list(map(_TOPIC, msgs))
-            parts = np.fromiter(map(_PARTITION, msgs), np.int64, n)
+            topics = list(map(self._topic, msgs))
+            parts = np.fromiter(map(self._partition, msgs), np.int64, n)
             change = parts[1:] != parts[:-1]
             if 0 < topics.count(dtopic) < n:  # both topics: a run also ends where the topic changes
                 is_decision = np.fromiter(map(dtopic.__eq__, topics), bool, n)
                 change |= is_decision[1:] != is_decision[:-1]
             cuts = [0, *(np.flatnonzero(change) + 1).tolist(), n]
             for start, end in zip(cuts[:-1], cuts[1:], strict=True):
-                self._flush(out, msgs, start, end, topics[start], int(parts[start]), dtopic)
+                self._flush(out, msgs[start:end], topics[start], int(parts[start]))
             return out
         run_topic, run_part, start = None, -1, 0
         for i, m in enumerate(msgs):
             if m.error() is not None:
-                self._flush(out, msgs, start, i, run_topic, run_part, dtopic)
+                self._flush(out, msgs[start:i], run_topic, run_part)
                 self._message_error(m)
                 run_topic, start = None, i + 1
                 continue
             t, p = m.topic(), m.partition()
             if p != run_part or t != run_topic:
-                self._flush(out, msgs, start, i, run_topic, run_part, dtopic)
+                self._flush(out, msgs[start:i], run_topic, run_part)
                 run_topic, run_part, start = t, p, i
-        self._flush(out, msgs, start, len(msgs), run_topic, run_part, dtopic)
+        self._flush(out, msgs[start:], run_topic, run_part)
         return out
 
-    @staticmethod
-    def _flush(out, msgs, start, end, topic, part, dtopic) -> None:
-        if topic is None or end <= start:
+    def _flush(self, out: dict[int, PartitionBatch], run: list, topic: str | None, part: int) -> None:
+        """Add one run of messages of one topic and partition (nothing for an empty run)."""
+        if topic is None or not run:
             return
-        run = msgs[start:end]
         b = out.get(part)
         if b is None:
             b = out[part] = PartitionBatch(part)
-        b.add(topic, list(map(_VALUE, run)), list(map(_OFFSET, run)), decisions=topic == dtopic)
+        b.add(topic, list(map(self._value, run)), list(map(self._offset, run)), decisions=topic == self.decisions_topic)
 
     def _message_error(self, m) -> None:
         err = m.error()
