@@ -258,21 +258,21 @@ class Daemon:
             self.source = self.dead_letters = None
             self.closing = False
 
-    def _fresh(self, values: list[bytes], meta: list[tuple[int, int]], topic: str) -> tuple[list[bytes], list]:
+    def _fresh(self, p: int, values: list[bytes], offsets: list[int], topic: str) -> tuple[list[bytes], list[int]]:
         """Only records at or after the applied position: a stale or repeated fetch is a no-op.
 
         A gap (records missing before the first one) means the fetch and the checkpoint
         disagree: fail, so the loop restarts from the checkpoint.
         """
         if not values:
-            return values, meta
-        pos = self.positions.get(f"{topic}:{meta[0][0]}")
-        if pos is None or meta[0][1] == pos:
-            return values, meta
-        if meta[0][1] > pos:
-            raise RuntimeError(f"{topic}:{meta[0][0]}: fetched offset {meta[0][1]} but the next to apply is {pos}")
-        keep = [i for i, (_, off) in enumerate(meta) if off >= pos]
-        return [values[i] for i in keep], [meta[i] for i in keep]
+            return values, offsets
+        pos = self.positions.get(f"{topic}:{p}")
+        if pos is None or offsets[0] == pos:
+            return values, offsets
+        if offsets[0] > pos:
+            raise RuntimeError(f"{topic}:{p}: fetched offset {offsets[0]} but the next to apply is {pos}")
+        keep = [i for i, off in enumerate(offsets) if off >= pos]
+        return [values[i] for i in keep], [offsets[i] for i in keep]
 
     def _apply(self, batches) -> None:
         with self.lock:
@@ -284,8 +284,8 @@ class Daemon:
         for p, b in sorted(batches.items()):
             if p not in self.ledgers:
                 continue  # fetched before a revoke: no longer ours
-            b.decisions, b.decision_meta = self._fresh(b.decisions, b.decision_meta, kc.decisions_topic)
-            b.outcomes, b.outcome_meta = self._fresh(b.outcomes, b.outcome_meta, kc.outcomes_topic)
+            b.decisions, b.decision_offsets = self._fresh(p, b.decisions, b.decision_offsets, kc.decisions_topic)
+            b.outcomes, b.outcome_offsets = self._fresh(p, b.outcomes, b.outcome_offsets, kc.outcomes_topic)
             before = self.engine.events.copy()
             if self.daily is not None:
                 self.daily.scope = self._key(p)
@@ -311,11 +311,11 @@ class Daemon:
     def _reconcile(self, p: int, b, delta: Counter, rejected, now: float) -> None:
         """Per (topic, partition, day): offsets applied and their events by result and reason."""
         kc = self.kc
-        for topic, meta in ((kc.decisions_topic, b.decision_meta), (kc.outcomes_topic, b.outcome_meta)):
+        for topic, offsets in ((kc.decisions_topic, b.decision_offsets), (kc.outcomes_topic, b.outcome_offsets)):
             events = Counter({(r, why): n for (t, r, why), n in delta.items() if t == topic})
-            if meta or events:
+            if offsets or events:
                 dead = Counter(r.reason for r in rejected if r.topic == topic)
-                ends = (meta[0][1], meta[-1][1]) if meta else ()  # offset order: the first and the last
+                ends = (offsets[0], offsets[-1]) if offsets else ()  # offset order: the first and the last
                 self.daily.count_events(topic, p, now, ends, events, dead)
 
     def health(self) -> tuple[bool, bool, str]:

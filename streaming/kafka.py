@@ -16,9 +16,8 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from operator import attrgetter, itemgetter
 
 import orjson
@@ -36,6 +35,7 @@ __all__ = [
     "OUTCOMES_TOPIC",
     "DEADLETTER_TOPIC",
     "PartitionBatch",
+    "RecordMeta",
     "KafkaSource",
     "DeadLetterProducer",
     "DeadLetterError",
@@ -53,16 +53,50 @@ class DeadLetterError(RuntimeError):
     """The dead-letter topic did not acknowledge: the consumer must not advance."""
 
 
+class RecordMeta(Sequence):
+    """``(partition, offset)`` of each record of a run, made only when asked for.
+
+    The engine asks only for rejected events' positions: a clean stream builds no tuples.
+    """
+
+    __slots__ = ("partition", "offsets")
+
+    def __init__(self, partition: int, offsets: list[int]):
+        self.partition, self.offsets = partition, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return [(self.partition, o) for o in self.offsets[j]]
+        return self.partition, self.offsets[j]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"RecordMeta(partition={self.partition}, offsets={self.offsets!r})"
+
+
 @dataclass
 class PartitionBatch:
     """Records of one partition index from one poll, in offset order per topic."""
 
     partition: int
     decisions: list[bytes] = field(default_factory=list)
-    decision_meta: list[tuple[int, int]] = field(default_factory=list)
+    decision_offsets: list[int] = field(default_factory=list)
     outcomes: list[bytes] = field(default_factory=list)
-    outcome_meta: list[tuple[int, int]] = field(default_factory=list)
+    outcome_offsets: list[int] = field(default_factory=list)
     next_offsets: dict[str, int] = field(default_factory=dict)  # "topic:partition" → next offset
+
+    @property
+    def decision_meta(self) -> RecordMeta:
+        return RecordMeta(self.partition, self.decision_offsets)
+
+    @property
+    def outcome_meta(self) -> RecordMeta:
+        return RecordMeta(self.partition, self.outcome_offsets)
 
     def add(self, topic: str, values: list, offsets: list[int], *, decisions: bool) -> None:
         """Append a run of this partition's records of ``topic``, in offset order.
@@ -71,13 +105,12 @@ class PartitionBatch:
         """
         if None in values:
             values = [v if v is not None else b"" for v in values]
-        meta = list(zip(repeat(self.partition), offsets))
         if decisions:
             self.decisions += values
-            self.decision_meta += meta
+            self.decision_offsets += offsets
         else:
             self.outcomes += values
-            self.outcome_meta += meta
+            self.outcome_offsets += offsets
         self.next_offsets[tp_key(topic, self.partition)] = offsets[-1] + 1
 
 

@@ -184,7 +184,8 @@ def test_report_renders_in_headless_chromium_with_every_image(month, tmp_path):
 def _batch(p, dec, dmeta, nxt):
     from streaming.kafka import PartitionBatch
 
-    return PartitionBatch(partition=p, decisions=dec, decision_meta=dmeta, next_offsets=nxt)
+    assert {part for part, _ in dmeta} <= {p}
+    return PartitionBatch(partition=p, decisions=dec, decision_offsets=[off for _, off in dmeta], next_offsets=nxt)
 
 
 class _DeadLetters:

@@ -435,3 +435,18 @@ def test_two_replicas_split_partitions_and_survive_a_kill(kafka_bootstrap, postg
         write_files(tmp_path, ev, "all")
     dec, out = tmp_path / "all.decisions.jsonl", tmp_path / "all.outcomes.jsonl"
     assert_same_metrics(rename_topics(live, topics), replay_samples(dec, out, tmp_path), ignore_events=True)
+
+
+def test_partition_batch_keeps_runs_in_offset_order_and_gives_positions_on_demand():
+    from streaming.kafka import PartitionBatch
+
+    b = PartitionBatch(2)
+    b.add("dec", [b"a", None], [5, 6], decisions=True)  # a tombstone becomes an empty (malformed) event
+    b.add("out", [b"x"], [9], decisions=False)
+    b.add("dec", [b"c"], [8], decisions=True)  # offset 7 was compacted away
+    assert b.decisions == [b"a", b"", b"c"] and b.outcomes == [b"x"]
+    assert b.next_offsets == {"dec:2": 9, "out:2": 10}
+    meta = b.decision_meta
+    assert len(meta) == 3 and meta[1] == (2, 6) and meta[-1] == (2, 8)
+    assert list(meta) == [(2, 5), (2, 6), (2, 8)] and meta[1:] == [(2, 6), (2, 8)]
+    assert list(b.outcome_meta) == [(2, 9)] and not PartitionBatch(0).decision_meta
