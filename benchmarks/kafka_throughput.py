@@ -15,7 +15,7 @@ messages from the loan simulator (one model per partition), measures:
 * event-to-metric latency at a paced ``--latency-rate`` decisions/s: for each
   event, the first scrape whose count includes it minus its produce time.
 
-The raw clients and the daemons run ``--repeat`` times (default 3), in rounds
+The raw clients and the daemons run ``--repeat`` times (default 5), in rounds
 (raw kafka-python, daemon on kafka-python, raw confluent-kafka, daemon on
 confluent-kafka), so each daemon run meets the same load of the shared machine as
 the raw run before it. The kafka-python ratio is the median over rounds of
@@ -291,12 +291,14 @@ def daemon_throughput(bootstrap: str, topic: str, n: int, client: str, workdir: 
     try:
         first = None  # (time, cpu, count) at the first scrape with a count > 0
         seen = []
+        samples: list[tuple[float, float, float]] = []  # (time, cpu, published count) of every scrape
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if d.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {d.proc.returncode}:\n{d.log_tail()}")
             count = d.ok()
             now, c = time.perf_counter(), d.cpu()
+            samples.append((now, c, count or 0.0))
             if count:
                 seen.append((now - d.t_start, count))
                 if first is None:
@@ -312,16 +314,39 @@ def daemon_throughput(bootstrap: str, topic: str, n: int, client: str, workdir: 
         total_cpu = c
         steady_n = count - first[2]
         steady = rate_of(steady_n, now - first[0], c - first[1]) if steady_n > 0 else None
+        end_t, end_c = processing_end(samples) if steady_n > 0 else (now, c)
+        done = rate_of(steady_n, end_t - first[0], end_c - first[1]) if steady_n > 0 and end_t > first[0] else None
     finally:
         d.stop()
     return {
         "client": client,
         "decisions": int(count),
         "from_process_start": rate_of(int(count), total_wall, total_cpu),
-        "steady_state": steady,
-        "note": "steady_state = from the first published count > 0 to N (excludes start-up and the group join); "
-                "counts are published once per evaluation interval",
+        "steady_state": done or steady,
+        "steady_state_to_last_publish": steady,
+        "note": "steady_state = from the first published count > 0 (excludes start-up and the group join) to the "
+                "end of processing: the last busy scrape interval (>= half a core) before the count reached N. "
+                "Counts are published once per evaluation interval, so the publish showing N comes up to one "
+                "interval after the work ended: steady_state_to_last_publish includes that idle time",
     }
+
+
+def processing_end(samples: list[tuple[float, float, float]], busy: float = 0.5) -> tuple[float, float]:
+    """(time, cpu) where the daemon stopped working on the stream: the end of the last scrape
+    interval, after the last publish below N, in which it used at least ``busy`` of a core.
+
+    >>> processing_end([(0, 0, 5), (1, 1, 5), (2, 1.9, 5), (3, 2.0, 5), (4, 2.05, 9)])
+    (2, 1.9)
+    """
+    last = samples[-1][2]
+    k = max(i for i, s in enumerate(samples) if s[2] < last)  # the last scrape before the final publish
+    j = min(i for i in range(k + 1) if samples[i][2] == samples[k][2])  # that publish first seen
+    end = j
+    for i in range(j + 1, len(samples)):
+        (t0, c0, _), (t1, c1, _) = samples[i - 1], samples[i]
+        if t1 > t0 and (c1 - c0) / (t1 - t0) >= busy:
+            end = i
+    return samples[end][0], samples[end][1]
 
 
 # -- latency ------------------------------------------------------------------------------
@@ -426,7 +451,7 @@ def main() -> int:
     p.add_argument("--profile", action="store_true",
                    help="also run each daemon under cProfile (slower; separate numbers)")
     p.add_argument("--quick", action="store_true", help="200k decisions, 10 s of latency, one run each")
-    p.add_argument("--repeat", type=int, default=3,
+    p.add_argument("--repeat", type=int, default=5,
                    help="runs of each raw client and daemon measurement; the median is compared (shared machine)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
