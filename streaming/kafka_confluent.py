@@ -26,6 +26,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from itertools import repeat
+from operator import is_not
 from typing import Any
 
 import numpy as np
@@ -241,9 +243,10 @@ class ConfluentSource:
             return out
         dtopic = self.decisions_topic
         # librdkafka hands out fetched messages in runs of one partition: take each run whole.
-        errors = list(map(self._error, msgs))
         n = len(msgs)
-        if errors.count(None) == n:  # the usual case: C-level loops find the runs
+        # No error event (the usual case): C-level loops find the runs. Compared by identity:
+        # KafkaError's == raises on None, so errors.count(None) would fail on any error event.
+        if not any(map(is_not, map(self._error, msgs), repeat(None))):
             topics = list(map(self._topic, msgs))
             parts = np.fromiter(map(self._partition, msgs), np.int64, n)
             change = parts[1:] != parts[:-1]

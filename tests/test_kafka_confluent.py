@@ -269,3 +269,47 @@ def test_unreachable_dead_letter_topic_stops_the_consumer_at_the_poison(kafka_bo
     assert [(x["offset"], x["reason"]) for x in letters] == [(poison_offset, "malformed_json")]
     dec, out = write_files(tmp_path, first + second)
     assert_same_metrics(rename_topics(live, topics), replay_samples(dec, out, tmp_path), ignore_events=True)
+
+
+def test_confluent_poll_keeps_every_record_when_events_interleave(kafka_bootstrap):
+    """Partition-EOF events (``enable.partition.eof``) arrive among the messages, so ``poll()``
+    takes its message-by-message path: every record still comes once, under its own partition
+    and topic, in offset order, and the next offsets follow the last records."""
+    from confluent_kafka import Producer
+
+    from streaming.kafka_confluent import ConfluentSource
+
+    topics = Topics(kafka_bootstrap, partitions=2)
+    prod = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    sent: dict[tuple[str, int], list[bytes]] = {}
+    for p in (0, 1):
+        for topic, n in ((topics.decisions, 7), (topics.outcomes, 4)):
+            for i in range(n):
+                value = f"{topic[-3:]}-{p}-{i}".encode()
+                prod.produce(topic, value, partition=p)
+                sent.setdefault((topic, p), []).append(value)
+    assert prod.flush(30) == 0
+    src = ConfluentSource(
+        bootstrap_servers=kafka_bootstrap, group_id=topics.group, on_assign=lambda parts: {},
+        on_revoke=lambda parts: None, on_lost=lambda parts: None, decisions_topic=topics.decisions,
+        outcomes_topic=topics.outcomes, client_options={"enable.partition.eof": True},
+    )
+    eofs = []
+    message_error = src._message_error
+    src._message_error = lambda m: (eofs.append(m.error().code()), message_error(m))
+    got: dict[tuple[str, int], list[tuple[int, bytes]]] = {}
+    nxt: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 60
+        while sum(map(len, got.values())) < 22 and time.monotonic() < deadline:
+            for p, b in src.poll(timeout_ms=500).items():
+                got.setdefault((topics.decisions, p), []).extend(zip(b.decision_offsets, b.decisions, strict=True))
+                got.setdefault((topics.outcomes, p), []).extend(zip(b.outcome_offsets, b.outcomes, strict=True))
+                assert [m[0] for m in b.decision_meta] == [p] * len(b.decisions)
+                nxt.update(b.next_offsets)
+    finally:
+        src.close()
+    assert eofs, "no partition-EOF event came: the message-by-message path was not taken"
+    assert {k: [v for _, v in recs] for k, recs in got.items() if recs} == sent
+    assert all([o for o, _ in recs] == list(range(len(recs))) for recs in got.values())
+    assert nxt == {f"{t}:{p}": len(v) for (t, p), v in sent.items()}
