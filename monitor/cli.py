@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -134,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Consumes fairness.decisions and fairness.outcomes in one consumer group, applies them to "
             "the windows, serves /metrics, /healthz and /readyz, and checkpoints state and offsets "
             "(offsets are committed only after the checkpoint that contains them is durable). "
-            "SIGTERM stops cleanly with a final checkpoint."
+            "SIGTERM stops cleanly with a final checkpoint. SIGUSR1 writes the stack of every thread "
+            "to stderr and the daemon goes on (for a daemon that seems stuck)."
         ),
     )
     run.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="override kafka.bootstrap_servers")
@@ -206,9 +208,13 @@ def _duration_arg(text: str) -> float:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import faulthandler
+
     from monitor.daemon import run
 
     cfg = _config(args)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack on stderr, the daemon goes on
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     kafka = {k: v for k, v in (("bootstrap_servers", args.bootstrap_servers), ("group_id", args.group_id)) if v}
     updates: dict = {}
     if kafka:

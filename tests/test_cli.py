@@ -263,3 +263,41 @@ def test_exporter_renders_once_per_published_snapshot():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_run_writes_every_threads_stack_on_sigusr1_and_goes_on(tmp_path):
+    """For a daemon that seems stuck: ``kill -USR1`` shows where each thread is, and nothing stops.
+    No broker is needed: the daemon serves /healthz while it retries the connection."""
+    port = free_port()
+    log = tmp_path / "run.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "run", "--bootstrap-servers", f"127.0.0.1:{free_port()}",
+             "--state", f"sqlite:///{tmp_path}/state.db", "--port", str(port)],
+            stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "FAIRWATCH_ALERTS__ENABLED": "false"},
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail(f"no /healthz within 60 s:\n{log.read_text(errors='replace')[-3000:]}")
+            proc.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while "Current thread" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            text = log.read_text(errors="replace")
+            assert "Current thread" in text and text.count("Thread 0x") >= 2, text[-3000:]
+            assert 'File "' in text and "daemon.py" in text
+            time.sleep(0.5)
+            assert proc.poll() is None, "SIGUSR1 stopped the daemon"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -167,6 +167,13 @@ class DaemonProcess:
         self._fh.close()
         return self.proc.returncode
 
+    def threads(self) -> str:
+        """Every thread's stack (``fairwatch run`` writes them on SIGUSR1) and the log's end."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+        return self.log.read_text(errors="replace")[-12_000:]
+
     def get(self, path: str) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
@@ -399,7 +406,8 @@ def test_two_replicas_split_partitions_and_survive_a_kill(kafka_bootstrap, postg
             if pa and pb and sorted(pa + pb) == [0, 1, 2, 3]:
                 break
             time.sleep(0.5)
-        assert pa and pb, f"partitions not split: a={pa} b={pb}"
+        if not (pa and pb):  # a replica that never gets partitions: say where each one is
+            pytest.fail(f"partitions not split: a={pa} b={pb}\n--- a:\n{a.threads()}\n--- b:\n{b.threads()}")
         for ev, key in models[:3]:
             produce(kafka_bootstrap, topics, ev, key)
         n3 = sum(sum(1 for o, _ in ev if not o) for ev, _ in models[:3])
