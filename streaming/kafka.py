@@ -22,7 +22,7 @@ from operator import attrgetter, itemgetter
 
 import orjson
 
-from streaming import kafka_records
+from streaming import kafka_loop, kafka_records
 from streaming.events import Rejection
 
 # A polled record's value and offset, for C-level loops: (offset, value) tuples when the
@@ -150,6 +150,7 @@ class KafkaSource:
     ):
         from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 
+        kafka_loop.install()  # kafka-python's IO thread must wake for tasks queued from this thread
         self._tp = TopicPartition
         self.topics = (decisions_topic, outcomes_topic)
         self.decisions_topic, self.outcomes_topic = decisions_topic, outcomes_topic
@@ -280,6 +281,7 @@ class DeadLetterProducer:
     ):
         from kafka import KafkaProducer
 
+        kafka_loop.install()
         security = {k: v for k, v in (client_options or {}).items() if k.startswith(("security_", "sasl_", "ssl_"))}
         self.producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers, acks="all", retries=5, linger_ms=5, **security

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from streaming import kafka_loop
 from streaming.simulator import LoanSimulator
 
 __all__ = ["SimulateResult", "simulate"]
@@ -42,6 +43,8 @@ def simulate(
 ) -> SimulateResult:
     """Produce until ``duration`` simulated seconds, ``max_decisions`` decisions, or ``stop``."""
     from kafka import KafkaProducer
+
+    kafka_loop.install()
 
     security = {k: v for k, v in (client_options or {}).items() if k.startswith(("security_", "sasl_", "ssl_"))}
     producer = KafkaProducer(

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -458,3 +459,25 @@ def test_partition_batch_keeps_runs_in_offset_order_and_gives_positions_on_deman
     assert len(meta) == 3 and meta[1] == (2, 6) and meta[-1] == (2, 8)
     assert list(meta) == [(2, 5), (2, 6), (2, 8)] and meta[1:] == [(2, 6), (2, 8)]
     assert list(b.outcome_meta) == [(2, 9)] and not PartitionBatch(0).decision_meta
+
+
+def test_a_task_queued_from_another_thread_runs_at_once():
+    """kafka-python 3's ``call_soon`` from outside its IO thread (as its transport's ``write()``
+    and future callbacks do) only queued the task: it ran when something next woke the loop,
+    never if nothing did. With ``streaming.kafka_loop`` installed it wakes the loop."""
+    from kafka.net.selector import NetworkSelector
+
+    from streaming import kafka_loop
+
+    assert kafka_loop.compatible() is None and kafka_loop.install()
+    net = NetworkSelector()
+    net.start()
+    try:
+        time.sleep(0.2)  # the IO thread is in select(), no timer pending
+        for _ in range(20):
+            ran = threading.Event()
+            net.call_soon(ran.set)
+            assert ran.wait(2.0), "a task queued from another thread did not run"
+    finally:
+        net.stop(2000)
+        net.close()
