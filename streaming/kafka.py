@@ -72,9 +72,6 @@ class RecordMeta(Sequence):
             return [(self.partition, o) for o in self.offsets[j]]
         return self.partition, self.offsets[j]
 
-    def __eq__(self, other) -> bool:
-        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
-
     def __repr__(self) -> str:
         return f"RecordMeta(partition={self.partition}, offsets={self.offsets!r})"
 
