@@ -11,7 +11,7 @@ rises the responder acts once per tier:
   executive escalation (``FairnessTier3``) and the pipeline.
 
 The pipeline is reached through ``enqueue`` — any callable taking the incident
-dict (``intervention.trigger.PipelineQueue.enqueue``), so this layer never
+dict (``fairwatch.intervention.trigger.PipelineQueue.enqueue``), so this layer never
 imports ``intervention``. Notifications go through :class:`~alerts.notify.Notifier`
 and never block.
 """
@@ -288,6 +288,6 @@ class Responder:
 
 
 def _secs(window: str) -> float:
-    from monitor.windows import parse_duration
+    from fairwatch.monitor.windows import parse_duration
 
     return parse_duration(window)

@@ -95,12 +95,21 @@ def serve_admin(loop: AlertLoop, *, token: str, host: str = "127.0.0.1", port: i
                 if path == "/flags/rollback":
                     rec = loop.rollback.rollback(
                         f"manual/{model}/{loop.audit.append('admin.rollback', model=model, reason=reason)['seq']}",
-                        model, now=_now(loop), reason=reason, manual=True,
-                        dry_run=bool(body.get("dry_run", False)), target=body.get("to"))
+                        model,
+                        now=_now(loop),
+                        reason=reason,
+                        manual=True,
+                        dry_run=bool(body.get("dry_run", False)),
+                        target=body.get("to"),
+                    )
                     self._send(200, rec.as_dict())
                 else:
-                    self._send(200, loop.rollback.restore(model, reason=reason, to=body.get("to"),
-                                                          dry_run=bool(body.get("dry_run", False))))
+                    self._send(
+                        200,
+                        loop.rollback.restore(
+                            model, reason=reason, to=body.get("to"), dry_run=bool(body.get("dry_run", False))
+                        ),
+                    )
             except KeyError as exc:
                 self._send(404, {"error": str(exc.args[0])})
             except (ValueError, FlagStoreError) as exc:

@@ -1,4 +1,4 @@
-"""The audit sink of alerts, rollbacks and baselines: the hash-chained log of :mod:`monitor.audit`.
+"""The audit sink of alerts, rollbacks and baselines: the hash-chained log of :mod:`fairwatch.monitor.audit`.
 
 ``AuditLog.append(kind, **fields)`` writes one chained, fsynced JSONL entry;
 ``MemoryAuditLog`` keeps the same chain in memory. Verify a log with
@@ -17,6 +17,6 @@
 
 from __future__ import annotations
 
-from monitor.audit import AuditLog, AuditSink, MemoryAuditLog
+from fairwatch.monitor.audit import AuditLog, AuditSink, MemoryAuditLog
 
 __all__ = ["AuditSink", "AuditLog", "MemoryAuditLog"]

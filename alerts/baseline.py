@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from monitor.snapshot import Snapshot
+from fairwatch.monitor.snapshot import Snapshot
 
 from .config import METRICS
 
@@ -125,7 +125,7 @@ class BaselineStore:
 class BaselineLearner:
     """Averages the point values of one window over a named period of event time.
 
-    >>> from monitor.snapshot import Sample, Snapshot
+    >>> from fairwatch.monitor.snapshot import Sample, Snapshot
     >>> learner = BaselineLearner(start=0.0, end=100.0, window="24h")
     >>> s = lambda t, v: Snapshot(t, (Sample("fairness_demographic_parity_ratio",
     ...     {"model": "m", "window": "24h", "attribute": "race"}, v),), event_time={"m": t})

@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from fairwatch.monitor.windows import parse_duration
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-
-from monitor.windows import parse_duration
 
 __all__ = [
     "METRICS",
@@ -106,7 +105,9 @@ def _default_rules() -> dict[str, RuleConfig]:
         # the confirming window must hold >= 1000 labeled per group (a fair stream paged tier 2
         # 18 times in 19 simulated days with 200 there; benchmarks/detection.py)
         "equalized_odds_gap": RuleConfig(
-            degradation="absolute", guards=(Guard(tier=2, above=0.12),), min_labeled=200,
+            degradation="absolute",
+            guards=(Guard(tier=2, above=0.12),),
+            min_labeled=200,
             confirm_min_labeled=1000,
         ),
         "expected_calibration_error": RuleConfig(
@@ -116,7 +117,10 @@ def _default_rules() -> dict[str, RuleConfig]:
             # ~0.05 at 300 labeled, ~0.035 at 1000), so the confirming window must hold >= 1000
             # labeled of the group: without that, right after start-up (when every window holds
             # the same few hundred labels) noise alone raised tier 2 (benchmarks/detection.py).
-            degradation="absolute", guards=(Guard(tier=2, above=0.08),), min_labeled=300, evidence="point",
+            degradation="absolute",
+            guards=(Guard(tier=2, above=0.08),),
+            min_labeled=300,
+            evidence="point",
             confirm_min_labeled=1000,
         ),
         # "accuracy more than 5 % below baseline" → tier 3 (relative degradation ≥ 5 %). Tier 3

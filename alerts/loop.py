@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from monitor.snapshot import Sample, Snapshot
-from monitor.windows import parse_duration
+from fairwatch.monitor.snapshot import Sample, Snapshot
+from fairwatch.monitor.windows import parse_duration
 
 from .actions import Responder
 from .audit import AuditLog, AuditSink
@@ -51,11 +51,18 @@ class AlertLoop:
         if cfg.rollback.models:
             fs = store if store is not None else flag_store_from_config(cfg.rollback.flag_store)
             self.rollback = RollbackManager(cfg.rollback, fs, audit=self.audit)
-        self.responder = Responder(notifier=self.notifier, rollback=self.rollback, enqueue=enqueue,
-                                   audit=self.audit, pipeline=cfg.pipeline,
-                                   resend_interval=cfg.notify.resend_interval)
-        self.learners = {m: BaselineLearner(start=s, end=e, window=self._longest_window())
-                         for m, (s, e) in cfg.learn_baseline.items()}
+        self.responder = Responder(
+            notifier=self.notifier,
+            rollback=self.rollback,
+            enqueue=enqueue,
+            audit=self.audit,
+            pipeline=cfg.pipeline,
+            resend_interval=cfg.notify.resend_interval,
+        )
+        self.learners = {
+            m: BaselineLearner(start=s, end=e, window=self._longest_window())
+            for m, (s, e) in cfg.learn_baseline.items()
+        }
         self.changes: list[TierChange] = []
         self.verified: list[RollbackRecord] = []
 
@@ -69,8 +76,10 @@ class AlertLoop:
         self._learn(snap)
         counts = None
         if engine is not None:
+
             def counts(model: str, window: str):
                 return engine.window_counts(model, window, labeled=True)
+
         changes = self.policy.evaluate(snap, label_counts=counts)
         versions = {m: dict(st.versions) for m, st in engine.models.items()} if engine is not None else {}
         self.changes.extend(changes)
@@ -91,16 +100,26 @@ class AlertLoop:
             if learner.done(model):
                 values = learner.result(model)
                 self.baselines.learned(model, values)
-                self.audit.append("baseline.learned", model=model, values=values,
-                                  period=[learner.start, learner.end], window=learner.window)
+                self.audit.append(
+                    "baseline.learned",
+                    model=model,
+                    values=values,
+                    period=[learner.start, learner.end],
+                    window=learner.window,
+                )
                 del self.learners[model]
 
     def samples(self) -> list[Sample]:
         out = self.policy.samples()
         if self.rollback is not None:
-            for (model, flag) in sorted({(m, f.flag) for m, f in self.config.rollback.models.items()}):
-                out.append(Sample("fairness_rollbacks_total", {"model": model, "flag": flag},
-                                  float(self.rollback.executed[(model, flag)])))
+            for model, flag in sorted({(m, f.flag) for m, f in self.config.rollback.models.items()}):
+                out.append(
+                    Sample(
+                        "fairness_rollbacks_total",
+                        {"model": model, "flag": flag},
+                        float(self.rollback.executed[(model, flag)]),
+                    )
+                )
         return out
 
     def incidents(self, status: str | None = None) -> list[dict[str, Any]]:

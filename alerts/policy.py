@@ -1,8 +1,8 @@
 """The tier policy: snapshot → candidate tiers → state machines → tier changes.
 
 For every (model, window, metric, attribute) the policy reads the metric from the
-snapshot's structured :class:`~monitor.snapshot.WindowMetrics`, turns it into two
-candidate tiers (see :mod:`alerts.tiers`) and feeds the state machine:
+snapshot's structured :class:`~fairwatch.monitor.snapshot.WindowMetrics`, turns it into two
+candidate tiers (see :mod:`fairwatch.alerts.tiers`) and feeds the state machine:
 
 * **guards** — absolute thresholds (DI outside [0.80, 1.25] → 3, …);
 * **degradation** against the approved baseline (5 / 10 / 20 % → 1 / 2 / 3);
@@ -26,11 +26,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from monitor.intervals import wilson, z_value
-from monitor.metrics import AttributeMetrics
-from monitor.snapshot import Sample, Snapshot
-from monitor.stats import GroupCounts
-from monitor.windows import parse_duration
+from fairwatch.monitor.intervals import wilson, z_value
+from fairwatch.monitor.metrics import AttributeMetrics
+from fairwatch.monitor.snapshot import Sample, Snapshot
+from fairwatch.monitor.stats import GroupCounts
+from fairwatch.monitor.windows import parse_duration
 
 from .baseline import BaselineStore
 from .config import METRICS, AlertsConfig, Guard, RuleConfig
@@ -140,7 +140,7 @@ def candidate(
 ) -> tuple[int, int, Item | None]:
     """(raise, hold, worst item) over items; used for both the window and its confirmer.
 
-    >>> from alerts.config import AlertsConfig
+    >>> from fairwatch.alerts.config import AlertsConfig
     >>> cfg = AlertsConfig()
     >>> rule = cfg.rule("disparate_impact")
     >>> items = [Item(1.0, (0.95, 1.05), "White"), Item(0.7, (0.62, 0.79), "Black")]
@@ -165,8 +165,11 @@ def candidate(
         if baseline is not None:
             dr, dh = _degradation_tier(direction, rule.degradation, baseline, item, evidence, thresholds, margin)
             r, h = max(r, dr), max(h, dh)
-        worse = (item.value < worst.value) if (worst is not None and direction == "low") else (
-            worst is not None and item.value > worst.value)
+        worse = (
+            (item.value < worst.value)
+            if (worst is not None and direction == "low")
+            else (worst is not None and item.value > worst.value)
+        )
         if worst is None or (r, h) > (best_r, best_h) or ((r, h) == (best_r, best_h) and worse):
             worst = item
         best_r, best_h = max(best_r, r), max(best_h, h)
@@ -176,20 +179,28 @@ def candidate(
 class Policy:
     """Evaluates snapshots; keeps one :class:`TierMachine` per (model, window, metric, attribute)."""
 
-    def __init__(self, config: AlertsConfig | None = None, *, baselines: BaselineStore | None = None,
-                 confidence: float = 0.95) -> None:
+    def __init__(
+        self, config: AlertsConfig | None = None, *, baselines: BaselineStore | None = None, confidence: float = 0.95
+    ) -> None:
         self.config = config or AlertsConfig()
-        self.baselines = baselines or BaselineStore(self.config.baseline_path, defaults={
-            m: e.values for m, e in self.config.baselines.items()
-        })
+        self.baselines = baselines or BaselineStore(
+            self.config.baseline_path, defaults={m: e.values for m, e in self.config.baselines.items()}
+        )
         self.confidence = confidence
         self.machines: dict[tuple[str, str, str, str], TierMachine] = {}
         self.last: dict[tuple[str, str, str, str], tuple[int, Item | None]] = {}
         self.evaluations = 0
 
     # -- reading the snapshot ------------------------------------------------------
-    def items(self, metric: str, am: AttributeMetrics, counts: Mapping[tuple[str, str], GroupCounts] | None,
-              rule: RuleConfig, *, confirming: bool = False) -> list[Item] | None:
+    def items(
+        self,
+        metric: str,
+        am: AttributeMetrics,
+        counts: Mapping[tuple[str, str], GroupCounts] | None,
+        rule: RuleConfig,
+        *,
+        confirming: bool = False,
+    ) -> list[Item] | None:
         """What is judged for ``metric`` on one attribute; ``None`` = insufficient data.
 
         ``confirming``: the attribute is the confirming (longer) window's, which demands
@@ -206,8 +217,11 @@ class Policy:
                 return None
             return [Item(am.eo_gap, am.eo_gap_ci)]
         if metric == "disparate_impact":
-            out = [Item(g.disparate_impact, g.disparate_impact_ci, g.group) for g in am.groups
-                   if g.sufficient and g.disparate_impact is not None and g.group != am.reference]
+            out = [
+                Item(g.disparate_impact, g.disparate_impact_ci, g.group)
+                for g in am.groups
+                if g.sufficient and g.disparate_impact is not None and g.group != am.reference
+            ]
             return out or None
         out = []
         for g in am.groups:
@@ -256,8 +270,9 @@ class Policy:
                 # a window nobody confirms (the longest) is its own confirmation: it needs the
                 # confirming window's sample size (rule.confirm_min_labeled)
                 unconfirmed = confirm is None or confirm not in windows_of.get(model, ())
-                items = self.items(metric, am, counts_for(model, window) if need_counts else None, rule,
-                                   confirming=unconfirmed)
+                items = self.items(
+                    metric, am, counts_for(model, window) if need_counts else None, rule, confirming=unconfirmed
+                )
                 key = (model, window, metric, attribute)
                 machine = self.machines.get(key)
                 if machine is None:
@@ -268,16 +283,28 @@ class Policy:
                 if items is None:
                     state = machine.update(None, None)
                 else:
-                    kw = dict(intersectional=am.intersectional, baseline=base, thresholds=thresholds,
-                              margin=pol.hysteresis)
+                    kw = dict(
+                        intersectional=am.intersectional, baseline=base, thresholds=thresholds, margin=pol.hysteresis
+                    )
                     r, h, worst = candidate(metric, items, rule, evidence=evidence, **kw)
                     reason = f"{evidence} evidence on {window}"
                     if confirm is not None and confirm in windows_of.get(model, ()):
-                        c_items = None if conf_am is None else self.items(
-                            metric, conf_am, counts_for(model, confirm) if need_counts else None, rule,
-                            confirming=True)
-                        cr = 0 if c_items is None else candidate(
-                            metric, c_items, rule, evidence=pol.confirm_evidence, **kw)[0]
+                        c_items = (
+                            None
+                            if conf_am is None
+                            else self.items(
+                                metric,
+                                conf_am,
+                                counts_for(model, confirm) if need_counts else None,
+                                rule,
+                                confirming=True,
+                            )
+                        )
+                        cr = (
+                            0
+                            if c_items is None
+                            else candidate(metric, c_items, rule, evidence=pol.confirm_evidence, **kw)[0]
+                        )
                         if cr < r:
                             reason += f"; {confirm} confirms only tier {cr}"
                         else:
@@ -286,12 +313,20 @@ class Policy:
                     state = machine.update(r, h)
                 self.last[key] = (state, worst)
                 if state != before:
-                    changes.append(TierChange(
-                        model, window, metric, attribute, before, state, t,
-                        None if worst is None else worst.value,
-                        None if worst is None else worst.ci,
-                        reason + (f" (group {worst.group})" if worst is not None and worst.group else ""),
-                    ))
+                    changes.append(
+                        TierChange(
+                            model,
+                            window,
+                            metric,
+                            attribute,
+                            before,
+                            state,
+                            t,
+                            None if worst is None else worst.value,
+                            None if worst is None else worst.ci,
+                            reason + (f" (group {worst.group})" if worst is not None and worst.group else ""),
+                        )
+                    )
         return changes
 
     # -- exposition ------------------------------------------------------------------------
@@ -304,8 +339,11 @@ class Policy:
 
     def tier(self, model: str, metric: str | None = None, attribute: str | None = None) -> int:
         """Highest current tier of a model (optionally one metric/attribute), −1 if all insufficient."""
-        states = [st for (m, _, k, a), (st, _) in self.last.items()
-                  if m == model and metric in (None, k) and attribute in (None, a)]
+        states = [
+            st
+            for (m, _, k, a), (st, _) in self.last.items()
+            if m == model and metric in (None, k) and attribute in (None, a)
+        ]
         return max(states, default=INSUFFICIENT)
 
     def window_seconds(self, window: str) -> float:

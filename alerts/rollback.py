@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.windows import parse_duration
+from fairwatch.monitor.windows import parse_duration
 
 from .audit import AuditSink, MemoryAuditLog
 from .config import RollbackConfig
@@ -137,13 +137,26 @@ class RollbackManager:
         with self._lock:
             existing = self.records.get(incident)
             if existing is not None:
-                self.audit.append("rollback.decide", incident=incident, model=model, decision="skip",
-                                  why="already handled for this incident", status=existing.status)
+                self.audit.append(
+                    "rollback.decide",
+                    incident=incident,
+                    model=model,
+                    decision="skip",
+                    why="already handled for this incident",
+                    status=existing.status,
+                )
                 return existing
             flag, default_target = self.flag_for(model)
             ev = dict(evidence or {})
-            rec = RollbackRecord(incident, model, flag, target or default_target,
-                                 window=ev.get("window"), metric=ev.get("metric"), attribute=ev.get("attribute"))
+            rec = RollbackRecord(
+                incident,
+                model,
+                flag,
+                target or default_target,
+                window=ev.get("window"),
+                metric=ev.get("metric"),
+                attribute=ev.get("attribute"),
+            )
             self.records[incident] = rec
             dry = self.config.dry_run if dry_run is None else dry_run
             rec.dry_run = dry
@@ -157,8 +170,14 @@ class RollbackManager:
                 self._finish(rec)
                 return rec
             rec.previous = live
-            self._step("assess", rec, live=live, target=rec.target, store=self.store.describe(),
-                       decisions_by_version=dict(versions or {}))
+            self._step(
+                "assess",
+                rec,
+                live=live,
+                target=rec.target,
+                store=self.store.describe(),
+                decisions_by_version=dict(versions or {}),
+            )
             # decide
             why = None
             if not self.config.enabled and not manual:
@@ -226,9 +245,15 @@ class RollbackManager:
                 window_s = parse_duration(rec.window) if rec.window else 0.0
                 tier = tier_of(rec) if now - rec.executed_at >= window_s + self.config.verify_grace else None
                 recovered = tier is not None and tier == 0
-                rec.verification = {"decisions_since": total, "rollback_version_share": share,
-                                    "carries_rollback_version": carry, "tier": tier, "recovered": recovered,
-                                    "at": now, "seconds_since_rollback": now - rec.executed_at}
+                rec.verification = {
+                    "decisions_since": total,
+                    "rollback_version_share": share,
+                    "carries_rollback_version": carry,
+                    "tier": tier,
+                    "recovered": recovered,
+                    "at": now,
+                    "seconds_since_rollback": now - rec.executed_at,
+                }
                 if carry and recovered:
                     rec.status = "verified"
                 elif now - rec.executed_at >= self.config.verify_timeout:
@@ -258,9 +283,18 @@ class RollbackManager:
                 err = None
             except FlagStoreError as exc:
                 live, err = None, str(exc)
-            out.append({"model": model, "flag": m.flag, "live": live, "rollback_to": m.rollback_to,
-                        "rolled_back": live == m.rollback_to, "error": err,
-                        "last_rollback": self.load_state().get(m.flag), "store": self.store.describe()})
+            out.append(
+                {
+                    "model": model,
+                    "flag": m.flag,
+                    "live": live,
+                    "rollback_to": m.rollback_to,
+                    "rolled_back": live == m.rollback_to,
+                    "error": err,
+                    "last_rollback": self.load_state().get(m.flag),
+                    "store": self.store.describe(),
+                }
+            )
         return out
 
     def restore(self, model: str, *, reason: str, to: str | None = None, dry_run: bool = False) -> dict[str, Any]:

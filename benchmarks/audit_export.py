@@ -6,7 +6,7 @@ Phases, each timed:
 
 1. *feed* — the month's decisions are drawn with the simulator's vectorised
    ``LoanSimulator.decisions_frame`` (scores, decisions, labels, race × sex), one
-   chunk per simulated ~2.4 h, and fed to :class:`monitor.daily.DailyStats` through
+   chunk per simulated ~2.4 h, and fed to :class:`fairwatch.monitor.daily.DailyStats` through
    the same ``on_decisions`` / ``on_labels`` hook the engine calls. Streaming
    26 M JSON events through decode + engine would take tens of minutes on the
    shared CI box, and measures the engine, not the export; the engine's own
@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from monitor.daily import DailyStats, DailyStore  # noqa: E402
-from streaming.simulator import RACES, SEXES, LoanSimulator  # noqa: E402
+from fairwatch.monitor.daily import DailyStats, DailyStore  # noqa: E402
+from fairwatch.streaming.simulator import RACES, SEXES, LoanSimulator  # noqa: E402
 
 MONTH_START = 1793491200.0  # 2026-11-01T00:00:00Z
 MONTH = "2026-11"
@@ -68,8 +67,15 @@ def feed(daily: DailyStats, rate: float, days: int, chunks_per_day: int, seed: i
             dec = f["decision"].to_numpy().astype(np.int64)
             daily.on_decisions("loan-approval", table, ts, dec, gidx)
             arrived = rng.random(n) >= 0.05
-            daily.on_labels("loan-approval", table, ts[arrived], f["score"].to_numpy()[arrived], dec[arrived],
-                            f["label"].to_numpy().astype(np.int64)[arrived], gidx[arrived])
+            daily.on_labels(
+                "loan-approval",
+                table,
+                ts[arrived],
+                f["score"].to_numpy()[arrived],
+                dec[arrived],
+                f["label"].to_numpy().astype(np.int64)[arrived],
+                gidx[arrived],
+            )
             total += n
     return total
 
@@ -77,8 +83,8 @@ def feed(daily: DailyStats, rate: float, days: int, chunks_per_day: int, seed: i
 EXPORT_CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from monitor.daily import DailyStore
-from monitor.export import export_month
+from fairwatch.monitor.daily import DailyStore
+from fairwatch.app.export import export_month
 t0 = time.perf_counter()
 store = DailyStore(sys.argv[2])
 res = export_month(sys.argv[3], sys.argv[4], store=store, progress=False)
@@ -111,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         t_persist = time.perf_counter() - t0
         feed_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         out_dir = Path(tmp) / "export"
-        proc = subprocess.run([sys.executable, "-c", EXPORT_CHILD, str(ROOT), str(db), MONTH, str(out_dir)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", EXPORT_CHILD, str(ROOT), str(db), MONTH, str(out_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         child = json.loads(proc.stdout.strip().splitlines()[-1])
         size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
         db_size = db.stat().st_size
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "days": args.days,
         "decisions": n,
         "method": "per-day counts fed vectorised from LoanSimulator.decisions_frame through DailyStats.on_decisions/"
-                  "on_labels (the engine hook), not 26 M JSON events through the engine",
+        "on_labels (the engine hook), not 26 M JSON events through the engine",
         "feed_seconds": round(t_feed, 2),
         "feed_decisions_per_s": round(n / t_feed),
         "feed_peak_rss_mib": round(feed_rss, 1),

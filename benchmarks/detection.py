@@ -1,7 +1,7 @@
 """Detection benchmark (issue 4): false alarms on fair streams, delay on unfair ones.
 
 The loan simulator at 10 decisions/s feeds the engine in simulated time; the
-alert loop (default :class:`alerts.config.AlertsConfig` policy) evaluates every
+alert loop (default :class:`fairwatch.alerts.config.AlertsConfig` policy) evaluates every
 ``--eval`` simulated seconds; a tier-3 incident rolls a flagd flag file back and
 the simulator serves the version the flag names (as a serving app would).
 
@@ -44,15 +44,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from alerts.audit import MemoryAuditLog  # noqa: E402
-from alerts.config import AlertsConfig  # noqa: E402
-from alerts.flags import FlagdFileStore  # noqa: E402
-from alerts.loop import AlertLoop  # noqa: E402
-from alerts.notify import Notifier  # noqa: E402
-from monitor.engine import Engine, EngineSettings  # noqa: E402
-from streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
+from fairwatch.alerts.audit import MemoryAuditLog  # noqa: E402
+from fairwatch.alerts.config import AlertsConfig  # noqa: E402
+from fairwatch.alerts.flags import FlagdFileStore  # noqa: E402
+from fairwatch.alerts.loop import AlertLoop  # noqa: E402
+from fairwatch.alerts.notify import Notifier  # noqa: E402
+from fairwatch.monitor.engine import Engine, EngineSettings  # noqa: E402
+from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
 
 RATE = 10.0
 START = 1793491200.0  # LoanSimulator's default start (event time)
@@ -61,8 +59,12 @@ BUCKETS = 30
 DRIFT_AT = 2 * 3600.0
 DELAY = OutcomeDelay(kind="lognormal", median_s=600.0, sigma=0.5)
 OUT = Path(__file__).resolve().parent / "results" / "detection.json"
-NAIVE = {"disparate_impact": ("low", 0.80), "demographic_parity_ratio": ("low", 0.75),
-         "equalized_odds_gap": ("high", 0.12), "expected_calibration_error": ("high", 0.08)}
+NAIVE = {
+    "disparate_impact": ("low", 0.80),
+    "demographic_parity_ratio": ("low", 0.75),
+    "equalized_odds_gap": ("high", 0.12),
+    "expected_calibration_error": ("high", 0.08),
+}
 
 
 def naive_alerts(snap) -> set[str]:
@@ -72,9 +74,12 @@ def naive_alerts(snap) -> set[str]:
         if wm.window != "1h":
             continue
         m = wm.metrics
-        vals = {"demographic_parity_ratio": [m.dp_ratio], "equalized_odds_gap": [m.eo_gap],
-                "disparate_impact": [g.disparate_impact for g in m.groups if g.sufficient],
-                "expected_calibration_error": [g.expected_calibration_error for g in m.groups if g.sufficient_labeled]}
+        vals = {
+            "demographic_parity_ratio": [m.dp_ratio],
+            "equalized_odds_gap": [m.eo_gap],
+            "disparate_impact": [g.disparate_impact for g in m.groups if g.sufficient],
+            "expected_calibration_error": [g.expected_calibration_error for g in m.groups if g.sufficient_labeled],
+        }
         for metric, (side, thr) in NAIVE.items():
             for v in vals[metric]:
                 if v is not None and (v < thr if side == "low" else v > thr):
@@ -84,21 +89,41 @@ def naive_alerts(snap) -> set[str]:
 
 def make_loop(tmp: Path) -> tuple[AlertLoop, FlagdFileStore]:
     flags = tmp / "flags.json"
-    flags.write_text(json.dumps({"flags": {"loan-model": {"state": "ENABLED", "variants": {"v2": "v2", "v3": "v3"},
-                                                          "defaultVariant": "v3"}}}))
-    cfg = AlertsConfig.model_validate({
-        "baseline_path": str(tmp / "baselines.json"),
-        # approved baseline learned from the first simulated hour (before any drift)
-        "learn_baseline": {"loan-approval": [1793491200.0, 1793491200.0 + 3600.0]},
-        "rollback": {"flag_store": {"kind": "flagd-file", "path": str(flags), "fsync": False},
-                     "models": {"loan-approval": {"flag": "loan-model", "rollback_to": "v2"}}},
-    })
+    flags.write_text(
+        json.dumps(
+            {
+                "flags": {
+                    "loan-model": {"state": "ENABLED", "variants": {"v2": "v2", "v3": "v3"}, "defaultVariant": "v3"}
+                }
+            }
+        )
+    )
+    cfg = AlertsConfig.model_validate(
+        {
+            "baseline_path": str(tmp / "baselines.json"),
+            # approved baseline learned from the first simulated hour (before any drift)
+            "learn_baseline": {"loan-approval": [1793491200.0, 1793491200.0 + 3600.0]},
+            "rollback": {
+                "flag_store": {"kind": "flagd-file", "path": str(flags), "fsync": False},
+                "models": {"loan-approval": {"flag": "loan-model", "rollback_to": "v2"}},
+            },
+        }
+    )
     store = FlagdFileStore(flags, fsync=False)
     return AlertLoop(cfg, store=store, audit=MemoryAuditLog(), notifier=Notifier(cfg.notify)), store
 
 
-def run_stream(scenario: str, seed: int, seconds: float, eval_s: float, *, rollback: bool = True,
-               stop_when=None, progress=None, progress_every: float = 86400.0) -> dict:
+def run_stream(
+    scenario: str,
+    seed: int,
+    seconds: float,
+    eval_s: float,
+    *,
+    rollback: bool = True,
+    stop_when=None,
+    progress=None,
+    progress_every: float = 86400.0,
+) -> dict:
     """One stream through engine + alert loop (or the naive monitor only, ``rollback=False``).
 
     ``progress(partial_result)`` is called every ``progress_every`` simulated seconds, so a
@@ -142,10 +167,11 @@ def run_stream(scenario: str, seed: int, seconds: float, eval_s: float, *, rollb
 def _stream_result(scenario, seed, sim, loop, naive_episodes, naive_first, naive_after) -> dict:
     tiers = [c for c in loop.changes if c.tier > c.previous and c.tier >= 1]
     out = {
-        "scenario": scenario, "seed": seed, "simulated_s": sim.now - sim.start,
+        "scenario": scenario,
+        "seed": seed,
+        "simulated_s": sim.now - sim.start,
         "tier_raises": {str(k): sum(1 for c in tiers if c.tier == k) for k in (1, 2, 3)},
-        "incidents_by_max_tier": {str(k): sum(1 for i in loop.incidents() if i["max_tier"] == k)
-                                  for k in (1, 2, 3)},
+        "incidents_by_max_tier": {str(k): sum(1 for i in loop.incidents() if i["max_tier"] == k) for k in (1, 2, 3)},
         "rollbacks": sum(loop.rollback.executed.values()) if loop.rollback else 0,
         "notifications": len(loop.notifier.sent),
         "naive_alert_episodes": naive_episodes,
@@ -162,8 +188,11 @@ def _stream_result(scenario, seed, sim, loop, naive_episodes, naive_first, naive
         out[f"first_tier{tier}_s"] = min(ts) if ts else None
     # raises to tier >= 2 (metric/attribute@window, tier, simulated s): the delay parts need
     # the first one *after* the drift, and report any before it as false alarms
-    out["raises"] = [(f"{c.metric}/{c.attribute}@{c.window}", c.tier, c.at - sim.start)
-                     for c in loop.changes if c.tier >= 2 and c.tier > c.previous]
+    out["raises"] = [
+        (f"{c.metric}/{c.attribute}@{c.window}", c.tier, c.at - sim.start)
+        for c in loop.changes
+        if c.tier >= 2 and c.tier > c.previous
+    ]
     return out
 
 
@@ -177,13 +206,23 @@ def summary(xs: list[float | None]) -> dict:
     if not vals:
         return {"n": 0, "missed": len(xs)}
     q = lambda p: vals[min(len(vals) - 1, int(p * (len(vals) - 1) + 0.5))]  # noqa: E731
-    return {"n": len(vals), "missed": len(xs) - len(vals), "min": vals[0], "median": statistics.median(vals),
-            "p90": q(0.9), "max": vals[-1], "mean": statistics.fmean(vals), "values": vals}
+    return {
+        "n": len(vals),
+        "missed": len(xs) - len(vals),
+        "min": vals[0],
+        "median": statistics.median(vals),
+        "p90": q(0.9),
+        "max": vals[-1],
+        "mean": statistics.fmean(vals),
+        "values": vals,
+    }
 
 
 def _noise_summary(days: float, seeds: list[int], eval_s: float, runs: list[dict]) -> dict:
     return {
-        "days": days, "seeds": seeds, "evaluation_s": eval_s,
+        "days": days,
+        "seeds": seeds,
+        "evaluation_s": eval_s,
         "simulated_days_done": round(sum(r["simulated_s"] for r in runs) / 86400.0, 3),
         "tier3_alerts": sum(r["tier_raises"]["3"] for r in runs),
         "rollbacks": sum(r["rollbacks"] for r in runs),
@@ -206,8 +245,11 @@ def part_noise(days: float, seeds: list[int], eval_s: float, save=None) -> dict:
                 partial = {**partial, "cpu_s": round(time.perf_counter() - t0, 1), "partial": True}
                 partial.pop("rollback_records")
                 out[scenario] = {**_noise_summary(days, seeds, eval_s, runs + [partial]), "complete": False}
-                print(f"noise {scenario}: {partial['simulated_s'] / 86400:.0f} days, T3 "
-                      f"{partial['tier_raises']['3']} rollbacks {partial['rollbacks']}", flush=True)
+                print(
+                    f"noise {scenario}: {partial['simulated_s'] / 86400:.0f} days, T3 "
+                    f"{partial['tier_raises']['3']} rollbacks {partial['rollbacks']}",
+                    flush=True,
+                )
                 if save is not None:
                     save(out)
 
@@ -215,9 +257,12 @@ def part_noise(days: float, seeds: list[int], eval_s: float, save=None) -> dict:
             r["cpu_s"] = round(time.perf_counter() - t0, 1)
             r.pop("rollback_records")
             runs.append(r)
-            print(f"noise {scenario} seed {seed}: T3 {r['tier_raises']['3']} rollbacks {r['rollbacks']} "
-                  f"T1 {r['tier_raises']['1']} T2 {r['tier_raises']['2']} naive {r['naive_alert_episodes']} "
-                  f"({r['cpu_s']} s)", flush=True)
+            print(
+                f"noise {scenario} seed {seed}: T3 {r['tier_raises']['3']} rollbacks {r['rollbacks']} "
+                f"T1 {r['tier_raises']['1']} T2 {r['tier_raises']['2']} naive {r['naive_alert_episodes']} "
+                f"({r['cpu_s']} s)",
+                flush=True,
+            )
             out[scenario] = _noise_summary(days, seeds, eval_s, runs)
             out[scenario]["complete"] = len(runs) == len(seeds)
             if save is not None:
@@ -225,39 +270,69 @@ def part_noise(days: float, seeds: list[int], eval_s: float, save=None) -> dict:
     return out
 
 
-def part_delay(scenario: str, seeds: list[int], eval_s: float, horizon: float, target: float,
-               save=None) -> dict:
+def part_delay(scenario: str, seeds: list[int], eval_s: float, horizon: float, target: float, save=None) -> dict:
     ours, naive, verify, runs = [], [], [], []
     for seed in seeds:
         t0 = time.perf_counter()
         if scenario == "dp-drop":
-            r = run_stream(scenario, seed, DRIFT_AT + horizon, eval_s,
-                           stop_when=lambda lp, nf, t: t > DRIFT_AT + 1800 and any(
-                               rec.status != "verifying" for rec in lp.rollback.records.values()))
+            r = run_stream(
+                scenario,
+                seed,
+                DRIFT_AT + horizon,
+                eval_s,
+                stop_when=lambda lp, nf, t: (
+                    t > DRIFT_AT + 1800 and any(rec.status != "verifying" for rec in lp.rollback.records.values())
+                ),
+            )
             execs = [rec["executed_at"] for rec in r["rollback_records"] if rec["executed_at"]]
             d = (min(execs) - 1793491200.0 - DRIFT_AT) if execs else None
             v = next((rec for rec in r["rollback_records"] if rec["status"] in ("verified", "not-recovered")), None)
             verify.append(None if v is None else {"status": v["status"], **v["verification"]})
         else:
-            r = run_stream(scenario, seed, DRIFT_AT + horizon, eval_s,
-                           stop_when=lambda lp, nf, t: t > DRIFT_AT and any(
-                               c.tier >= 2 and c.tier > c.previous and c.metric == "expected_calibration_error"
-                               and c.at - lp_start(lp) > DRIFT_AT for c in lp.changes))
+            r = run_stream(
+                scenario,
+                seed,
+                DRIFT_AT + horizon,
+                eval_s,
+                stop_when=lambda lp, nf, t: (
+                    t > DRIFT_AT
+                    and any(
+                        c.tier >= 2
+                        and c.tier > c.previous
+                        and c.metric == "expected_calibration_error"
+                        and c.at - lp_start(lp) > DRIFT_AT
+                        for c in lp.changes
+                    )
+                ),
+            )
             ts = [at for k, _, at in r["raises"] if k.startswith("expected_calibration_error") and at > DRIFT_AT]
             d = (min(ts) - DRIFT_AT) if ts else None
         metric = "disparate_impact" if scenario == "dp-drop" else "expected_calibration_error"
-        nr = run_stream(scenario, seed, DRIFT_AT + horizon, eval_s, rollback=False,
-                        stop_when=lambda lp, nf, t, metric=metric: t > DRIFT_AT and any(
-                            k.startswith(metric) for k in nf))
+        nr = run_stream(
+            scenario,
+            seed,
+            DRIFT_AT + horizon,
+            eval_s,
+            rollback=False,
+            stop_when=lambda lp, nf, t, metric=metric: t > DRIFT_AT and any(k.startswith(metric) for k in nf),
+        )
         nts = [v for k, v in nr["naive_first_after_drift_s"].items() if k.startswith(metric)]
         nd = (min(nts) - DRIFT_AT) if nts else None
         pre = [k for k, v in nr["naive_first_s"].items() if v <= DRIFT_AT]
         ours.append(d)
         naive.append(nd)
         ours_pre = sorted({f"{k} tier {tier}" for k, tier, at in r["raises"] if at <= DRIFT_AT})
-        runs.append({"seed": seed, "delay_s": d, "naive_delay_s": nd, "naive_false_before_drift": pre,
-                     "ours_tier2plus_before_drift": ours_pre,
-                     "first_tier": r["first_tier"], "cpu_s": round(time.perf_counter() - t0, 1)})
+        runs.append(
+            {
+                "seed": seed,
+                "delay_s": d,
+                "naive_delay_s": nd,
+                "naive_false_before_drift": pre,
+                "ours_tier2plus_before_drift": ours_pre,
+                "first_tier": r["first_tier"],
+                "cpu_s": round(time.perf_counter() - t0, 1),
+            }
+        )
         print(f"{scenario} seed {seed}: ours {d} naive {nd} ({runs[-1]['cpu_s']} s)", flush=True)
         if save is not None:
             save(_delay_result(scenario, seeds, eval_s, target, ours, naive, verify, runs))
@@ -265,12 +340,18 @@ def part_delay(scenario: str, seeds: list[int], eval_s: float, horizon: float, t
 
 
 def _delay_result(scenario, seeds, eval_s, target, ours, naive, verify, runs) -> dict:
-    res = {"complete": len(runs) == len(seeds),"seeds": seeds, "evaluation_s": eval_s, "target_s": target,
-           "ours": summary(ours), "naive_1h_fixed_threshold": summary(naive),
-           "within_target": sum(1 for x in ours if x is not None and x <= target),
-           "seeds_with_our_tier2plus_before_drift": sum(1 for r in runs if r["ours_tier2plus_before_drift"]),
-           "seeds_with_naive_alert_before_drift": sum(1 for r in runs if r["naive_false_before_drift"]),
-           "runs": runs}
+    res = {
+        "complete": len(runs) == len(seeds),
+        "seeds": seeds,
+        "evaluation_s": eval_s,
+        "target_s": target,
+        "ours": summary(ours),
+        "naive_1h_fixed_threshold": summary(naive),
+        "within_target": sum(1 for x in ours if x is not None and x <= target),
+        "seeds_with_our_tier2plus_before_drift": sum(1 for r in runs if r["ours_tier2plus_before_drift"]),
+        "seeds_with_naive_alert_before_drift": sum(1 for r in runs if r["naive_false_before_drift"]),
+        "runs": runs,
+    }
     if scenario == "dp-drop":
         res["verification"] = verify
         res["verified"] = sum(1 for v in verify if v and v["status"] == "verified")
@@ -295,9 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     setup = {
         "command": "python benchmarks/detection.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "rate_per_s": RATE, "engine_windows": list(WINDOWS), "buckets": BUCKETS, "drift_at_s": DRIFT_AT,
-        "outcome_delay": {"kind": DELAY.kind, "median_s": DELAY.median_s, "sigma": DELAY.sigma,
-                          "never_share": DELAY.never_share},
+        "rate_per_s": RATE,
+        "engine_windows": list(WINDOWS),
+        "buckets": BUCKETS,
+        "drift_at_s": DRIFT_AT,
+        "outcome_delay": {
+            "kind": DELAY.kind,
+            "median_s": DELAY.median_s,
+            "sigma": DELAY.sigma,
+            "never_share": DELAY.never_share,
+        },
         "policy": AlertsConfig().policy.model_dump(by_alias=True, mode="json"),
         "baseline": "learned from the first simulated hour (window 24h)",
         "naive": "point values of the 1h window vs DI<0.80, DP<0.75, EO>0.12, ECE>0.08; no for/evidence/confirmation",
@@ -306,12 +394,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def saver(key: str):
         """Write the file after every run: a killed run still leaves its finished seeds."""
+
         def save(part: dict) -> None:
             result[key] = part if key == "setup" else {**part, "setup": setup}
             out_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = out_path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
             tmp.replace(out_path)
+
         return save
 
     seeds = list(range(1, args.seeds + 1))

@@ -33,14 +33,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
+from fairwatch.monitor.engine import Engine, EngineSettings  # noqa: E402
+from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
 
-from monitor.engine import Engine, EngineSettings  # noqa: E402
-from monitor.runtime import GC_THRESHOLDS, tune_gc  # noqa: E402
-from streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
+from fairwatch.app.runtime import GC_THRESHOLDS, tune_gc  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "engine_throughput.json"
 WINDOWS = ("1h", "24h", "7d")
@@ -241,7 +240,7 @@ def main() -> int:
             "clock": "process CPU time (one core)",
             "repeat": args.repeat,
             "decoder": "column-wise runs of 1,024 events (streaming.events.decode_decision_batch)",
-            "malloc": "glibc mmap threshold fixed at 1 MiB (monitor.runtime.tune_malloc)",
+            "malloc": "glibc mmap threshold fixed at 1 MiB (fairwatch.app.runtime.tune_malloc)",
             "gc": {"frozen_import_heap": True, "thresholds": list(GC_THRESHOLDS)},
         },
     }

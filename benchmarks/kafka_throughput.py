@@ -8,8 +8,8 @@ messages from the loan simulator (one model per partition), measures:
   confluent-kafka (``consume(num_messages)``);
 * the source layer alone (``KafkaSource.poll`` / ``ConfluentSource.poll``: raw
   bytes grouped into ``PartitionBatch``; kafka-python's records decoded
-  column-wise by ``streaming.kafka_records``), to separate client cost from ours;
-* the daemon end to end with each client: ``python -m monitor.cli run`` as a
+  column-wise by ``fairwatch.streaming.kafka_records``), to separate client cost from ours;
+* the daemon end to end with each client: ``python -m fairwatch.app.cli run`` as a
   subprocess with a fresh group and state, timed until
   ``fairwatch_events_total{result="ok"}`` reaches N (scraping ``/metrics``);
 * event-to-metric latency at a paced ``--latency-rate`` decisions/s: for each
@@ -45,11 +45,9 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-
-from streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
+from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "kafka_throughput.json"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -112,8 +110,16 @@ def produce_all(bootstrap: str, topic: str, n: int, partitions: int) -> dict:
     per = n // partitions
     span = per / rate
     sims = simulators(partitions, rate, start=time.time() - span - 3600.0)
-    prod = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10_000,
-                     "queue.buffering.max.messages": 1_000_000, "compression.type": "none", "acks": "all"})
+    prod = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "compression.type": "none",
+            "acks": "all",
+        }
+    )
     t0 = time.perf_counter()
     total_bytes = made = 0
     for p, sim in enumerate(sims):
@@ -142,8 +148,16 @@ def produce_all(bootstrap: str, topic: str, n: int, partitions: int) -> dict:
 def raw_kafka_python(bootstrap: str, topic: str, n: int, max_records: int, *, check_crcs: bool = True) -> dict:
     from kafka import KafkaConsumer
 
-    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="earliest", max_poll_records=max_records, check_crcs=check_crcs, **FETCH)
+    c = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_records,
+        check_crcs=check_crcs,
+        **FETCH,
+    )
     seen = touched = 0
     t0 = c0 = None
     try:
@@ -164,10 +178,16 @@ def raw_kafka_python(bootstrap: str, topic: str, n: int, max_records: int, *, ch
 def raw_confluent(bootstrap: str, topic: str, n: int, max_records: int, partitions: int) -> dict:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex[:6]}",
-                  "enable.auto.commit": False, "enable.auto.offset.store": False,
-                  "fetch.max.bytes": FETCH["fetch_max_bytes"],
-                  "max.partition.fetch.bytes": FETCH["max_partition_fetch_bytes"]})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"raw-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "fetch.max.bytes": FETCH["fetch_max_bytes"],
+            "max.partition.fetch.bytes": FETCH["max_partition_fetch_bytes"],
+        }
+    )
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     seen = touched = 0
     t0 = c0 = None
@@ -189,12 +209,19 @@ def raw_confluent(bootstrap: str, topic: str, n: int, max_records: int, partitio
 def source_only(kind: str, bootstrap: str, topic: str, n: int, max_records: int) -> dict:
     """Our source layer without the engine: poll() → PartitionBatch, with a fresh group."""
     if kind == "confluent":
-        from streaming.kafka_confluent import ConfluentSource as Source
+        from fairwatch.streaming.kafka_confluent import ConfluentSource as Source
     else:
-        from streaming.kafka import KafkaSource as Source
-    src = Source(bootstrap_servers=bootstrap, group_id=f"src-{uuid.uuid4().hex[:6]}",
-                 on_assign=lambda parts: {}, on_revoke=lambda parts: None, on_lost=lambda parts: None,
-                 decisions_topic=topic, outcomes_topic=topic + ".outcomes", max_poll_records=max_records)
+        from fairwatch.streaming.kafka import KafkaSource as Source
+    src = Source(
+        bootstrap_servers=bootstrap,
+        group_id=f"src-{uuid.uuid4().hex[:6]}",
+        on_assign=lambda parts: {},
+        on_revoke=lambda parts: None,
+        on_lost=lambda parts: None,
+        decisions_topic=topic,
+        outcomes_topic=topic + ".outcomes",
+        max_poll_records=max_records,
+    )
     seen = 0
     t0 = c0 = None
     try:
@@ -211,8 +238,14 @@ def source_only(kind: str, bootstrap: str, topic: str, n: int, max_records: int)
 
 
 def rate_of(n: int, wall: float, cpu_s: float, **extra) -> dict:
-    return {"decisions": n, "wall_s": round(wall, 3), "cpu_s": round(cpu_s, 3),
-            "decisions_per_s": round(n / wall), "decisions_per_cpu_s": round(n / cpu_s), **extra}
+    return {
+        "decisions": n,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu_s, 3),
+        "decisions_per_s": round(n / wall),
+        "decisions_per_cpu_s": round(n / cpu_s),
+        **extra,
+    }
 
 
 # -- the daemon --------------------------------------------------------------------------
@@ -221,31 +254,58 @@ def rate_of(n: int, wall: float, cpu_s: float, **extra) -> dict:
 class DaemonRun:
     """``fairwatch run`` in a subprocess on its own group, state and port; scrapes /metrics."""
 
-    def __init__(self, bootstrap: str, topic: str, client: str, workdir: Path, *, eval_interval: float,
-                 checkpoint_interval: float, max_poll_records: int, profile: Path | None = None,
-                 extra_env: dict | None = None):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        client: str,
+        workdir: Path,
+        *,
+        eval_interval: float,
+        checkpoint_interval: float,
+        max_poll_records: int,
+        profile: Path | None = None,
+        extra_env: dict | None = None,
+    ):
         from tests.test_kafka import free_port
 
         self.port = free_port()
         tag = uuid.uuid4().hex[:6]
         self.dir = workdir / f"{client}-{tag}"
         self.dir.mkdir()
-        args = ["-m", "monitor.cli", "run", "--bootstrap-servers", bootstrap,
-                "--state", f"sqlite:///{self.dir}/state.db", "--port", str(self.port)]
+        args = [
+            "-m",
+            "fairwatch.app.cli",
+            "run",
+            "--bootstrap-servers",
+            bootstrap,
+            "--state",
+            f"sqlite:///{self.dir}/state.db",
+            "--port",
+            str(self.port),
+        ]
         if profile is not None:
             args = ["-m", "cProfile", "-o", str(profile), *args]
-        env = {**os.environ, "PYTHONPATH": str(ROOT),
-               "FAIRWATCH_KAFKA__CLIENT": client, "FAIRWATCH_KAFKA__GROUP_ID": f"bench-{tag}",
-               "FAIRWATCH_KAFKA__DECISIONS_TOPIC": topic, "FAIRWATCH_KAFKA__OUTCOMES_TOPIC": topic + ".outcomes",
-               "FAIRWATCH_KAFKA__DEADLETTER_TOPIC": topic + ".deadletter",
-               "FAIRWATCH_KAFKA__MAX_POLL_RECORDS": str(max_poll_records),
-               "FAIRWATCH_EVALUATION_INTERVAL": f"{eval_interval}s",
-               "FAIRWATCH_STATE__CHECKPOINT_INTERVAL": f"{checkpoint_interval}s",
-               "FAIRWATCH_ALERTS__ENABLED": "false", "FAIRWATCH_LOG__LEVEL": "INFO", **(extra_env or {})}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "FAIRWATCH_KAFKA__CLIENT": client,
+            "FAIRWATCH_KAFKA__GROUP_ID": f"bench-{tag}",
+            "FAIRWATCH_KAFKA__DECISIONS_TOPIC": topic,
+            "FAIRWATCH_KAFKA__OUTCOMES_TOPIC": topic + ".outcomes",
+            "FAIRWATCH_KAFKA__DEADLETTER_TOPIC": topic + ".deadletter",
+            "FAIRWATCH_KAFKA__MAX_POLL_RECORDS": str(max_poll_records),
+            "FAIRWATCH_EVALUATION_INTERVAL": f"{eval_interval}s",
+            "FAIRWATCH_STATE__CHECKPOINT_INTERVAL": f"{checkpoint_interval}s",
+            "FAIRWATCH_ALERTS__ENABLED": "false",
+            "FAIRWATCH_LOG__LEVEL": "INFO",
+            **(extra_env or {}),
+        }
         self.log = open(self.dir / "daemon.log", "wb")  # noqa: SIM115 - closed in stop()
         self.t_start = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, *args], env=env, cwd=self.dir, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, *args], env=env, cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def ok(self) -> float | None:
         try:
@@ -283,11 +343,30 @@ class DaemonRun:
         return (self.dir / "daemon.log").read_text(errors="replace")[-4000:]
 
 
-def daemon_throughput(bootstrap: str, topic: str, n: int, client: str, workdir: Path, *, eval_interval: float,
-                      max_poll_records: int, timeout: float, profile: Path | None = None,
-                      extra_env: dict | None = None) -> dict:
-    d = DaemonRun(bootstrap, topic, client, workdir, eval_interval=eval_interval, checkpoint_interval=5.0,
-                  max_poll_records=max_poll_records, profile=profile, extra_env=extra_env)
+def daemon_throughput(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    client: str,
+    workdir: Path,
+    *,
+    eval_interval: float,
+    max_poll_records: int,
+    timeout: float,
+    profile: Path | None = None,
+    extra_env: dict | None = None,
+) -> dict:
+    d = DaemonRun(
+        bootstrap,
+        topic,
+        client,
+        workdir,
+        eval_interval=eval_interval,
+        checkpoint_interval=5.0,
+        max_poll_records=max_poll_records,
+        profile=profile,
+        extra_env=extra_env,
+    )
     try:
         first = None  # (time, cpu, count) at the first scrape with a count > 0
         seen = []
@@ -325,9 +404,9 @@ def daemon_throughput(bootstrap: str, topic: str, n: int, client: str, workdir: 
         "steady_state": done or steady,
         "steady_state_to_last_publish": steady,
         "note": "steady_state = from the first published count > 0 (excludes start-up and the group join) to the "
-                "end of processing: the last busy scrape interval (>= half a core) before the count reached N. "
-                "Counts are published once per evaluation interval, so the publish showing N comes up to one "
-                "interval after the work ended: steady_state_to_last_publish includes that idle time",
+        "end of processing: the last busy scrape interval (>= half a core) before the count reached N. "
+        "Counts are published once per evaluation interval, so the publish showing N comes up to one "
+        "interval after the work ended: steady_state_to_last_publish includes that idle time",
     }
 
 
@@ -352,8 +431,17 @@ def processing_end(samples: list[tuple[float, float, float]], busy: float = 0.5)
 # -- latency ------------------------------------------------------------------------------
 
 
-def latency(bootstrap: str, client: str, workdir: Path, *, rate: float, seconds: float, partitions: int,
-            eval_interval: float, scrape_every: float) -> dict:
+def latency(
+    bootstrap: str,
+    client: str,
+    workdir: Path,
+    *,
+    rate: float,
+    seconds: float,
+    partitions: int,
+    eval_interval: float,
+    scrape_every: float,
+) -> dict:
     from confluent_kafka import Producer
 
     topic = f"lat-{client}-{uuid.uuid4().hex[:6]}"
@@ -368,8 +456,9 @@ def latency(bootstrap: str, client: str, workdir: Path, *, rate: float, seconds:
             vals += s.advance_batch(per / (rate / partitions)).topic_values(False)
         values.append(vals[:per])
     order = [(p, values[p][i]) for i in range(per) for p in range(partitions)][:n]
-    d = DaemonRun(bootstrap, topic, client, workdir, eval_interval=eval_interval, checkpoint_interval=5.0,
-                  max_poll_records=10_000)
+    d = DaemonRun(
+        bootstrap, topic, client, workdir, eval_interval=eval_interval, checkpoint_interval=5.0, max_poll_records=10_000
+    )
     scrapes: list[tuple[float, float]] = []
     stop = threading.Event()
 
@@ -448,11 +537,16 @@ def main() -> int:
     p.add_argument("--latency-rate", type=float, default=5000.0)
     p.add_argument("--latency-seconds", type=float, default=20.0)
     p.add_argument("--skip-latency", action="store_true")
-    p.add_argument("--profile", action="store_true",
-                   help="also run each daemon under cProfile (slower; separate numbers)")
+    p.add_argument(
+        "--profile", action="store_true", help="also run each daemon under cProfile (slower; separate numbers)"
+    )
     p.add_argument("--quick", action="store_true", help="200k decisions, 10 s of latency, one run each")
-    p.add_argument("--repeat", type=int, default=5,
-                   help="runs of each raw client and daemon measurement; the median is compared (shared machine)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="runs of each raw client and daemon measurement; the median is compared (shared machine)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args()
     if args.quick:
@@ -470,17 +564,31 @@ def main() -> int:
     result: dict = {
         "benchmark": "kafka_throughput",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_at_start": load_average(),
-                    "note": "shared machine (other engineers' jobs run beside this one): compare per-CPU-second rates"},
-        "setup": {"decisions": args.decisions, "partitions": args.partitions, "models": args.partitions,
-                  "max_poll_records": args.max_poll_records, "evaluation_interval_s": args.eval_interval,
-                  "checkpoint_interval_s": 5.0, "windows": ["1h", "24h", "7d"], "alerts": False,
-                  "broker": "external" if args.bootstrap else getattr(broker, "kind", "local"),
-                  "clients": {"kafka-python": _version("kafka-python"), "confluent-kafka": _version("confluent-kafka"),
-                              "crc32c_c_extension": _version("crc32c")},
-                  "note": "without the crc32c package kafka-python checks record CRCs in pure Python "
-                          "(most of its CPU time); raw_kafka_python_check_crcs_off shows the rate without that"},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": load_average(),
+            "note": "shared machine (other engineers' jobs run beside this one): compare per-CPU-second rates",
+        },
+        "setup": {
+            "decisions": args.decisions,
+            "partitions": args.partitions,
+            "models": args.partitions,
+            "max_poll_records": args.max_poll_records,
+            "evaluation_interval_s": args.eval_interval,
+            "checkpoint_interval_s": 5.0,
+            "windows": ["1h", "24h", "7d"],
+            "alerts": False,
+            "broker": "external" if args.bootstrap else getattr(broker, "kind", "local"),
+            "clients": {
+                "kafka-python": _version("kafka-python"),
+                "confluent-kafka": _version("confluent-kafka"),
+                "crc32c_c_extension": _version("crc32c"),
+            },
+            "note": "without the crc32c package kafka-python checks record CRCs in pure Python "
+            "(most of its CPU time); raw_kafka_python_check_crcs_off shows the rate without that",
+        },
     }
     try:
         topic = f"bench-{uuid.uuid4().hex[:6]}"
@@ -491,17 +599,39 @@ def main() -> int:
         result["setup"]["avg_event_bytes"] = round(result["produce"]["avg_bytes"], 1)
         steps = [
             ("raw_kafka_python", lambda: raw_kafka_python(bootstrap, topic, n, args.max_poll_records)),
-            ("raw_kafka_python_check_crcs_off", lambda: raw_kafka_python(bootstrap, topic, n, args.max_poll_records,
-                                                                         check_crcs=False)),
+            (
+                "raw_kafka_python_check_crcs_off",
+                lambda: raw_kafka_python(bootstrap, topic, n, args.max_poll_records, check_crcs=False),
+            ),
             ("raw_confluent", lambda: raw_confluent(bootstrap, topic, n, args.max_poll_records, args.partitions)),
             ("source_kafka_python", lambda: source_only("kafka-python", bootstrap, topic, n, args.max_poll_records)),
             ("source_confluent", lambda: source_only("confluent", bootstrap, topic, n, args.max_poll_records)),
-            ("daemon_kafka_python", lambda: daemon_throughput(bootstrap, topic, n, "kafka-python", workdir,
-                                                              eval_interval=args.eval_interval,
-                                                              max_poll_records=args.max_poll_records, timeout=300)),
-            ("daemon_confluent", lambda: daemon_throughput(bootstrap, topic, n, "confluent", workdir,
-                                                           eval_interval=args.eval_interval,
-                                                           max_poll_records=args.max_poll_records, timeout=300)),
+            (
+                "daemon_kafka_python",
+                lambda: daemon_throughput(
+                    bootstrap,
+                    topic,
+                    n,
+                    "kafka-python",
+                    workdir,
+                    eval_interval=args.eval_interval,
+                    max_poll_records=args.max_poll_records,
+                    timeout=300,
+                ),
+            ),
+            (
+                "daemon_confluent",
+                lambda: daemon_throughput(
+                    bootstrap,
+                    topic,
+                    n,
+                    "confluent",
+                    workdir,
+                    eval_interval=args.eval_interval,
+                    max_poll_records=args.max_poll_records,
+                    timeout=300,
+                ),
+            ),
         ]
         # The repeated steps run in rounds (raw client, then the daemon on it), so each daemon
         # run is compared with the raw run just before it, under the same load of the shared machine.
@@ -524,8 +654,10 @@ def main() -> int:
         kp, cf = rates(result["raw_kafka_python"]), rates(result["raw_confluent"])
         dc = rates(result["daemon_confluent"])
         paired = [
-            (rates(d)["decisions_per_s"] / rates(r)["decisions_per_s"],
-             rates(d)["decisions_per_cpu_s"] / rates(r)["decisions_per_cpu_s"])
+            (
+                rates(d)["decisions_per_s"] / rates(r)["decisions_per_s"],
+                rates(d)["decisions_per_cpu_s"] / rates(r)["decisions_per_cpu_s"],
+            )
             for r, d in zip(rounds["raw_kafka_python"], rounds["daemon_kafka_python"], strict=True)
         ]
         wall_ratio = statistics.median(w for w, _ in paired)
@@ -541,24 +673,46 @@ def main() -> int:
         }
         result["targets"] = {
             "daemon_kafka_python_at_least_90pct_of_raw_kafka_python": {
-                "wall": wall_ratio >= 0.9, "cpu": cpu_ratio >= 0.9},
+                "wall": wall_ratio >= 0.9,
+                "cpu": cpu_ratio >= 0.9,
+            },
             "daemon_confluent_at_least_150k_per_core": {
-                "decisions_per_cpu_s": dc["decisions_per_cpu_s"], "met": dc["decisions_per_cpu_s"] >= 150_000},
+                "decisions_per_cpu_s": dc["decisions_per_cpu_s"],
+                "met": dc["decisions_per_cpu_s"] >= 150_000,
+            },
         }
         if args.profile:
             for client in ("kafka-python", "confluent"):
                 prof = args.out.parent / f"kafka_throughput.{client}.prof"
                 print(f"profiling the daemon with {client} …", file=sys.stderr)
-                daemon_throughput(bootstrap, topic, n, client, workdir, eval_interval=args.eval_interval,
-                                  max_poll_records=args.max_poll_records, timeout=900, profile=prof)
+                daemon_throughput(
+                    bootstrap,
+                    topic,
+                    n,
+                    client,
+                    workdir,
+                    eval_interval=args.eval_interval,
+                    max_poll_records=args.max_poll_records,
+                    timeout=900,
+                    profile=prof,
+                )
                 result.setdefault("profiles", []).append(str(prof.relative_to(ROOT)))
         if not args.skip_latency:
             for client in ("kafka-python", "confluent"):
                 print(f"latency with {client} at {args.latency_rate:g}/s …", file=sys.stderr)
-                result[f"latency_{client.replace('-', '_')}"] = {**latency(
-                    bootstrap, client, workdir, rate=args.latency_rate, seconds=args.latency_seconds,
-                    partitions=args.partitions, eval_interval=args.eval_interval, scrape_every=0.05),
-                    "load_average": load_average()}
+                result[f"latency_{client.replace('-', '_')}"] = {
+                    **latency(
+                        bootstrap,
+                        client,
+                        workdir,
+                        rate=args.latency_rate,
+                        seconds=args.latency_seconds,
+                        partitions=args.partitions,
+                        eval_interval=args.eval_interval,
+                        scrape_every=0.05,
+                    ),
+                    "load_average": load_average(),
+                }
                 print(json.dumps(result[f"latency_{client.replace('-', '_')}"]), file=sys.stderr)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

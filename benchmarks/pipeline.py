@@ -19,10 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from intervention.config import PipelineConfig  # noqa: E402
-from intervention.pipeline import run_pipeline  # noqa: E402
+from fairwatch.intervention.config import PipelineConfig  # noqa: E402
+from fairwatch.intervention.pipeline import run_pipeline  # noqa: E402
 
 TARGET_SECONDS = 300.0
 
@@ -52,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "intervention pipeline run on UCI Adult",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                    "cpus_available": len(__import__("os").sched_getaffinity(0))},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus_available": len(__import__("os").sched_getaffinity(0)),
+        },
         "rows": record["data"]["rows"],
         "split": record["data"]["split"],
         "result": record["result"],

@@ -1,4 +1,4 @@
-"""``python -m intervention pipeline …``."""
+"""``python -m fairwatch.intervention pipeline …``."""
 
 import sys
 

@@ -64,7 +64,7 @@ def load_expert_knowledge(path: str | Path | Mapping[str, Any]) -> dict[str, Any
     >>> load_expert_knowledge({"edges": [["race"]]})
     Traceback (most recent call last):
     ...
-    intervention.errors.PipelineInputError: --expert-knowledge: ['race'] is invalid: every edge must be a [cause, effect] pair of names
+    fairwatch.intervention.errors.PipelineInputError: --expert-knowledge: ['race'] is invalid: every edge must be a ...
     """
     field = "--expert-knowledge"
     if isinstance(path, Mapping):
@@ -115,7 +115,7 @@ def build_dag(knowledge: Mapping[str, Any], *, protected: Sequence[str], outcome
     >>> build_dag({"edges": [["a", "y"], ["y", "a"]]}, protected=["a"], outcome="y")
     Traceback (most recent call last):
     ...
-    intervention.errors.PipelineInputError: --expert-knowledge: ['a', 'y'] is invalid: the graph has a cycle
+    fairwatch.intervention.errors.PipelineInputError: --expert-knowledge: ['a', 'y'] is invalid: the graph has a cycle
     """
     g = nx.DiGraph()
     g.add_nodes_from([*protected, outcome, *knowledge.get("nodes", [])])

@@ -243,8 +243,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: ``python -m intervention pipeline …``."""
-    parser = argparse.ArgumentParser(prog="python -m intervention")
+    """Standalone entry point: ``python -m fairwatch.intervention pipeline …``."""
+    parser = argparse.ArgumentParser(prog="python -m fairwatch.intervention")
     sub = parser.add_subparsers(dest="command", required=True)
     add_pipeline_parser(sub)
     try:

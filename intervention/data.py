@@ -43,9 +43,7 @@ def load_table(path: str | Path, *, field: str = "--data") -> pd.DataFrame:
             return pd.read_json(p, lines=True)
         return pd.read_csv(p)
     except (OSError, ValueError, ImportError) as exc:
-        raise PipelineInputError(
-            UNREADABLE_FILE.format(field=field, value=str(path), reason=exc), field=field
-        ) from exc
+        raise PipelineInputError(UNREADABLE_FILE.format(field=field, value=str(path), reason=exc), field=field) from exc
 
 
 def load_adult(*paths: str | Path) -> pd.DataFrame:
@@ -137,9 +135,7 @@ def split_data(
     rest_strat = None if strat is None else strat[rest]
     if rest_strat is not None and pd.Series(rest_strat).value_counts().min() < 2:
         rest_strat = None
-    val, test = train_test_split(
-        rest, train_size=va / (va + te), random_state=random_state, stratify=rest_strat
-    )
+    val, test = train_test_split(rest, train_size=va / (va + te), random_state=random_state, stratify=rest_strat)
     return Split(np.sort(train), np.sort(val), np.sort(test))
 
 
@@ -159,7 +155,5 @@ def make_encoder(df: pd.DataFrame, features: Sequence[str]) -> ColumnTransformer
     if num:
         transformers.append(("num", StandardScaler(), num))
     if cat:
-        transformers.append(
-            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False, min_frequency=10), cat)
-        )
+        transformers.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False, min_frequency=10), cat))
     return ColumnTransformer(transformers, sparse_threshold=0.0, verbose_feature_names_out=False)

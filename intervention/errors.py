@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fairwatch.errors import FairwatchError
+
 __all__ = [
     "PipelineInputError",
     "BAD_CHOICE",
@@ -28,7 +30,7 @@ UNREADABLE_FILE = "{field}: cannot read {value!r}: {reason}"
 BAD_VALUE = "{field}: {value!r} is invalid: {reason}"
 
 
-class PipelineInputError(ValueError):
+class PipelineInputError(FairwatchError, ValueError):
     """Bad input to a pipeline stage: a usage error, not a bug (CLI exit code 2)."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
@@ -46,7 +48,7 @@ def check_choice(field: str, value: object, choices: Iterable[object]) -> None:
     >>> check_choice("--base-estimator", "svm", ["logistic_regression"])
     Traceback (most recent call last):
     ...
-    intervention.errors.PipelineInputError: --base-estimator: 'svm' is not one of 'logistic_regression'
+    fairwatch.intervention.errors.PipelineInputError: --base-estimator: 'svm' is not one of 'logistic_regression'
     """
     choices = list(choices)
     if value not in choices:
@@ -72,9 +74,7 @@ def check_range(field: str, value: float, low: float, high: float) -> None:
     >>> check_range("--repair-level", 1.5, 0.0, 1.0)
     Traceback (most recent call last):
     ...
-    intervention.errors.PipelineInputError: --repair-level: 1.5 is outside the valid range 0.0..1.0
+    fairwatch.intervention.errors.PipelineInputError: --repair-level: 1.5 is outside the valid range 0.0..1.0
     """
     if not (low <= value <= high):
-        raise PipelineInputError(
-            BAD_RANGE.format(field=field, value=value, low=low, high=high), field=field
-        )
+        raise PipelineInputError(BAD_RANGE.format(field=field, value=value, low=low, high=high), field=field)

@@ -42,9 +42,7 @@ def intersectional_report(
     max_sr = max((rates[k]["selection_rate"] for k in eligible), default=None)
     groups: dict[str, Any] = {}
     for k, r in rates.items():
-        gaps = [
-            abs(r[m] - overall[m]) for m in ("tpr", "fpr") if r[m] is not None and overall[m] is not None
-        ]
+        gaps = [abs(r[m] - overall[m]) for m in ("tpr", "fpr") if r[m] is not None and overall[m] is not None]
         groups[k] = {
             "n": r["n"],
             "eligible": k in eligible,
@@ -98,9 +96,7 @@ def pareto_frontier(
     for p in valid:
         px, py = sx * p[x], sy * p[y]
         dominated = any(
-            sx * q[x] >= px and sy * q[y] >= py and (sx * q[x] > px or sy * q[y] > py)
-            for q in valid
-            if q is not p
+            sx * q[x] >= px and sy * q[y] >= py and (sx * q[x] > px or sy * q[y] > py) for q in valid if q is not p
         )
         if not dominated:
             out.append(p["name"])

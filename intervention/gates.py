@@ -223,7 +223,12 @@ def preprocess_gate(
     new_missing = sum(max(0, v["new_missing"]) for v in integrity.values())
     b_int, c_int = baseline.get("intersectional_min_dp_ratio"), candidate.get("intersectional_min_dp_ratio")
     checks = [
-        _cmp("fairness_improvement", fairness_improvement(baseline, candidate, target), ">=", t.fairness_improvement_min),
+        _cmp(
+            "fairness_improvement",
+            fairness_improvement(baseline, candidate, target),
+            ">=",
+            t.fairness_improvement_min,
+        ),
         _cmp("accuracy_loss", accuracy_loss(baseline, candidate), "<=", t.preprocess_max_accuracy_loss),
         _cmp("precision_drop", _rel_drop(baseline, candidate, "precision"), "<=", t.precision_recall_max_drop),
         _cmp("recall_drop", _rel_drop(baseline, candidate, "recall"), "<=", t.precision_recall_max_drop),

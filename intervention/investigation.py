@@ -180,8 +180,11 @@ def investigate(
             v1 = rc.get(grp, {}).get(key)
             entry[key] = {"baseline": _r(v0), "current": _r(v1),
                           "delta": None if v0 is None or v1 is None or key == "n" else _r(v1 - v0)}  # fmt: skip
-        entry["ece"] = {"baseline": _r(eb.get(grp)), "current": _r(ec.get(grp)),
-                        "delta": None if eb.get(grp) is None or ec.get(grp) is None else _r(ec[grp] - eb[grp])}  # fmt: skip
+        entry["ece"] = {
+            "baseline": _r(eb.get(grp)),
+            "current": _r(ec.get(grp)),
+            "delta": None if eb.get(grp) is None or ec.get(grp) is None else _r(ec[grp] - eb[grp]),
+        }
         m0, m1 = b & (g == grp), c & (g == grp)
         entry["decomposition"] = selection_rate_decomposition(y[m0], d[m0], y[m1], d[m1])
         per_group[grp] = entry
@@ -243,7 +246,8 @@ def investigate(
         "windows": {"baseline": [str(df.loc[base, "ts"].min()), str(df.loc[base, "ts"].max())],
                     "current": [str(df.loc[cur, "ts"].min()), str(df.loc[cur, "ts"].max())]},
         "decisions": {"baseline": int(b.sum()), "current": int(c.sum())},
-        "metric_value": {"baseline": _r(mv), "current": _r(mc), "delta": None if mv is None or mc is None else _r(mc - mv)},
+        "metric_value": {"baseline": _r(mv), "current": _r(mc),
+                         "delta": None if mv is None or mc is None else _r(mc - mv)},
         "groups": per_group,
         "most_affected_groups": ranked[:3],
         "since": since,

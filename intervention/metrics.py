@@ -129,9 +129,7 @@ def _spread(values: list[float | None]) -> tuple[float, float] | None:
     return min(vals), max(vals)
 
 
-def demographic_parity_ratio(
-    y_pred: Any, *, sensitive_features: Any, min_group_size: int = 1
-) -> float | None:
+def demographic_parity_ratio(y_pred: Any, *, sensitive_features: Any, min_group_size: int = 1) -> float | None:
     """``min_g SR(g) / max_g SR(g)``; ``None`` without two eligible groups or when max is 0.
 
     >>> demographic_parity_ratio([1, 1, 0, 1], sensitive_features=["a", "a", "b", "b"])
@@ -144,9 +142,7 @@ def demographic_parity_ratio(
     return sp[0] / sp[1]
 
 
-def demographic_parity_difference(
-    y_pred: Any, *, sensitive_features: Any, min_group_size: int = 1
-) -> float | None:
+def demographic_parity_difference(y_pred: Any, *, sensitive_features: Any, min_group_size: int = 1) -> float | None:
     """``max_g SR(g) − min_g SR(g)``.
 
     >>> demographic_parity_difference([1, 1, 0, 1], sensitive_features=["a", "a", "b", "b"])
@@ -157,9 +153,7 @@ def demographic_parity_difference(
     return None if sp is None else sp[1] - sp[0]
 
 
-def disparate_impact(
-    y_pred: Any, *, sensitive_features: Any, reference: str | None = None
-) -> dict[str, float | None]:
+def disparate_impact(y_pred: Any, *, sensitive_features: Any, reference: str | None = None) -> dict[str, float | None]:
     """``DI(g) = SR(g) / SR(reference)``; reference defaults to the group with max SR.
 
     >>> disparate_impact([1, 1, 0, 1], sensitive_features=["a", "a", "b", "b"])
@@ -170,9 +164,7 @@ def disparate_impact(
     return {k: _rate(v, sr[ref]) for k, v in sr.items()}
 
 
-def equalized_odds_gap(
-    y_true: Any, y_pred: Any, *, sensitive_features: Any, min_group_size: int = 1
-) -> float | None:
+def equalized_odds_gap(y_true: Any, y_pred: Any, *, sensitive_features: Any, min_group_size: int = 1) -> float | None:
     """``max(TPR spread, FPR spread)`` between groups (fairlearn's worst case).
 
     >>> equalized_odds_gap([1, 0, 1, 0], [1, 0, 0, 0], sensitive_features=["a", "a", "b", "b"])
@@ -230,9 +222,7 @@ def expected_calibration_error(y_true: Any, y_prob: Any, bins: int = 10) -> floa
     return float(np.abs(b["l"] - b["s"]).sum() / p.size)
 
 
-def ece_by_group(
-    y_true: Any, y_prob: Any, *, sensitive_features: Any, bins: int = 10
-) -> dict[str, float | None]:
+def ece_by_group(y_true: Any, y_prob: Any, *, sensitive_features: Any, bins: int = 10) -> dict[str, float | None]:
     """ECE of each group.
 
     >>> ece_by_group([1, 0, 1, 1], [0.9, 0.1, 0.5, 0.5], sensitive_features=["a", "a", "b", "b"])
@@ -309,9 +299,7 @@ def fairness_summary(
             "groups": {
                 k: {
                     **{m: (v if m.startswith("n") else _maybe_round(v)) for m, v in r.items()},
-                    "disparate_impact": _maybe_round(
-                        _rate(r["selection_rate"], sr[ref]) if ref and sr[ref] else None
-                    ),
+                    "disparate_impact": _maybe_round(_rate(r["selection_rate"], sr[ref]) if ref and sr[ref] else None),
                 }
                 for k, r in rates.items()
             },

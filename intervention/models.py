@@ -42,9 +42,7 @@ def make_base_estimator(name: str, *, random_state: int = 0) -> BaseEstimator:
         return LogisticRegression(max_iter=2000)
     if name == "gradient_boosting":
         return HistGradientBoostingClassifier(max_iter=100, random_state=random_state)
-    return RandomForestClassifier(
-        n_estimators=100, min_samples_leaf=5, n_jobs=1, random_state=random_state
-    )
+    return RandomForestClassifier(n_estimators=100, min_samples_leaf=5, n_jobs=1, random_state=random_state)
 
 
 def fit_quietly(fit: Any, *args: Any, **kwargs: Any) -> list[str]:
@@ -161,6 +159,7 @@ class ThresholdedModel(_Prefit, ClassifierMixin, BaseEstimator):
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         return np.asarray(
-            self.optimizer.predict(df, sensitive_features=df[self.attribute].to_numpy(),
-                                   random_state=self.random_state)  # fmt: skip
+            self.optimizer.predict(
+                df, sensitive_features=df[self.attribute].to_numpy(), random_state=self.random_state
+            )  # fmt: skip
         ).astype(int)

@@ -255,8 +255,16 @@ def _add_candidate(ctx: PipelineContext, cand: Candidate) -> Candidate:
     return cand
 
 
-def _fit_tabular(ctx: PipelineContext, train: pd.DataFrame, features: list[str], estimator: Any, name: str,
-                 *, sample_weight: np.ndarray | None = None, **fit_kw: Any) -> tuple[TabularModel, list[str]]:  # fmt: skip
+def _fit_tabular(
+    ctx: PipelineContext,
+    train: pd.DataFrame,
+    features: list[str],
+    estimator: Any,
+    name: str,
+    *,
+    sample_weight: np.ndarray | None = None,
+    **fit_kw: Any,
+) -> tuple[TabularModel, list[str]]:
     enc = make_encoder(train, features).fit(train[features])
     x = enc.transform(train[features])
     kw = dict(fit_kw)
@@ -396,8 +404,16 @@ def stage_inprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Cand
     return cand, gate
 
 
-def stage_postprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Candidate, source: Candidate,
-                      iteration: int, *, calibrate: bool, thresholds: bool) -> tuple[Candidate, GateResult]:  # fmt: skip
+def stage_postprocess(
+    ctx: PipelineContext,
+    params: dict[str, Any],
+    baseline: Candidate,
+    source: Candidate,
+    iteration: int,
+    *,
+    calibrate: bool,
+    thresholds: bool,
+) -> tuple[Candidate, GateResult]:
     cfg = ctx.cfg
     d = ctx.out / "postprocess"
     d.mkdir(parents=True, exist_ok=True)
@@ -405,8 +421,11 @@ def stage_postprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Ca
     yv, yt = ctx.y_part("validation"), ctx.y_part("test")
     model: Any = source.model
     p_before = model.predict_proba(test)[:, 1]
-    calib = {"method": None, "ece_before": round(expected_calibration_error(yt, p_before) or 0.0, 6),
-             "ece_by_group_before": ece_by_group(yt, p_before, sensitive_features=test[cfg.primary].to_numpy())}  # fmt: skip
+    calib = {
+        "method": None,
+        "ece_before": round(expected_calibration_error(yt, p_before) or 0.0, 6),
+        "ece_by_group_before": ece_by_group(yt, p_before, sensitive_features=test[cfg.primary].to_numpy()),
+    }
     curves = {g: (yt[test[cfg.primary].to_numpy() == g], p_before[test[cfg.primary].to_numpy() == g])
               for g in sorted(test[cfg.primary].unique())}  # fmt: skip
     plots.plot_reliability(curves, d / f"reliability_before_it{iteration}.png",
@@ -417,8 +436,11 @@ def stage_postprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Ca
                                                          sensitive_features=val[cfg.primary].to_numpy())  # fmt: skip
         model = CalibratedModel(model, cal, cfg.primary)
         p_after = model.predict_proba(test)[:, 1]
-        calib.update(method=params["calibration"], ece_after=round(expected_calibration_error(yt, p_after) or 0.0, 6),
-                     ece_by_group_after=ece_by_group(yt, p_after, sensitive_features=test[cfg.primary].to_numpy()))  # fmt: skip
+        calib.update(
+            method=params["calibration"],
+            ece_after=round(expected_calibration_error(yt, p_after) or 0.0, 6),
+            ece_by_group_after=ece_by_group(yt, p_after, sensitive_features=test[cfg.primary].to_numpy()),
+        )
         curves = {g: (yt[test[cfg.primary].to_numpy() == g], p_after[test[cfg.primary].to_numpy() == g])
                   for g in sorted(test[cfg.primary].unique())}  # fmt: skip
         plots.plot_reliability(curves, d / f"reliability_after_it{iteration}.png",

@@ -186,9 +186,11 @@ def _interventions(record: Mapping[str, Any]) -> list[dict[str, Any]]:
             out.append({"key": key, "candidate": c, "detail": detail})
         elif c["stage"] == "inprocess":
             key = p["technique"]
-            detail = (f"{p['constraint']} constraint, constraint weight {f3(p.get('constraint_weight'))}"
-                      if key == "constrained_lr" else
-                      f"{p['constraint']} constraint around {p.get('base_estimator')}, eps {f3(p.get('eps'))}")  # fmt: skip
+            detail = (
+                f"{p['constraint']} constraint, constraint weight {f3(p.get('constraint_weight'))}"
+                if key == "constrained_lr"
+                else f"{p['constraint']} constraint around {p.get('base_estimator')}, eps {f3(p.get('eps'))}"
+            )
             out.append({"key": key, "candidate": c, "detail": detail})
         elif c["stage"] == "postprocess":
             for s in p.get("steps", []):

@@ -99,5 +99,3 @@ def _save(fig: Any, path: str | Path) -> Path:
     fig.savefig(p, dpi=110)
     plt.close(fig)
     return p
-
-

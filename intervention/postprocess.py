@@ -63,9 +63,7 @@ class GroupCalibrator:
             if self.method == "platt":
                 self.maps_[grp] = LogisticRegression(C=1e6).fit(logit(p[m])[:, None], y[m])
             else:
-                self.maps_[grp] = IsotonicRegression(
-                    y_min=0.0, y_max=1.0, out_of_bounds="clip"
-                ).fit(p[m], y[m])
+                self.maps_[grp] = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p[m], y[m])
         return self
 
     def transform(self, scores: Any, *, sensitive_features: Any) -> np.ndarray:
@@ -83,9 +81,7 @@ class GroupCalibrator:
         return out
 
 
-def make_threshold_optimizer(
-    estimator: Any, constraint: str, *, grid_size: int = 1000
-) -> ThresholdOptimizer:
+def make_threshold_optimizer(estimator: Any, constraint: str, *, grid_size: int = 1000) -> ThresholdOptimizer:
     """Hardt et al. (2016) group thresholds via fairlearn's ThresholdOptimizer (prefit model)."""
     constraint = normalize_constraint(constraint)
     return ThresholdOptimizer(

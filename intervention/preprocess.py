@@ -79,8 +79,7 @@ class DisparateImpactRemover:
         g = _groups(df, self.protected)
         self.groups_ = sorted(set(g.tolist()))
         self.sorted_ = {
-            f: {grp: np.sort(df[f].to_numpy(dtype=float)[g == grp]) for grp in self.groups_}
-            for f in self.features
+            f: {grp: np.sort(df[f].to_numpy(dtype=float)[g == grp]) for grp in self.groups_} for f in self.features
         }
         return self
 

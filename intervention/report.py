@@ -75,7 +75,9 @@ def write_summary_html(out: Path, record: dict[str, Any]) -> Path:
     if timings:
         parts.append("<h2>Timings</h2><table><tr><th>stage</th><th>wall s</th><th>peak RSS MiB</th></tr>")
         for k, v in timings.items():
-            parts.append(f"<tr><td>{e(k)}</td><td>{_fmt(v['wall_seconds'])}</td><td>{_fmt(v['peak_rss_mib'])}</td></tr>")
+            parts.append(
+                f"<tr><td>{e(k)}</td><td>{_fmt(v['wall_seconds'])}</td><td>{_fmt(v['peak_rss_mib'])}</td></tr>"
+            )
         parts.append("</table>")
     parts.append("</body></html>\n")
     path = out / "summary.html"

@@ -156,5 +156,3 @@ def run_evaluate(cfg: PipelineConfig, model_paths: list[str]) -> dict[str, Any]:
     report = {"models": reports, "pareto": {"points": points, "frontier": front, "fairness_metric": y_key}}
     write_json(ctx.out / "intersectional_fairness_report.json", report)
     return report
-
-

@@ -32,10 +32,17 @@ LOAN_EXPERT_KNOWLEDGE: dict[str, object] = {
     "description": "Causal assumptions of the loan-approval walkthrough.",
     "approved": True,
     "edges": [
-        ["race", "zip_code"], ["race", "education"], ["race", "credit_score"],
-        ["sex", "employment_history"], ["zip_code", "income"], ["education", "income"],
-        ["employment_history", "income"], ["income", "credit_score"],
-        ["credit_score", "approved"], ["income", "approved"], ["employment_history", "approved"],
+        ["race", "zip_code"],
+        ["race", "education"],
+        ["race", "credit_score"],
+        ["sex", "employment_history"],
+        ["zip_code", "income"],
+        ["education", "income"],
+        ["employment_history", "income"],
+        ["income", "credit_score"],
+        ["credit_score", "approved"],
+        ["income", "approved"],
+        ["employment_history", "approved"],
     ],  # fmt: skip
     "proxies": ["zip_code"],
     "resolving": ["employment_history"],
@@ -57,12 +64,8 @@ def _applicants(rng: np.random.Generator, n: int, credit_shift: dict[str, float]
         rng.normal(14.0, 2.2, n) - np.where(race == "Black", 0.4, 0.0)
         - np.where(race == "Hispanic", 0.5, 0.0), 8, 21
     )  # fmt: skip
-    employment_history = np.clip(
-        rng.gamma(4.0, 2.0, n) - np.where(sex == "Female", 1.2, 0.0), 0, 40
-    ).round(1)
-    log_income = (
-        9.6 + 0.07 * education + 0.03 * employment_history + zip_effect + rng.normal(0, 0.35, n)
-    )
+    employment_history = np.clip(rng.gamma(4.0, 2.0, n) - np.where(sex == "Female", 1.2, 0.0), 0, 40).round(1)
+    log_income = 9.6 + 0.07 * education + 0.03 * employment_history + zip_effect + rng.normal(0, 0.35, n)
     income = np.exp(log_income).round(-2)
     penalty = np.array([_CREDIT_PENALTY[r] for r in race])
     shift = np.array([credit_shift.get(r, 0.0) for r in race])
@@ -137,9 +140,7 @@ def loan_decisions(
     start = start or datetime(2026, 10, 1, tzinfo=UTC)
     shift = drift_credit_shift if drift_credit_shift is not None else {"Black": -40.0}
     offsets = np.sort(rng.random(n)) * days
-    before = (
-        np.ones(n, dtype=bool) if drift_day is None else offsets < drift_day
-    )
+    before = np.ones(n, dtype=bool) if drift_day is None else offsets < drift_day
     df0 = _applicants(rng, n, {})
     df1 = _applicants(rng, n, shift)
     df = df1.copy()

@@ -158,7 +158,7 @@ def _last_line(fh) -> tuple[bytes, int]:
 class AuditLog:
     """Append-only hash-chained JSONL log; ``append`` returns the written entry.
 
-    Drop-in for the old ``alerts.audit.AuditLog``: ``append(kind, **fields)`` and
+    Drop-in for the old ``fairwatch.alerts.audit.AuditLog``: ``append(kind, **fields)`` and
     ``entries()``. ``fsync=False`` only for tests that write thousands of entries.
     """
 

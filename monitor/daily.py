@@ -45,8 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-
-from monitor.stats import DEFAULT_BINS, CountsTable, GroupCounts
+from fairwatch.monitor.stats import DEFAULT_BINS, CountsTable, GroupCounts
 
 __all__ = ["DailyStats", "DailyStore", "PartitionDay", "day_of", "month_days", "RECON_RESULTS"]
 
@@ -345,8 +344,8 @@ class _Postgres:
             cur.executemany(self.sql(statement), rows)
 
     def create(self, ddls) -> None:
-        """The tables, created by one replica at a time (see :data:`monitor.state.SCHEMA_LOCK`)."""
-        from monitor.state import SCHEMA_LOCK
+        """The tables, created by one replica at a time (see :data:`fairwatch.monitor.state.SCHEMA_LOCK`)."""
+        from fairwatch.monitor.state import SCHEMA_LOCK
 
         with self.conn.transaction():
             self.conn.execute(SCHEMA_LOCK)

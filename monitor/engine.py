@@ -6,7 +6,7 @@ not depend on how the stream is cut into batches). The hot path is
 batch-shaped: events are validated into columns, group indices are looked up
 per column, and every count is added with ``np.bincount``.
 
->>> from streaming.events import DECISION_SCHEMA
+>>> from fairwatch.streaming.events import DECISION_SCHEMA
 >>> import orjson
 >>> engine = Engine(EngineSettings(windows=("1h",), min_decisions=1, min_labeled=1))
 >>> raw = [orjson.dumps({"schema": DECISION_SCHEMA, "decision_id": f"d{i}", "model": "m",
@@ -32,14 +32,13 @@ from operator import itemgetter
 from typing import Protocol
 
 import numpy as np
-
-from monitor.checkpoint import FORMAT_VERSION, pack, unpack
-from monitor.groups import GroupTable
-from monitor.metrics import attribute_metrics
-from monitor.snapshot import Sample, Snapshot, WindowMetrics
-from monitor.stats import CountsTable, GroupCounts
-from monitor.windows import BucketRing, WindowSpec
-from streaming.events import (
+from fairwatch.monitor.checkpoint import FORMAT_VERSION, pack, unpack
+from fairwatch.monitor.groups import GroupTable
+from fairwatch.monitor.metrics import attribute_metrics
+from fairwatch.monitor.snapshot import Sample, Snapshot, WindowMetrics
+from fairwatch.monitor.stats import CountsTable, GroupCounts
+from fairwatch.monitor.windows import BucketRing, WindowSpec
+from fairwatch.streaming.events import (
     DecisionColumns,
     EventError,
     Rejection,
@@ -48,14 +47,16 @@ from streaming.events import (
     decode_decision_batch,
     outcome_fields,
 )
-from streaming.join import JoinStore, SpillTier
+from fairwatch.streaming.join import JoinStore, SpillTier
+
+from fairwatch import __version__
 
 __all__ = ["Engine", "EngineSettings", "VERSION"]
 
 _TABLE = ("dec", "lab", "cal_n", "cal_s", "cal_l")
 _MODEL = itemgetter(1)  # the model field of a decoded decision or outcome
 
-VERSION = "0.1.0"
+VERSION = __version__
 DECISIONS_TOPIC = "fairness.decisions"
 OUTCOMES_TOPIC = "fairness.outcomes"
 
@@ -79,7 +80,7 @@ class CountObserver(Protocol):
 
 @dataclass(frozen=True)
 class EngineSettings:
-    """Everything the engine needs; built from the YAML config by :mod:`monitor.config`."""
+    """Everything the engine needs; built from the YAML config by :mod:`fairwatch.app.config`."""
 
     windows: tuple[str, ...] = ("1h", "24h", "7d")
     buckets: int = 60
@@ -107,7 +108,7 @@ class ModelState:
     """Windows, totals and the join store of one model.
 
     ``observer`` (optional) sees every counted decision and label with its
-    decision's event time — e.g. :class:`monitor.daily.DailyStats`, which keeps
+    decision's event time — e.g. :class:`fairwatch.monitor.daily.DailyStats`, which keeps
     per-day counts for the monthly audit export.
     """
 

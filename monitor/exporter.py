@@ -5,7 +5,7 @@ published; a scrape never computes and never does I/O, and never raises: no
 snapshot yet means no series.
 
 >>> from prometheus_client import CollectorRegistry
->>> from monitor.snapshot import Sample, Snapshot, SnapshotBoard
+>>> from fairwatch.monitor.snapshot import Sample, Snapshot, SnapshotBoard
 >>> board = SnapshotBoard()
 >>> registry = CollectorRegistry()
 >>> _ = FairnessCollector(board, registry=registry)
@@ -24,12 +24,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+from fairwatch.monitor.snapshot import FAMILIES, Family, SnapshotBoard
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
-
-from monitor.snapshot import FAMILIES, Family, SnapshotBoard
 
 __all__ = ["FairnessCollector", "serve_metrics"]
 

@@ -25,8 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-from streaming.events import MISSING_GROUP, OTHER_GROUP
+from fairwatch.streaming.events import MISSING_GROUP, OTHER_GROUP
 
 __all__ = ["GroupTable", "MISSING_GROUP", "OTHER_GROUP"]
 

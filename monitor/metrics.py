@@ -6,7 +6,7 @@ worst-case equalized odds. Groups below the minimum sample sizes are reported
 carries a confidence interval: Wilson for rates, Katz log for ratios, Newcombe
 for differences.
 
->>> from monitor.stats import GroupCounts
+>>> from fairwatch.monitor.stats import GroupCounts
 >>> a, b = GroupCounts.empty(), GroupCounts.empty()
 >>> for i in range(200):
 ...     a.update(score=0.7, decision=int(i % 2 == 0), label=int(i % 4 != 3))
@@ -28,8 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from monitor.intervals import katz_ratio, newcombe_difference, wilson
-from monitor.stats import GroupCounts
+from fairwatch.monitor.intervals import katz_ratio, newcombe_difference, wilson
+from fairwatch.monitor.stats import GroupCounts
 
 __all__ = ["GroupMetrics", "AttributeMetrics", "attribute_metrics"]
 

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from fairwatch.monitor.engine import Engine, EngineSettings
+from fairwatch.monitor.snapshot import Snapshot
+from fairwatch.streaming.events import EventError, parse_timestamp
+from fairwatch.streaming.files import DeadLetterFile, read_jsonl_batches
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-from monitor.engine import Engine, EngineSettings
-from monitor.snapshot import Snapshot
-from streaming.events import EventError, parse_timestamp
-from streaming.files import DeadLetterFile, read_jsonl_batches
 
 __all__ = ["ReplayResult", "replay"]
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from monitor.metrics import AttributeMetrics
+from fairwatch.monitor.metrics import AttributeMetrics
 
 __all__ = ["FAMILIES", "Family", "Sample", "Snapshot", "SnapshotBoard"]
 

@@ -2,7 +2,7 @@
 
 Everything about time lives here: bucket indices, the watermark, lateness, and
 which buckets make up a window. Windows *wrap* statistics: a :class:`BucketRing`
-holds one :class:`~monitor.stats.CountsTable` slot per live bucket and knows
+holds one :class:`~fairwatch.monitor.stats.CountsTable` slot per live bucket and knows
 nothing about fairness.
 
 Semantics, in the order the engine applies them:
@@ -33,8 +33,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-
-from monitor.stats import CountsTable
+from fairwatch.monitor.stats import CountsTable
 
 __all__ = ["parse_duration", "format_duration", "WindowSpec", "BucketRing"]
 

@@ -31,6 +31,8 @@ import numpy as np
 import orjson
 from crc32c import crc32c as _fingerprint
 
+from fairwatch.errors import FairwatchError
+
 __all__ = [
     "DECISION_SCHEMA",
     "OUTCOME_SCHEMA",
@@ -113,7 +115,7 @@ MSG_ATTR_VALUE = "attributes.{name}: {why}, got {value!r}"
 MSG_FEATURES = "features: must be a JSON object or null, got {value!r}"
 
 
-class EventError(ValueError):
+class EventError(FairwatchError, ValueError):
     """A rejected event: ``reason`` is stable and machine-readable, ``str()`` is for people."""
 
     def __init__(self, reason: str, message: str):
@@ -181,7 +183,7 @@ def parse_timestamp(value: Any, *, now: float | None = None, max_future_skew: fl
     >>> parse_timestamp(1795256100123)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    streaming.events.EventError: ts: outside 2000-01-01 … 2100-01-01 (epoch milliseconds ...), got 1795256100123
+    fairwatch.streaming.events.EventError: ts: outside 2000-01-01 … 2100-01-01 (epoch milliseconds ...), got 1795256100123
     """
     if isinstance(value, str):
         try:

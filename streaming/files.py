@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-
-from streaming.events import Rejection
+from fairwatch.streaming.events import Rejection
 
 __all__ = ["read_jsonl_batches", "DeadLetterFile"]
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 
 import orjson
+from fairwatch.streaming import kafka_loop, kafka_records
+from fairwatch.streaming.events import Rejection
 
-from streaming import kafka_loop, kafka_records
-from streaming.events import Rejection
+from fairwatch.errors import FairwatchError
 
 # A polled record's value and offset, for C-level loops: (offset, value) tuples when the
 # consumer decodes column-wise (streaming.kafka_records), else kafka-python's ConsumerRecord.
@@ -49,7 +50,7 @@ OUTCOMES_TOPIC = "fairness.outcomes"
 DEADLETTER_TOPIC = "fairness.deadletter"
 
 
-class DeadLetterError(RuntimeError):
+class DeadLetterError(FairwatchError, RuntimeError):
     """The dead-letter topic did not acknowledge: the consumer must not advance."""
 
 

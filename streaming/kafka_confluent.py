@@ -31,8 +31,7 @@ from operator import is_not
 from typing import Any
 
 import numpy as np
-
-from streaming.kafka import DECISIONS_TOPIC, OUTCOMES_TOPIC, PartitionBatch, tp_key
+from fairwatch.streaming.kafka import DECISIONS_TOPIC, OUTCOMES_TOPIC, PartitionBatch, tp_key
 
 __all__ = [
     "ConfluentSource",

@@ -13,8 +13,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from streaming import kafka_loop
-from streaming.simulator import LoanSimulator
+from fairwatch.streaming import kafka_loop
+from fairwatch.streaming.simulator import LoanSimulator
 
 __all__ = ["SimulateResult", "simulate"]
 

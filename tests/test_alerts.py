@@ -8,14 +8,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from alerts.config import AlertsConfig
-from alerts.notify import Notifier
-from alerts.policy import Policy
-from alerts.tiers import INSUFFICIENT, TierMachine
-from monitor.metrics import attribute_metrics
-from monitor.snapshot import Snapshot, WindowMetrics
-from monitor.stats import GroupCounts
+from fairwatch.alerts.config import AlertsConfig
+from fairwatch.alerts.notify import Notifier
+from fairwatch.alerts.policy import Policy
+from fairwatch.alerts.tiers import INSUFFICIENT, TierMachine
+from fairwatch.monitor.metrics import attribute_metrics
+from fairwatch.monitor.snapshot import Snapshot, WindowMetrics
+from fairwatch.monitor.stats import GroupCounts
 
 
 def counts(fav: int, n: int) -> GroupCounts:
@@ -129,7 +128,7 @@ def test_insufficient_data_is_exported_as_minus_one():
 
 
 def test_degradation_against_baseline(tmp_path):
-    from alerts.baseline import BaselineStore
+    from fairwatch.alerts.baseline import BaselineStore
 
     store = BaselineStore(tmp_path / "b.json")
     store.set("m", {"demographic_parity_ratio": {"race": 0.95}}, source="test")
@@ -174,8 +173,8 @@ def _server(delay: float):
 
 
 def test_alertmanager_post_body_shape():
-    from alerts.config import NotifyConfig
-    from alerts.notify import make_alert
+    from fairwatch.alerts.config import NotifyConfig
+    from fairwatch.alerts.notify import make_alert
 
     srv, h = _server(0.0)
     try:
@@ -202,9 +201,9 @@ def test_alertmanager_post_body_shape():
 
 
 def test_hung_notifier_never_slows_evaluation():
-    from alerts.actions import Responder
-    from alerts.config import NotifyConfig
-    from alerts.tiers import TierChange
+    from fairwatch.alerts.actions import Responder
+    from fairwatch.alerts.config import NotifyConfig
+    from fairwatch.alerts.tiers import TierChange
 
     srv, _ = _server(30.0)  # answers after 30 s
     try:

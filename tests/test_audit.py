@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from monitor import audit as A
-from monitor.audit import AuditLog, MemoryAuditLog, verify
+from fairwatch.monitor import audit as A
+from fairwatch.monitor.audit import AuditLog, MemoryAuditLog, verify
 
 N = 6
 
@@ -19,8 +18,19 @@ def _log(tmp_path: Path) -> tuple[Path, list[bytes]]:
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path, fsync=False)
     log.append("config.loaded", sha256="ab" * 32, changed=False)
-    log.append("tier.change", model="m", window="1h", metric="dp_ratio", attribute="race", previous=0, tier=2,
-               at=1.5, value=0.7, ci=[0.6, 0.8], reason="dp_ratio < 0.75")
+    log.append(
+        "tier.change",
+        model="m",
+        window="1h",
+        metric="dp_ratio",
+        attribute="race",
+        previous=0,
+        tier=2,
+        at=1.5,
+        value=0.7,
+        ci=[0.6, 0.8],
+        reason="dp_ratio < 0.75",
+    )
     log.append("action.page", incident="inc-1", model="m", receivers=["owner", "compliance"])
     log.append("rollback.execute", incident="inc-1", model="m", flag="loan-model", variant="v2", nested={"a": [1, 2]})
     log.append("pipeline.start", run_id="r1", incident="inc-1", model="m")
@@ -115,7 +125,7 @@ def test_garbage_and_torn_lines(tmp_path):
 
 
 def test_cli_verify_exit_codes_and_message(tmp_path, capsys):
-    from monitor.cli import main
+    from fairwatch.app.cli import main
 
     path, lines = _log(tmp_path)
     assert main(["audit", "verify", "--log", str(path)]) == 0
@@ -130,7 +140,7 @@ def test_cli_verify_exit_codes_and_message(tmp_path, capsys):
 def test_two_writer_processes_keep_one_chain(tmp_path):
     path = tmp_path / "audit.jsonl"
     code = (
-        "import sys; from monitor.audit import AuditLog\n"
+        "import sys; from fairwatch.monitor.audit import AuditLog\n"
         "log = AuditLog(sys.argv[1], fsync=False)\n"
         "for i in range(60): log.append('w', writer=sys.argv[2], i=i)\n"
     )
@@ -141,9 +151,9 @@ def test_two_writer_processes_keep_one_chain(tmp_path):
 
 
 def test_reserved_fields_and_drop_in_for_alerts(tmp_path):
-    import alerts.audit
+    import fairwatch.alerts.audit as alerts_audit
 
-    assert alerts.audit.AuditLog is AuditLog and alerts.audit.MemoryAuditLog is MemoryAuditLog
+    assert alerts_audit.AuditLog is AuditLog and alerts_audit.MemoryAuditLog is MemoryAuditLog
     with pytest.raises(ValueError, match="'hash' is reserved"):
         AuditLog(tmp_path / "a.jsonl").append("x", hash="forged")
     mem = MemoryAuditLog()

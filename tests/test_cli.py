@@ -13,14 +13,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fairwatch.monitor.engine import Engine
+from fairwatch.monitor.exporter import serve_metrics
+from fairwatch.monitor.snapshot import FAMILIES, SnapshotBoard
+from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay, write_jsonl
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.cli import main
-from monitor.config import Config
-from monitor.engine import Engine
-from monitor.exporter import serve_metrics
-from monitor.snapshot import FAMILIES, SnapshotBoard
-from streaming.simulator import LoanSimulator, OutcomeDelay, write_jsonl
+from fairwatch.app.cli import main
+from fairwatch.app.config import Config
 
 #: The families this issue's engine exports (alerts, rollbacks, pipeline runs, Kafka lag
 #: and checkpoints belong to the alerting and Kafka parts).
@@ -153,7 +153,7 @@ def test_help_explains(argv, capsys):
 
 
 def test_env_override_of_every_level(monkeypatch):
-    from monitor.config import load_config
+    from fairwatch.app.config import load_config
 
     cfg = load_config(
         env={"FAIRWATCH_WINDOWS": "[1h, 6h]", "FAIRWATCH_METRICS__PORT": "9200", "FAIRWATCH_KAFKA_BOOTSTRAP": "x:1"}
@@ -169,7 +169,7 @@ def test_demo_starts_fast_and_exports_every_family():
         [
             sys.executable,
             "-m",
-            "monitor.cli",
+            "fairwatch.app.cli",
             "demo",
             "--no-live",
             "--port",
@@ -214,7 +214,7 @@ def test_demo_starts_fast_and_exports_every_family():
 
 
 def test_env_secrets_stay_text():
-    from monitor.config import load_config
+    from fairwatch.app.config import load_config
 
     cfg = load_config(
         env={
@@ -235,8 +235,8 @@ def test_exporter_renders_once_per_published_snapshot():
     import urllib.request
     from unittest import mock
 
-    from monitor.exporter import FairnessCollector
-    from monitor.snapshot import Sample, Snapshot
+    from fairwatch.monitor.exporter import FairnessCollector
+    from fairwatch.monitor.snapshot import Sample, Snapshot
 
     def snap(v: float) -> Snapshot:
         return Snapshot(
@@ -272,9 +272,22 @@ def test_run_writes_every_threads_stack_on_sigusr1_and_goes_on(tmp_path):
     log = tmp_path / "run.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor.cli", "run", "--bootstrap-servers", f"127.0.0.1:{free_port()}",
-             "--state", f"sqlite:///{tmp_path}/state.db", "--port", str(port)],
-            stdout=fh, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "FAIRWATCH_ALERTS__ENABLED": "false"},
+            [
+                sys.executable,
+                "-m",
+                "fairwatch.app.cli",
+                "run",
+                "--bootstrap-servers",
+                f"127.0.0.1:{free_port()}",
+                "--state",
+                f"sqlite:///{tmp_path}/state.db",
+                "--port",
+                str(port),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env={**os.environ, "FAIRWATCH_ALERTS__ENABLED": "false"},
         )
         try:
             deadline = time.monotonic() + 60

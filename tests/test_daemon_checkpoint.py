@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from fairwatch.monitor.state import Checkpoint
+from fairwatch.streaming.simulator import LoanSimulator
 
-from monitor.state import Checkpoint
-from streaming.simulator import LoanSimulator
 from tests.test_export import START, _batch, _daemon
 
 TOPIC = "fairness.decisions"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from fairwatch.monitor.daily import DailyStats, DailyStore
+from fairwatch.monitor.engine import Engine, EngineSettings
+from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
-from monitor.config import load_config
-from monitor.daily import DailyStats, DailyStore
-from monitor.engine import Engine, EngineSettings
-from streaming.simulator import LoanSimulator, OutcomeDelay
+from fairwatch.app.config import load_config
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def test_replicas_starting_together_on_a_fresh_database_all_create_their_tables(
     # duplicate key in pg_type (CREATE TABLE IF NOT EXISTS is not safe concurrently).
     import threading
 
-    from monitor.state import PostgresStateStore
+    from fairwatch.monitor.state import PostgresStateStore
 
     start, errors, stores = threading.Barrier(6), [], []
 

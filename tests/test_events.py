@@ -7,11 +7,8 @@ from datetime import datetime
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from monitor.engine import Engine, EngineSettings
-from streaming.events import (
+from fairwatch.monitor.engine import Engine, EngineSettings
+from fairwatch.streaming.events import (
     REASONS,
     EventError,
     Rejection,
@@ -19,6 +16,8 @@ from streaming.events import (
     decode_decision,
     decode_outcome,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 GOOD = {
     "schema": "decision/v1",
@@ -172,7 +171,7 @@ timestamps = st.sampled_from(
 def test_batch_fast_path_equals_full_validation(event):
     """The batch decoder's inline checks accept and reject exactly what full validation does,
     also on a second sight of the event (when its second and attribute set are cached)."""
-    from streaming.events import decode_decision_batch
+    from fairwatch.streaming.events import decode_decision_batch
 
     raw = orjson.dumps(event)
     try:
@@ -232,7 +231,7 @@ def test_duplicates_same_and_conflicting_and_late():
     )
 )
 def test_batch_decoder_equals_per_event_decoder(raws):
-    from streaming.events import decode_decision_batch
+    from fairwatch.streaming.events import decode_decision_batch
 
     good, bad = decode_decision_batch(raws, now=NOW)
     expected_good, expected_bad = [], []
@@ -285,7 +284,7 @@ def test_batch_decoder_over_many_runs_equals_per_event_decoder(n, bad_at, race_a
     and the result is still exactly the per-event decoder's, in arrival order."""
     import random
 
-    from streaming.events import decode_decision_batch
+    from fairwatch.streaming.events import decode_decision_batch
 
     rnd = random.Random(seed)
     raws = [
@@ -314,7 +313,7 @@ def test_clean_runs_take_the_column_path():
     """A clean run is decoded without per-event validation (the reason it is fast)."""
     from unittest import mock
 
-    import streaming.events as ev
+    import fairwatch.streaming.events as ev
 
     raws = [mutate(decision_id=f"d{j}", ts=f"2026-11-21T10:00:{j % 60:02d}.{j % 1000:03d}Z") for j in range(3000)]
     with mock.patch.object(ev, "decision_fields", side_effect=AssertionError("per-event path taken")):
@@ -336,7 +335,7 @@ def test_clean_runs_take_the_column_path():
 def test_vectorised_timestamps_equal_parse_timestamp(stamp):
     """``stamps_to_epoch`` accepts a subset of what ``parse_timestamp`` accepts, and on it
     gives exactly the same float; it accepts every valid millisecond ``Z`` stamp."""
-    from streaming.events import parse_timestamp, stamps_to_epoch
+    from fairwatch.streaming.events import parse_timestamp, stamps_to_epoch
 
     got = stamps_to_epoch([stamp])
     try:
@@ -353,7 +352,7 @@ def test_vectorised_timestamps_equal_parse_timestamp(stamp):
 def test_models_interleaved_in_one_batch_equal_each_model_alone():
     """A batch mixing models is split per model (columns taken by position): the same
     metrics as feeding each model's events separately."""
-    from streaming.simulator import LoanSimulator, OutcomeDelay
+    from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
     sim = LoanSimulator(seed=1, rate=20, scenario="none", delay=OutcomeDelay(kind="none", never_share=1.0))
     a = sim.advance_batch(600).topic_values(False)

@@ -11,17 +11,17 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import fairwatch.monitor.replay as replay_mod
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from fairwatch.monitor.audit import AuditLog
+from fairwatch.monitor.daily import DailyStats, DailyStore
+from fairwatch.monitor.engine import Engine, EngineSettings
+from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay, write_jsonl
 
-import monitor.replay as replay_mod
-from monitor.audit import AuditLog
-from monitor.daily import DailyStats, DailyStore
-from monitor.engine import Engine, EngineSettings
-from monitor.export import MONTH, ExportSettings, export_month, month_metrics, verify_export
-from streaming.simulator import LoanSimulator, OutcomeDelay, write_jsonl
+from fairwatch.app.export import MONTH, ExportSettings, export_month, month_metrics, verify_export
 
 START = 1795564800.0  # 2026-11-25T00:00:00Z: six November days, then two of December
 MONTH_NAME = "2026-11"
@@ -45,8 +45,14 @@ def _close(a, b, path=""):
 def month(tmp_path_factory):
     """A simulated week across the month end, its per-day statistics, the export, and the reference replay."""
     tmp = tmp_path_factory.mktemp("month")
-    sim = LoanSimulator(seed=3, start=START, rate=RATE, scenario="dp-drop", drift_at=3 * 86400.0,
-                        delay=OutcomeDelay(median_s=6 * 3600.0, sigma=1.0, never_share=0.05))
+    sim = LoanSimulator(
+        seed=3,
+        start=START,
+        rate=RATE,
+        scenario="dp-drop",
+        drift_at=3 * 86400.0,
+        delay=OutcomeDelay(median_s=6 * 3600.0, sigma=1.0, never_share=0.05),
+    )
     dec, out = tmp / "decisions.jsonl", tmp / "outcomes.jsonl"
     n_dec, n_out = write_jsonl(sim, 8 * 86400.0, dec, out)
     # The daily path: every event (November and December) through replay, with the per-day observer.
@@ -60,15 +66,32 @@ def month(tmp_path_factory):
     store = DailyStore(tmp / "state.daily.db")
     assert store.apply(daily.take(None))
     log = AuditLog(tmp / "audit.jsonl", clock=lambda: START + 2 * 86400)
-    log.append("tier.change", model="loan-approval", window="24h", metric="dp_ratio", attribute="race",
-               previous=0, tier=3, at=START + 2 * 86400, value=0.6, ci=[0.5, 0.7], reason="dp_ratio < 0.75")
+    log.append(
+        "tier.change",
+        model="loan-approval",
+        window="24h",
+        metric="dp_ratio",
+        attribute="race",
+        previous=0,
+        tier=3,
+        at=START + 2 * 86400,
+        value=0.6,
+        ci=[0.5, 0.7],
+        reason="dp_ratio < 0.75",
+    )
     log.append("rollback.execute", incident="inc-1", model="loan-approval", flag="loan-model", variant="v2")
     plans = tmp / "runs" / "inc-1-run"
     plans.mkdir(parents=True)
     (plans / "remediation_plan.html").write_text("<html><body>plan</body></html>")
     os.utime(plans / "remediation_plan.html", (START + 3 * 86400, START + 3 * 86400))
-    res = export_month(MONTH_NAME, tmp / "export", store=store, audit_log=log.path, pipeline_dir=tmp / "runs",
-                       settings=ExportSettings())
+    res = export_month(
+        MONTH_NAME,
+        tmp / "export",
+        store=store,
+        audit_log=log.path,
+        pipeline_dir=tmp / "runs",
+        settings=ExportSettings(),
+    )
     # The reference: `fairwatch replay` over the month's decisions, one 30-day window = November.
     nov = tmp / "november.jsonl"
     with open(dec, "rb") as src, open(nov, "wb") as dst:
@@ -76,8 +99,15 @@ def month(tmp_path_factory):
             if b'"ts":"2026-11-' in line:
                 dst.write(line)
     ref = replay_mod.replay(nov, outcomes=out, settings=SETTINGS, progress=False)
-    return {"tmp": tmp, "store": store, "result": res, "reference": ref, "decisions": dec, "outcomes": out,
-            "n": (n_dec, n_out)}
+    return {
+        "tmp": tmp,
+        "store": store,
+        "result": res,
+        "reference": ref,
+        "decisions": dec,
+        "outcomes": out,
+        "n": (n_dec, n_out),
+    }
 
 
 def test_month_from_daily_counts_equals_replay_over_the_month(month):
@@ -86,8 +116,15 @@ def test_month_from_daily_counts_equals_replay_over_the_month(month):
     assert set(ref) == set(months) and len(ref) == 3  # race, sex, race,sex
     for key, am in months.items():
         r = ref[key]
-        for name in ("reference", "dp_ratio", "dp_ratio_ci", "dp_difference", "dp_difference_ci", "eo_gap",
-                     "eo_gap_ci"):
+        for name in (
+            "reference",
+            "dp_ratio",
+            "dp_ratio_ci",
+            "dp_difference",
+            "dp_difference_ci",
+            "eo_gap",
+            "eo_gap_ci",
+        ):
             _close(getattr(am, name), getattr(r, name), f"{key}.{name}")
         assert [g.group for g in am.groups] == [g.group for g in r.groups]
         for g, h in zip(am.groups, r.groups, strict=True):
@@ -100,11 +137,15 @@ def test_month_from_daily_counts_equals_replay_over_the_month(month):
 def test_month_equals_numpy_on_raw_events(month):
     rows = [orjson.loads(x) for x in month["decisions"].read_bytes().splitlines()]
     labels = {o["decision_id"]: o["label"] for o in map(orjson.loads, month["outcomes"].read_bytes().splitlines())}
-    df = pd.DataFrame({
-        "ts": [r["ts"] for r in rows], "race": [r["attributes"]["race"] for r in rows],
-        "decision": [r["decision"] for r in rows], "label": [labels.get(r["decision_id"], -1) for r in rows],
-        "score": [r["score"] for r in rows],
-    })
+    df = pd.DataFrame(
+        {
+            "ts": [r["ts"] for r in rows],
+            "race": [r["attributes"]["race"] for r in rows],
+            "decision": [r["decision"] for r in rows],
+            "label": [labels.get(r["decision_id"], -1) for r in rows],
+            "score": [r["score"] for r in rows],
+        }
+    )
     df = df[df.ts.str.startswith("2026-11-")]
     months, _ = month_metrics(month["store"], MONTH_NAME, ExportSettings())
     am = months[("loan-approval", "race")]
@@ -127,8 +168,14 @@ def test_export_files_csv_json_and_manifest(month):
     out = month["result"].out
     assert verify_export(out) == []
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert {"report.html", "report.json", "metrics.csv", "manifest.sha256", "plots/incidents.png",
-            "plans/inc-1-run/remediation_plan.html"} <= names
+    assert {
+        "report.html",
+        "report.json",
+        "metrics.csv",
+        "manifest.sha256",
+        "plots/incidents.png",
+        "plans/inc-1-run/remediation_plan.html",
+    } <= names
     assert sum(n.startswith("plots/loan-approval__") for n in names) == 3
     with open(out / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -138,8 +185,13 @@ def test_export_files_csv_json_and_manifest(month):
     for r in month_sr:  # the month's sample size is the sum of its days'; CIs are given
         assert int(r["decisions"]) == sum(int(d["decisions"]) for d in day_sr if d["group"] == r["group"])
         assert float(r["ci_low"]) < float(r["value"]) < float(r["ci_high"]) and r["ci_method"] == "wilson"
-    assert {r["metric"] for r in rows} >= {"demographic_parity_ratio", "equalized_odds_gap", "disparate_impact",
-                                           "expected_calibration_error", "true_positive_rate"}
+    assert {r["metric"] for r in rows} >= {
+        "demographic_parity_ratio",
+        "equalized_odds_gap",
+        "disparate_impact",
+        "expected_calibration_error",
+        "true_positive_rate",
+    }
     doc = orjson.loads((out / "report.json").read_bytes())
     assert doc["audit_log"]["ok"] and doc["audit_log"]["head"]["seq"] == 2
     assert [e["kind"] for e in doc["rollbacks"]] == ["rollback.execute"]
@@ -162,27 +214,36 @@ def test_report_renders_in_headless_chromium_with_every_image(month, tmp_path):
     src = month["tmp"] / "export"
     report = tmp_path / "export"
     shutil.copytree(src, report)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--allow-file-access-from-files",
-             "--virtual-time-budget=10000"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--allow-file-access-from-files",
+        "--virtual-time-budget=10000",
+    ]
     url = (report / "report.html").as_uri()
     shot = tmp_path / "report.png"
     for args in (["--dump-dom"], [f"--screenshot={shot}", "--window-size=1280,4000"]):
         prof = tmp_path / f"profile-{len(args)}"
-        proc = subprocess.run([exe, *flags, f"--user-data-dir={prof}", *args, url], capture_output=True,
-                              timeout=120, text=True)
+        proc = subprocess.run(
+            [exe, *flags, f"--user-data-dir={prof}", *args, url], capture_output=True, timeout=120, text=True
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         if args == ["--dump-dom"]:
             dom = proc.stdout
     n_img = dom.count("<img ")
     assert n_img == 4  # three attributes + the incident timeline
     # The report's own load-time check: every <img> is complete with naturalWidth > 0.
-    assert f"all {n_img} images loaded" in dom, dom[dom.find("image-check") - 100:][:400]
+    assert f"all {n_img} images loaded" in dom, dom[dom.find("image-check") - 100 :][:400]
     assert shot.stat().st_size > 10_000
 
 
 def _batch(p, dec, dmeta, nxt):
-    from streaming.kafka import PartitionBatch
+    from fairwatch.streaming.kafka import PartitionBatch
 
     assert {part for part, _ in dmeta} <= {p}
     return PartitionBatch(partition=p, decisions=dec, decision_offsets=[off for _, off in dmeta], next_offsets=nxt)
@@ -197,8 +258,8 @@ class _DeadLetters:
 
 
 def _daemon(tmp: Path):
-    from monitor.config import load_config
-    from monitor.daemon import Daemon
+    from fairwatch.app.config import load_config
+    from fairwatch.app.daemon import Daemon
 
     cfg = load_config(env={"FAIRWATCH_STATE__URL": f"sqlite:///{tmp}/state.db"})
     d = Daemon(cfg)
@@ -215,19 +276,25 @@ def test_daemon_counts_every_offset_and_a_crash_between_checkpoint_and_daily_app
     import types
 
     clock = types.SimpleNamespace(time=lambda: START + 900.0, monotonic=time.monotonic)  # the source's clock
-    monkeypatch.setattr("monitor.daemon.time", clock)
+    monkeypatch.setattr("fairwatch.app.daemon.time", clock)
     d = _daemon(tmp_path)
     d.on_assign([0])
     first = 1000
     for i in range(0, len(values), 50):  # four polls
-        chunk = values[i:i + 50]
+        chunk = values[i : i + 50]
         meta = [(0, first + i + j) for j in range(len(chunk))]
         d._apply({0: _batch(0, chunk, meta, {f"{topic}:0": first + i + len(chunk)})})
     d.checkpoint()
     rec = d.daily_store.reconciliation(MONTH_NAME)[(topic, 0)]
     assert (rec["first"], rec["last"]) == (first, first + len(values) - 1)
-    assert rec["events"] == Counter({("ok", ""): len(events), ("invalid", "malformed_json"): 1,
-                                     ("invalid", "not_an_object"): 1, ("duplicate", "same"): 3})
+    assert rec["events"] == Counter(
+        {
+            ("ok", ""): len(events),
+            ("invalid", "malformed_json"): 1,
+            ("invalid", "not_an_object"): 1,
+            ("duplicate", "same"): 3,
+        }
+    )
     assert sum(rec["events"].values()) == rec["last"] - rec["first"] + 1
     assert sum(rec["dead_lettered"].values()) == 2
     counted = sum(c.n for (_, _, col, _), c in d.daily_store.counts(MONTH_NAME).items() if col == "race")
@@ -259,12 +326,23 @@ def test_daemon_counts_every_offset_and_a_crash_between_checkpoint_and_daily_app
 
 
 def test_cli_export_and_refusal_to_overwrite(month, tmp_path, capsys):
-    from monitor.cli import main
+    from fairwatch.app.cli import main
 
     db = month["tmp"] / "state.daily.db"
     out = tmp_path / "cli-export"
-    argv = ["audit", "export", "--month", MONTH_NAME, "--out", str(out), "--daily-db", str(db),
-            "--log", str(month["tmp"] / "audit.jsonl"), "--no-progress"]
+    argv = [
+        "audit",
+        "export",
+        "--month",
+        MONTH_NAME,
+        "--out",
+        str(out),
+        "--daily-db",
+        str(db),
+        "--log",
+        str(month["tmp"] / "audit.jsonl"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert "reconciliation no Kafka consumption recorded" in capsys.readouterr().out
     assert verify_export(out) == []

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from alerts.flags import (
+from fairwatch.alerts.flags import (
     FlagdFileStore,
     FlagStoreError,
     FlagStoreHTTPError,
@@ -32,8 +31,8 @@ from alerts.flags import (
     WebhookStore,
     flag_store_from_config,
 )
-from alerts.flags.base import UNKNOWN_VARIANT
-from alerts.flags.factory import BAD_KIND, MISSING_KEYS, UNKNOWN_KEYS
+from fairwatch.alerts.flags.base import UNKNOWN_VARIANT
+from fairwatch.alerts.flags.factory import BAD_KIND, MISSING_KEYS, UNKNOWN_KEYS
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 FLAG = "loan-model-version"
@@ -184,10 +183,7 @@ def test_concurrent_writers_serialise(flag_path: Path) -> None:
         for _ in range(25):
             s.set_variant(FLAG, variant, reason="race")
 
-    threads = [
-        threading.Thread(target=writer, args=(s, "v2" if i % 2 else "v3"))
-        for i, s in enumerate(stores)
-    ]
+    threads = [threading.Thread(target=writer, args=(s, "v2" if i % 2 else "v3")) for i, s in enumerate(stores)]
     for t in threads:
         t.start()
     for t in threads:
@@ -420,9 +416,7 @@ def test_unleash_toggle_mode_and_dry_run(unleash: tuple[str, Recorder]) -> None:
     assert store.set_variant(FLAG, "off", reason="drill", dry_run=True).dry_run
     assert rec.writes() == []
     assert store.set_variant(FLAG, "off", reason="tier 3").changed
-    assert [(r["method"], r["path"]) for r in rec.writes()] == [
-        ("POST", f"{FEATURE_PATH}/environments/production/off")
-    ]
+    assert [(r["method"], r["path"]) for r in rec.writes()] == [("POST", f"{FEATURE_PATH}/environments/production/off")]
     assert rec.writes()[0]["headers"]["authorization"] == UNLEASH_TOKEN
     assert store.set_variant(FLAG, "off", reason="tier 3").noop
     assert len(rec.writes()) == 1
@@ -436,9 +430,7 @@ def test_unleash_errors(unleash: tuple[str, Recorder]) -> None:
         UnleashStore(url, "wrong", project="lending", client=_client()).current(FLAG)
     assert err.value.status == 401
     with pytest.raises(FlagStoreError, match="no environment 'staging'"):
-        UnleashStore(
-            url, UNLEASH_TOKEN, project="lending", environment="staging", client=_client()
-        ).current(FLAG)
+        UnleashStore(url, UNLEASH_TOKEN, project="lending", environment="staging", client=_client()).current(FLAG)
     with pytest.raises(ValueError, match="mode must be one of"):
         UnleashStore(url, UNLEASH_TOKEN, mode="flip")  # type: ignore[arg-type]
 
@@ -501,18 +493,14 @@ def launchdarkly() -> Iterator[tuple[str, Recorder]]:
 
 def test_launchdarkly_semantic_patch(launchdarkly: tuple[str, Recorder]) -> None:
     url, rec = launchdarkly
-    store = LaunchDarklyStore(
-        LD_TOKEN, project="lending", environment="production", url=url, client=_client()
-    )
+    store = LaunchDarklyStore(LD_TOKEN, project="lending", environment="production", url=url, client=_client())
     assert store.current(FLAG) == "v3"
     change = store.set_variant(FLAG, "baseline v2", reason="tier 3: DI 0.61")
     assert change.changed and change.previous == "v3"
     (patch,) = rec.writes()
     assert patch["method"] == "PATCH" and patch["path"] == LD_PATH
     assert patch["headers"]["authorization"] == LD_TOKEN
-    assert patch["headers"]["content-type"] == (
-        "application/json; domain-model=launchdarkly.semanticpatch"
-    )
+    assert patch["headers"]["content-type"] == ("application/json; domain-model=launchdarkly.semanticpatch")
     assert patch["body"] == {
         "environmentKey": "production",
         "comment": "tier 3: DI 0.61",
@@ -527,9 +515,7 @@ def test_launchdarkly_semantic_patch(launchdarkly: tuple[str, Recorder]) -> None
 
 def test_launchdarkly_json_patch_and_retry(launchdarkly: tuple[str, Recorder]) -> None:
     url, rec = launchdarkly
-    store = LaunchDarklyStore(
-        LD_TOKEN, project="lending", url=url, patch_format="json", client=_client()
-    )
+    store = LaunchDarklyStore(LD_TOKEN, project="lending", url=url, patch_format="json", client=_client())
     rec.fail_next = [503, 429]  # the GET is retried past two transient errors
     change = store.set_variant(FLAG, "baseline v2", reason="rollback")
     assert change.changed
@@ -547,9 +533,7 @@ def test_launchdarkly_off_variation_and_unreachable(launchdarkly: tuple[str, Rec
     store = LaunchDarklyStore(LD_TOKEN, project="lending", url=url, target="off", client=_client())
     assert store.current(FLAG) == "baseline v2"
     store.set_variant(FLAG, "v3", reason="test")
-    assert rec.writes()[0]["body"]["instructions"] == [
-        {"kind": "updateOffVariation", "variationId": "id-v3"}
-    ]
+    assert rec.writes()[0]["body"]["instructions"] == [{"kind": "updateOffVariation", "variationId": "id-v3"}]
     dead = LaunchDarklyStore(LD_TOKEN, url=f"http://127.0.0.1:{_free_port()}", client=_client())
     with pytest.raises(FlagStoreHTTPError, match="after 3 attempt"):
         dead.current(FLAG)
@@ -591,9 +575,7 @@ def test_webhook_post_and_idempotency(webhook: tuple[str, Recorder]) -> None:
     assert post["headers"]["content-type"] == "application/json"
     assert post["headers"]["idempotency-key"] == post["body"]["idempotency_key"]
     assert post["body"]["idempotency_key"] == change.detail["idempotency_key"]
-    assert {
-        k: post["body"][k] for k in ("flag_key", "variant", "previous", "reason", "dry_run")
-    } == {
+    assert {k: post["body"][k] for k in ("flag_key", "variant", "previous", "reason", "dry_run")} == {
         "flag_key": FLAG,
         "variant": "v2",
         "previous": "v3",
@@ -620,9 +602,7 @@ def test_webhook_without_state_url_remembers_last(webhook: tuple[str, Recorder])
 # ---------------------------------------------------------------------------- factory
 def test_factory_builds_each_kind(flag_path: Path) -> None:
     env = {"UNLEASH_TOKEN": "tok"}
-    assert isinstance(
-        flag_store_from_config({"kind": "flagd-file", "path": str(flag_path)}), FlagdFileStore
-    )
+    assert isinstance(flag_store_from_config({"kind": "flagd-file", "path": str(flag_path)}), FlagdFileStore)
     unleash = flag_store_from_config(
         {
             "kind": "unleash",
@@ -637,9 +617,7 @@ def test_factory_builds_each_kind(flag_path: Path) -> None:
     assert isinstance(unleash, UnleashStore) and unleash.client.retries == 0
     assert "tok" not in json.dumps(unleash.describe())
     assert isinstance(
-        flag_store_from_config(
-            {"kind": "launchdarkly", "token": "t", "project": "p", "environment": "e"}
-        ),
+        flag_store_from_config({"kind": "launchdarkly", "token": "t", "project": "p", "environment": "e"}),
         LaunchDarklyStore,
     )
     assert isinstance(flag_store_from_config({"kind": "webhook", "url": "http://w"}), WebhookStore)
@@ -650,9 +628,7 @@ def test_factory_builds_each_kind(flag_path: Path) -> None:
     [
         (
             {"kind": "etcd"},
-            BAD_KIND.format(
-                valid=["flagd-file", "launchdarkly", "unleash", "webhook"], kind="etcd"
-            ),
+            BAD_KIND.format(valid=["flagd-file", "launchdarkly", "unleash", "webhook"], kind="etcd"),
         ),
         ({}, "got None"),
         ({"kind": "flagd-file"}, MISSING_KEYS.format(kind="flagd-file", keys=["path"])),

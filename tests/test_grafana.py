@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fairwatch.monitor.snapshot import FAMILIES
 
-from monitor.snapshot import FAMILIES
 from tests.infra.fixtures import service_unavailable
 from tests.infra.processes import free_ports, log_tail, terminate, wait_until
 
@@ -73,8 +73,19 @@ ALLOWED_EMPTY = {
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$([A-Za-z_]\w*)")
 
 _PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
-    "inf", "nan",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
 }
 
 
@@ -170,8 +181,11 @@ def test_metric_name_parser() -> None:
         " / ignoring (group) group_left () (max without (group) (model_attribute:x:1h) > 0) or on() vector(0)"
         " - time() - fairwatch_last_checkpoint_timestamp_seconds offset 5m"
     )
-    assert _metric_names(expr) == {"fairwatch_events_total", "model_attribute:x:1h",
-                                   "fairwatch_last_checkpoint_timestamp_seconds"}
+    assert _metric_names(expr) == {
+        "fairwatch_events_total",
+        "model_attribute:x:1h",
+        "fairwatch_last_checkpoint_timestamp_seconds",
+    }
 
 
 def test_no_query_names_a_metric_the_daemon_does_not_export() -> None:
@@ -266,16 +280,26 @@ def test_overview_covers_the_issue() -> None:
     assert 100 in steps("Decisions per group") and 50 in steps("Labeled decisions per group")
     assert by_title["Alert tiers ($model, $attribute)"]["type"] == "state-timeline"
     assert any(p["type"] == "heatmap" for p in by_title.values())
-    assert any(t.get("expr", "").count('attribute="$intersection"') for p in by_title.values()
-               for t in p.get("targets", []))
+    assert any(
+        t.get("expr", "").count('attribute="$intersection"') for p in by_title.values() for t in p.get("targets", [])
+    )
     notes = {a["name"]: a["expr"] for a in dash["annotations"]["list"] if "expr" in a}
     assert "fairness_rollbacks_total" in notes["Rollbacks"]
     assert "fairness_pipeline_runs_total" in notes["Pipeline runs"]
-    inc = {t["expr"] for _, t in [(p, t) for p in _panels(_dashboards()["fairwatch-incident.json"])
-                                   for t in p.get("targets", [])]}
-    for metric in ("fairness_labeled_share", 'kind="labeled"', "fairwatch_outcome_joins_total",
-                   "fairwatch_events_total", 'result="invalid"', "fairwatch_consumer_lag",
-                   "fairwatch_pending_outcomes", "fairwatch_last_checkpoint_timestamp_seconds"):
+    inc = {
+        t["expr"]
+        for _, t in [(p, t) for p in _panels(_dashboards()["fairwatch-incident.json"]) for t in p.get("targets", [])]
+    }
+    for metric in (
+        "fairness_labeled_share",
+        'kind="labeled"',
+        "fairwatch_outcome_joins_total",
+        "fairwatch_events_total",
+        'result="invalid"',
+        "fairwatch_consumer_lag",
+        "fairwatch_pending_outcomes",
+        "fairwatch_last_checkpoint_timestamp_seconds",
+    ):
         assert any(metric in e for e in inc), f"incident drill-down lacks {metric}"
 
 
@@ -365,22 +389,48 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     demo_log = open(work / "demo.log", "wb")  # noqa: SIM115 - closed below
     prom_log = open(work / "prometheus.log", "wb")  # noqa: SIM115
     demo = subprocess.Popen(
-        [sys.executable, "-m", "monitor.cli", "demo", "--no-live", "--port", str(demo_port), "--speed", "900",
-         "--interval", "1", "--duration", "170"],
-        stdout=demo_log, stderr=subprocess.STDOUT, cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "fairwatch.app.cli",
+            "demo",
+            "--no-live",
+            "--port",
+            str(demo_port),
+            "--speed",
+            "900",
+            "--interval",
+            "1",
+            "--duration",
+            "170",
+        ],
+        stdout=demo_log,
+        stderr=subprocess.STDOUT,
+        cwd=work,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     prom = subprocess.Popen(
-        [prometheus, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=1h"],
-        stdout=prom_log, stderr=subprocess.STDOUT, cwd=work,
+        [
+            prometheus,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--storage.tsdb.retention.time=1h",
+        ],
+        stdout=prom_log,
+        stderr=subprocess.STDOUT,
+        cwd=work,
     )
     s = Stack(f"http://127.0.0.1:{prom_port}", demo, prom, work)
     try:
+
         def ready() -> bool:
             try:
-                return bool(s.result('fairness_equalized_odds_gap{window="1h"}')) and bool(
-                    s.result("model_attribute:fairness_demographic_parity_ratio:1h")
-                ) and bool(s.result("rate(fairwatch_events_total[30s])"))
+                return (
+                    bool(s.result('fairness_equalized_odds_gap{window="1h"}'))
+                    and bool(s.result("model_attribute:fairness_demographic_parity_ratio:1h"))
+                    and bool(s.result("rate(fairwatch_events_total[30s])"))
+                )
             except (OSError, AssertionError, ValueError):
                 return False
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.config import load_config
+from fairwatch.app.config import load_config
 from tests.infra.fixtures import service_unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ KUBE_VERSION = "1.33.0"  # the version of the vendored Kubernetes schemas
 #: values file (None = the chart's defaults) and the release it is rendered as
 VALUES = {"default": None, "production": CHART / "ci" / "production-values.yaml"}
 RUNBOOK_DEFAULT = "https://github.com/fairwatch/fairwatch/blob/main/docs/runbook.md"
-#: the Kafka client's request timeout bounds the drain after SIGTERM (monitor/daemon.py)
+#: the Kafka client's request timeout bounds the drain after SIGTERM (fairwatch/app/daemon.py)
 KAFKA_DRAIN_BOUND = 30.0
 
 
@@ -70,8 +70,14 @@ def _one(docs: list[dict], kind: str) -> dict:
 
 def _kubeconform(manifests: str) -> dict:
     res = _run(
-        _tool("kubeconform"), "-strict", "-summary", "-output", "json",
-        "-schema-location", str(SCHEMAS) + "/{{ .ResourceKind }}{{ .KindSuffix }}.json", "-",
+        _tool("kubeconform"),
+        "-strict",
+        "-summary",
+        "-output",
+        "json",
+        "-schema-location",
+        str(SCHEMAS) + "/{{ .ResourceKind }}{{ .KindSuffix }}.json",
+        "-",
         stdin=manifests,
     )
     try:
@@ -98,8 +104,11 @@ def test_chart_copies_equal_their_sources() -> None:
 
 def test_vendored_schemas_cover_every_rendered_kind() -> None:
     names = {p.name for p in SCHEMAS.glob("*.json")}
-    assert {"servicemonitor-monitoring-v1.json", "prometheusrule-monitoring-v1.json",
-            "deployment-apps-v1.json"} <= names
+    assert {
+        "servicemonitor-monitoring-v1.json",
+        "prometheusrule-monitoring-v1.json",
+        "deployment-apps-v1.json",
+    } <= names
     for p in SCHEMAS.glob("*.json"):
         schema = json.loads(p.read_text(encoding="utf-8"))
         assert schema.get("additionalProperties") is False, f"{p.name} is not strict"
@@ -189,7 +198,7 @@ def test_probes_ports_and_grace_period_match_the_daemon(rendered, tmp_path: Path
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and "fairwatch.yaml" in d["data"]]
     text = cm["data"]["fairwatch.yaml"]
     env = {"FAIRWATCH_STATE__URL": "postgresql://u:p@db/fairwatch"} if values == "production" else {}
-    # the chart's config is valid for the daemon (monitor/config.py) as it will start
+    # the chart's config is valid for the daemon (fairwatch/app/config.py) as it will start
     cfg_path = tmp_path / "fairwatch.yaml"
     cfg_path.write_text(text, encoding="utf-8")
     cfg = load_config(cfg_path, env=env)

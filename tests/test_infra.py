@@ -46,9 +46,7 @@ def _produce(bootstrap: str, topic: str, values: range) -> dict[int, int]:
         while len(producer.partitions_for(topic) or ()) < PARTITIONS:
             assert time.monotonic() < deadline, f"topic {topic} has no metadata"
             time.sleep(0.1)
-        futures = [
-            producer.send(topic, key=f"key-{v}".encode(), value=str(v).encode()) for v in values
-        ]
+        futures = [producer.send(topic, key=f"key-{v}".encode(), value=str(v).encode()) for v in values]
         producer.flush(timeout=30)
         per_partition: dict[int, int] = defaultdict(int)
         for future in futures:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fairwatch.monitor.replay import replay
+from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import Config
-from monitor.replay import replay
-from streaming.simulator import LoanSimulator, OutcomeDelay
+from fairwatch.app.config import Config
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ class DaemonProcess:
         self.args = [
             sys.executable,
             "-m",
-            "monitor.cli",
+            "fairwatch.app.cli",
             "run",
             "--bootstrap-servers",
             bootstrap,
@@ -431,7 +431,7 @@ def test_two_replicas_split_partitions_and_survive_a_kill(kafka_bootstrap, postg
         if a.proc.poll() is None:
             a.stop()
     # The per-day statistics live in the shared PostgreSQL state: every decision once, across replicas.
-    from monitor.daily import DailyStore
+    from fairwatch.monitor.daily import DailyStore
 
     daily = DailyStore(postgres_dsn)
     try:
@@ -447,7 +447,7 @@ def test_two_replicas_split_partitions_and_survive_a_kill(kafka_bootstrap, postg
 
 
 def test_partition_batch_keeps_runs_in_offset_order_and_gives_positions_on_demand():
-    from streaming.kafka import PartitionBatch
+    from fairwatch.streaming.kafka import PartitionBatch
 
     b = PartitionBatch(2)
     b.add("dec", [b"a", None], [5, 6], decisions=True)  # a tombstone becomes an empty (malformed) event
@@ -464,10 +464,9 @@ def test_partition_batch_keeps_runs_in_offset_order_and_gives_positions_on_deman
 def test_a_task_queued_from_another_thread_runs_at_once():
     """kafka-python 3's ``call_soon`` from outside its IO thread (as its transport's ``write()``
     and future callbacks do) only queued the task: it ran when something next woke the loop,
-    never if nothing did. With ``streaming.kafka_loop`` installed it wakes the loop."""
+    never if nothing did. With ``fairwatch.streaming.kafka_loop`` installed it wakes the loop."""
+    from fairwatch.streaming import kafka_loop
     from kafka.net.selector import NetworkSelector
-
-    from streaming import kafka_loop
 
     assert kafka_loop.compatible() is None and kafka_loop.install()
     net = NetworkSelector()

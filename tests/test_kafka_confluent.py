@@ -16,10 +16,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fairwatch.monitor.replay import replay
+from fairwatch.streaming.kafka_confluent import MSG_FIXED_OPTION, MSG_UNKNOWN_OPTION, OPTION_NAMES, translate_options
 
-from monitor.config import Config
-from monitor.replay import replay
-from streaming.kafka_confluent import MSG_FIXED_OPTION, MSG_UNKNOWN_OPTION, OPTION_NAMES, translate_options
+from fairwatch.app.config import Config
 from tests.test_kafka import (
     POISON,
     DaemonProcess,
@@ -43,17 +43,17 @@ class Daemon(DaemonProcess):
     def __init__(self, bootstrap: str, topics: Topics, state: str, tmp: Path, *, client: str, name: str = "d"):
         super().__init__(bootstrap, topics, state, tmp, name)
         self.tmp = tmp
-        self.env.update({
-            "FAIRWATCH_KAFKA__CLIENT": client,
-            "FAIRWATCH_ALERTS__ENABLED": "false",  # replay has no alert state to compare with
-            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-        })
+        self.env.update(
+            {
+                "FAIRWATCH_KAFKA__CLIENT": client,
+                "FAIRWATCH_ALERTS__ENABLED": "false",  # replay has no alert state to compare with
+                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+            }
+        )
 
     def start(self) -> Daemon:
         self._fh = open(self.log, "ab")  # noqa: SIM115 - closed by kill()/stop()
-        self.proc = subprocess.Popen(
-            self.args, env=self.env, stdout=self._fh, stderr=subprocess.STDOUT, cwd=self.tmp
-        )
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._fh, stderr=subprocess.STDOUT, cwd=self.tmp)
         return self
 
 
@@ -77,19 +77,35 @@ def renumbered(events, prefix: str):
 
 
 def test_kafka_python_option_names_translate_to_librdkafka():
-    conf = translate_options({
-        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": "u", "sasl_plain_password": "p",
-        "ssl_cafile": "/ca.pem", "ssl_certfile": "/c.pem", "ssl_keyfile": "/k.pem",
-        "group_instance_id": "replica-0", "request_timeout_ms": 20_000, "session_timeout_ms": 12_000,
-        "ssl_check_hostname": False, "socket.keepalive.enable": True,
-    })
+    conf = translate_options(
+        {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "u",
+            "sasl_plain_password": "p",
+            "ssl_cafile": "/ca.pem",
+            "ssl_certfile": "/c.pem",
+            "ssl_keyfile": "/k.pem",
+            "group_instance_id": "replica-0",
+            "request_timeout_ms": 20_000,
+            "session_timeout_ms": 12_000,
+            "ssl_check_hostname": False,
+            "socket.keepalive.enable": True,
+        }
+    )
     assert conf == {
-        "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": "u", "sasl.password": "p",
-        "ssl.ca.location": "/ca.pem", "ssl.certificate.location": "/c.pem", "ssl.key.location": "/k.pem",
-        "group.instance.id": "replica-0", "socket.timeout.ms": 20_000, "session.timeout.ms": 12_000,
-        "ssl.endpoint.identification.algorithm": "none", "socket.keepalive.enable": True,
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "u",
+        "sasl.password": "p",
+        "ssl.ca.location": "/ca.pem",
+        "ssl.certificate.location": "/c.pem",
+        "ssl.key.location": "/k.pem",
+        "group.instance.id": "replica-0",
+        "socket.timeout.ms": 20_000,
+        "session.timeout.ms": 12_000,
+        "ssl.endpoint.identification.algorithm": "none",
+        "socket.keepalive.enable": True,
     }
     from confluent_kafka import Consumer
 
@@ -124,6 +140,7 @@ def test_confluent_daemon_equals_replay(kafka_bootstrap, tmp_path):
         )
         assert events_total(live, topics.decisions, "invalid") == n_poison > 0
         assert d.get("/readyz")[0] == 200
+
         def lags(m):
             return {v for (n, _), v in m.items() if n == "fairwatch_consumer_lag"}
 
@@ -158,7 +175,8 @@ def test_confluent_daemon_survives_sigkill_exactly(kafka_bootstrap, tmp_path):
         n_out = len(all_events) - n_dec
         d.wait_for(
             lambda m: events_total(m, topics.decisions) >= n_dec and events_total(m, topics.outcomes) >= n_out,
-            timeout=150, what="catch-up after kills",
+            timeout=150,
+            what="catch-up after kills",
         )
         time.sleep(1.5)  # anything counted twice would show now
         live = d.metrics()
@@ -276,8 +294,7 @@ def test_confluent_poll_keeps_every_record_when_events_interleave(kafka_bootstra
     takes its message-by-message path: every record still comes once, under its own partition
     and topic, in offset order, and the next offsets follow the last records."""
     from confluent_kafka import Producer
-
-    from streaming.kafka_confluent import ConfluentSource
+    from fairwatch.streaming.kafka_confluent import ConfluentSource
 
     topics = Topics(kafka_bootstrap, partitions=2)
     prod = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
@@ -290,9 +307,14 @@ def test_confluent_poll_keeps_every_record_when_events_interleave(kafka_bootstra
                 sent.setdefault((topic, p), []).append(value)
     assert prod.flush(30) == 0
     src = ConfluentSource(
-        bootstrap_servers=kafka_bootstrap, group_id=topics.group, on_assign=lambda parts: {},
-        on_revoke=lambda parts: None, on_lost=lambda parts: None, decisions_topic=topics.decisions,
-        outcomes_topic=topics.outcomes, client_options={"enable.partition.eof": True},
+        bootstrap_servers=kafka_bootstrap,
+        group_id=topics.group,
+        on_assign=lambda parts: {},
+        on_revoke=lambda parts: None,
+        on_lost=lambda parts: None,
+        decisions_topic=topics.decisions,
+        outcomes_topic=topics.outcomes,
+        client_options={"enable.partition.eof": True},
     )
     eofs = []
     message_error = src._message_error

@@ -13,6 +13,8 @@ import struct
 
 import hypothesis.strategies as st
 import pytest
+from fairwatch.streaming import kafka_records
+from fairwatch.streaming.kafka_records import ColumnarPartitionRecords, decode_fetch
 from hypothesis import HealthCheck, given, settings
 from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
@@ -21,9 +23,6 @@ from kafka.record import MemoryRecords, MemoryRecordsBuilder
 from kafka.record.default_records import DefaultRecordBase
 from kafka.record.util import calc_crc32c
 from kafka.structs import TopicPartition
-
-from streaming import kafka_records
-from streaming.kafka_records import ColumnarPartitionRecords, decode_fetch
 
 TP = TopicPartition("fairness.decisions", 0)
 ATTRS, CRC = DefaultRecordBase.ATTRIBUTES_OFFSET, DefaultRecordBase.CRC_OFFSET

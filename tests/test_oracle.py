@@ -19,11 +19,10 @@ from fairlearn.metrics import (
     equalized_odds_difference,
     selection_rate,
 )
+from fairwatch.monitor.engine import Engine, EngineSettings
+from fairwatch.monitor.stats import GroupCounts, calibration_bin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from monitor.engine import Engine, EngineSettings
-from monitor.stats import GroupCounts, calibration_bin
 
 T0 = 1_800_000_000.0
 RACES = ["White", "Black", "Hispanic", "Asian"]

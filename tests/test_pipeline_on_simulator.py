@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 
 import yaml
-
-from intervention.cli import main
-from streaming.simulator import LoanSimulator
+from fairwatch.intervention.cli import main
+from fairwatch.streaming.simulator import LoanSimulator
 
 #: The walkthrough's causal assumptions, on the simulator's variables (it has no education).
 KNOWLEDGE = {

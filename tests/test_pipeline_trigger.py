@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications
-from intervention.trigger import PipelineQueue
-from monitor.config import load_config
-from monitor.daemon import Daemon
-from monitor.demo import demo_alerts
-from monitor.engine import Engine
-from streaming.simulator import LoanSimulator, OutcomeDelay
+from fairwatch.intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications
+from fairwatch.intervention.trigger import PipelineQueue
+from fairwatch.monitor.engine import Engine
+from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
+
+from fairwatch.app.config import load_config
+from fairwatch.app.daemon import Daemon
+from fairwatch.app.demo import demo_alerts
 
 
 def test_dp_drop_incident_runs_the_pipeline_once_and_the_daemon_exports_it(tmp_path):

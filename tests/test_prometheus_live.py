@@ -21,7 +21,7 @@ What is checked:
     Alertmanager-compatible alert — and each is routed to the tier-3 pager receiver
     (pager + executive webhooks) *and* the rollback channel, with the labels the rules
     and the notifier promise;
-(c) tier 1 and tier 2 alerts sent with the daemon's :class:`alerts.notify.Notifier` reach
+(c) tier 1 and tier 2 alerts sent with the daemon's :class:`fairwatch.alerts.notify.Notifier` reach
     the ML-engineer chat and the product-owner + compliance receivers respectively, and
     nothing else; a tier 1 for the same model and attribute as a tier 2 is inhibited;
 (a) the recording rules agree with the daemon's own gauges over the same data — checked
@@ -50,9 +50,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fairwatch.alerts.config import NotifyConfig
+from fairwatch.alerts.notify import Notifier, make_alert
 
-from alerts.config import NotifyConfig
-from alerts.notify import Notifier, make_alert
 from tests.infra.fixtures import service_unavailable
 from tests.infra.processes import child_setup, free_ports, log_tail, terminate, wait_until
 
@@ -137,7 +137,7 @@ def derived_alertmanager_config(webhook_url: str) -> dict:
     for rec in doc["receivers"]:
         for hook in rec.get("webhook_configs", []):
             assert hook["url"].startswith(PLACEHOLDER), hook["url"]
-            hook["url"] = webhook_url + hook["url"][len(PLACEHOLDER):]
+            hook["url"] = webhook_url + hook["url"][len(PLACEHOLDER) :]
 
     def fast(route: dict) -> None:
         if "group_wait" in route or route is doc["route"]:
@@ -167,8 +167,9 @@ class Stack:
     def start(self, name: str, args: list[str], **kw) -> subprocess.Popen:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed in close()
         self.logs[name] = log
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.work,
-                                preexec_fn=child_setup(), **kw)
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=self.work, preexec_fn=child_setup(), **kw
+        )
         self.procs[name] = proc
         return proc
 
@@ -226,11 +227,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         demo_port, prom_port, am_port = free_ports(3)
         s.prom_url, s.am_url = f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{am_port}"
 
-        (work / "alertmanager.yml").write_text(yaml.safe_dump(derived_alertmanager_config(s.webhook.url)),
-                                               encoding="utf-8")
-        s.start("alertmanager", [alertmanager, f"--config.file={work / 'alertmanager.yml'}",
-                                 f"--storage.path={work / 'am-data'}", f"--web.listen-address=127.0.0.1:{am_port}",
-                                 "--cluster.listen-address=", "--log.level=debug"])
+        (work / "alertmanager.yml").write_text(
+            yaml.safe_dump(derived_alertmanager_config(s.webhook.url)), encoding="utf-8"
+        )
+        s.start(
+            "alertmanager",
+            [
+                alertmanager,
+                f"--config.file={work / 'alertmanager.yml'}",
+                f"--storage.path={work / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+                "--log.level=debug",
+            ],
+        )
         prom_cfg = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RECORDING_RULES), str(ALERTING_RULES)],
@@ -238,11 +248,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "scrape_configs": [{"job_name": "fairwatch", "static_configs": [{"targets": [f"127.0.0.1:{demo_port}"]}]}],
         }
         (work / "prometheus.yml").write_text(yaml.safe_dump(prom_cfg), encoding="utf-8")
-        s.start("prometheus", [prometheus, f"--config.file={work / 'prometheus.yml'}",
-                               f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-                               "--storage.tsdb.retention.time=1h"])
-        ready = wait_until(lambda: _http_ok(f"{s.prom_url}/-/ready") and _http_ok(f"{s.am_url}/-/ready"),
-                           timeout=30, interval=0.5, alive=s.alive)
+        s.start(
+            "prometheus",
+            [
+                prometheus,
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+        )
+        ready = wait_until(
+            lambda: _http_ok(f"{s.prom_url}/-/ready") and _http_ok(f"{s.am_url}/-/ready"),
+            timeout=30,
+            interval=0.5,
+            alive=s.alive,
+        )
         if not ready:
             pytest.fail(f"Prometheus/Alertmanager did not become ready\n{s.tails()}")
 
@@ -255,9 +276,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         env.pop("FAIRWATCH_CONFIG", None)
         # Prometheus is already scraping (every 1 s) when the demo's endpoint appears, so the
         # counters' first samples are taken within one scrape of the demo's start.
-        s.start("demo", [sys.executable, "-m", "monitor.cli", "demo", "--no-live", "--port", str(demo_port),
-                         "--scenario", "dp-drop", "--speed", str(SPEED), "--rate", str(RATE),
-                         "--interval", "1", "--duration", "150"], env=env)
+        s.start(
+            "demo",
+            [
+                sys.executable,
+                "-m",
+                "fairwatch.app.cli",
+                "demo",
+                "--no-live",
+                "--port",
+                str(demo_port),
+                "--scenario",
+                "dp-drop",
+                "--speed",
+                str(SPEED),
+                "--rate",
+                str(RATE),
+                "--interval",
+                "1",
+                "--duration",
+                "150",
+            ],
+            env=env,
+        )
         yield s
     finally:
         s.close()
@@ -265,8 +306,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def _wait(stack: Stack, check, timeout: float, what: str) -> None:
     if not wait_until(check, timeout=timeout, interval=0.5, alive=stack.alive):
-        pytest.fail(f"{what} within {timeout:.0f} s\nwebhook got: "
-                    f"{[(p, a['labels']) for p, a in stack.webhook.alerts()][:20]}\n{stack.tails()}")
+        pytest.fail(
+            f"{what} within {timeout:.0f} s\nwebhook got: "
+            f"{[(p, a['labels']) for p, a in stack.webhook.alerts()][:20]}\n{stack.tails()}"
+        )
 
 
 # --- (b) a tier-3 incident routed by Alertmanager -----------------------------------------------
@@ -275,16 +318,31 @@ def test_tier3_alert_routes_to_pager_and_rollback(stack: Stack) -> None:
     hook = stack.webhook
 
     def prom_tier3() -> set[str]:  # Prometheus' FairnessTier3: job, no source (instance is summed away)
-        return {p for p, a in hook.alerts() if a["labels"].get("alertname") == "FairnessTier3"
-                and a["labels"].get("job") == "fairwatch" and "source" not in a["labels"] and a["status"] == "firing"}
+        return {
+            p
+            for p, a in hook.alerts()
+            if a["labels"].get("alertname") == "FairnessTier3"
+            and a["labels"].get("job") == "fairwatch"
+            and "source" not in a["labels"]
+            and a["status"] == "firing"
+        }
 
     def daemon_tier3() -> set[str]:  # the daemon notifier's own alert
-        return {p for p, a in hook.alerts() if a["labels"].get("alertname") == "FairnessTier3"
-                and a["labels"].get("source") == "fairwatch" and a["status"] == "firing"}
+        return {
+            p
+            for p, a in hook.alerts()
+            if a["labels"].get("alertname") == "FairnessTier3"
+            and a["labels"].get("source") == "fairwatch"
+            and a["status"] == "firing"
+        }
 
     want = TIER3_PAGER | TIER3_ROLLBACK
-    _wait(stack, lambda: prom_tier3() >= want and daemon_tier3() >= want, 100,
-          "the tier-3 alert did not reach pager, executive and rollback webhooks from both paths")
+    _wait(
+        stack,
+        lambda: prom_tier3() >= want and daemon_tier3() >= want,
+        100,
+        "the tier-3 alert did not reach pager, executive and rollback webhooks from both paths",
+    )
 
     # the tier really is 3 in Prometheus, for disparate impact, and the rollback happened
     tiers = stack.query('fairness_alert_tier{metric="disparate_impact"} == 3')
@@ -316,7 +374,7 @@ def test_tier3_alert_routes_to_pager_and_rollback(stack: Stack) -> None:
 
 # --- (c) tiers 1 and 2 via the daemon's notifier ------------------------------------------------
 def test_daemon_notifier_tier1_and_tier2_route_by_tier(stack: Stack) -> None:
-    """alerts.notify.Notifier → Alertmanager /api/v2/alerts → the tier's receivers, and only those.
+    """fairwatch.alerts.notify.Notifier → Alertmanager /api/v2/alerts → the tier's receivers, and only those.
 
     The demo's tier-1/2 alerts share model and attribute with its tier-3 DI alert, which
     inhibits them from the moment it exists (inhibit_rules), so tier 1 and tier 2 are sent
@@ -327,22 +385,35 @@ def test_daemon_notifier_tier1_and_tier2_route_by_tier(stack: Stack) -> None:
     now = time.time()
     try:
         # tier 1 on "region", tier 2 on "age", and a tier 1 on "age" that the tier 2 inhibits
-        for tier, metric, attribute in ((1, "demographic_parity_ratio", "region"),
-                                        (2, "expected_calibration_error", "age"),
-                                        (1, "demographic_parity_ratio", "age")):
-            assert notifier.send(make_alert(
-                {"model": "live-test-model", "metric": metric, "attribute": attribute, "window": "1h"},
-                tier=tier, summary=f"live test tier {tier}", starts_at=now,
-                generator_url="http://fairwatch/incidents"))
+        for tier, metric, attribute in (
+            (1, "demographic_parity_ratio", "region"),
+            (2, "expected_calibration_error", "age"),
+            (1, "demographic_parity_ratio", "age"),
+        ):
+            assert notifier.send(
+                make_alert(
+                    {"model": "live-test-model", "metric": metric, "attribute": attribute, "window": "1h"},
+                    tier=tier,
+                    summary=f"live test tier {tier}",
+                    starts_at=now,
+                    generator_url="http://fairwatch/incidents",
+                )
+            )
         assert notifier.flush(10)
     finally:
         notifier.close()
     assert notifier.counts["sent"] == 3 and not notifier.counts["failed"], dict(notifier.counts)
 
     hook = stack.webhook
-    _wait(stack, lambda: hook.paths_for(model="live-test-model", tier="2") >= TIER2
-          and hook.paths_for(model="live-test-model", tier="1") >= TIER1, 30,
-          "tier 1/2 alerts did not reach their receivers")
+    _wait(
+        stack,
+        lambda: (
+            hook.paths_for(model="live-test-model", tier="2") >= TIER2
+            and hook.paths_for(model="live-test-model", tier="1") >= TIER1
+        ),
+        30,
+        "tier 1/2 alerts did not reach their receivers",
+    )
     time.sleep(3)  # group_interval 1s: anything else routed (or not inhibited) would be here by now
     assert hook.paths_for(model="live-test-model", tier="2") == TIER2
     assert hook.paths_for(model="live-test-model", tier="1") == TIER1
@@ -357,8 +428,11 @@ def test_daemon_notifier_tier1_and_tier2_route_by_tier(stack: Stack) -> None:
         assert lab["attribute"] == ("age" if lab["tier"] == "2" else "region"), lab
         assert alert["annotations"]["summary"] == f"live test tier {lab['tier']}"
         assert alert["generatorURL"] == "http://fairwatch/incidents"
-    receivers = {doc["receiver"] for p, doc in hook.received
-                 if any(a["labels"].get("model") == "live-test-model" for a in doc.get("alerts", []))}
+    receivers = {
+        doc["receiver"]
+        for p, doc in hook.received
+        if any(a["labels"].get("model") == "live-test-model" for a in doc.get("alerts", []))
+    }
     assert receivers == {"tier1-ml-engineer", "tier2-product-compliance"}
 
 
@@ -396,9 +470,15 @@ def test_recording_rules_agree_with_the_daemon_gauges(stack: Stack) -> None:
     """
     hook = stack.webhook
     # let the rollback and verification happen and the windows fill before stopping
-    _wait(stack, lambda: bool(stack.query("model_attribute:fairness_equalized_odds_gap:1h"))
-          and bool(stack.query("model_attribute_group:fairness_expected_calibration_error:1h")), 120,
-          "the outcome recording rules never produced data")
+    _wait(
+        stack,
+        lambda: (
+            bool(stack.query("model_attribute:fairness_equalized_odds_gap:1h"))
+            and bool(stack.query("model_attribute_group:fairness_expected_calibration_error:1h"))
+        ),
+        120,
+        "the outcome recording rules never produced data",
+    )
     assert hook is not None
     stack.stop_demo()
     time.sleep(4)  # a few rule evaluations after the last scrape
@@ -415,11 +495,19 @@ def test_recording_rules_agree_with_the_daemon_gauges(stack: Stack) -> None:
         ("fairness_selection_rate", "model_attribute_group:fairness_selection_rate:ratio{w}", group, 0.02),
         ("fairness_disparate_impact", "model_attribute_group:fairness_disparate_impact:ratio{w}", group, 0.02),
         ("fairness_demographic_parity_ratio", "model_attribute:fairness_demographic_parity_ratio:{w}", attr, 0.02),
-        ("fairness_demographic_parity_difference", "model_attribute:fairness_demographic_parity_difference:{w}",
-         attr, 0.02),
+        (
+            "fairness_demographic_parity_difference",
+            "model_attribute:fairness_demographic_parity_difference:{w}",
+            attr,
+            0.02,
+        ),
         ("fairness_equalized_odds_gap", "model_attribute:fairness_equalized_odds_gap:{w}", attr, 0.03),
-        ("fairness_expected_calibration_error", "model_attribute_group:fairness_expected_calibration_error:{w}",
-         group, 0.03),
+        (
+            "fairness_expected_calibration_error",
+            "model_attribute_group:fairness_expected_calibration_error:{w}",
+            group,
+            0.03,
+        ),
     ]
     report, bad = [], []
     for gname, rname, keys, tol in checks:
@@ -432,8 +520,11 @@ def test_recording_rules_agree_with_the_daemon_gauges(stack: Stack) -> None:
             assert len(common) >= max(1, len(daemon) - 1), (gname, w, sorted(daemon), sorted(fleet))
             worst = max(abs(daemon[k] - fleet[k]) for k in common)
             report.append(f"{gname} vs {rname.format(w=w)}: {len(common)} series, max |Δ| = {worst:.4f} (tol {tol})")
-            bad += [f"{gname}{k} daemon {daemon[k]:.4f} vs {rname.format(w=w)} {fleet[k]:.4f}"
-                    for k in sorted(common) if abs(daemon[k] - fleet[k]) > tol]
+            bad += [
+                f"{gname}{k} daemon {daemon[k]:.4f} vs {rname.format(w=w)} {fleet[k]:.4f}"
+                for k in sorted(common)
+                if abs(daemon[k] - fleet[k]) > tol
+            ]
     print("\n".join(report))
     assert not bad, "recording rules disagree with the daemon:\n" + "\n".join(bad) + "\n" + "\n".join(report)
     # and the run really contained the incident (not a trivially flat stream)

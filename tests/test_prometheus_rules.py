@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from alerts.prometheus import gen_recording_rules
+from fairwatch.alerts.prometheus import gen_recording_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "alerts" / "prometheus"
@@ -52,7 +51,7 @@ def _recording_rules() -> list[dict]:
 def test_recording_rules_file_is_generated() -> None:
     committed = (PROM / "recording_rules.yml").read_text(encoding="utf-8")
     assert committed == gen_recording_rules.render(), (
-        "recording_rules.yml is stale: run python -m alerts.prometheus.gen_recording_rules"
+        "recording_rules.yml is stale: run python -m fairwatch.alerts.prometheus.gen_recording_rules"
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from monitor.config import Config
+from fairwatch.app.config import Config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 CI_RUN = Path(__file__).resolve().parents[1] / ".ci" / "run"

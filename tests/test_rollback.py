@@ -9,13 +9,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from alerts.audit import AuditLog
-from alerts.cli import add_baseline_parser, add_flags_parser
-from alerts.config import RollbackConfig
-from alerts.flags import FlagdFileStore
-from alerts.loop import AlertLoop
-from alerts.rollback import RollbackManager
+from fairwatch.alerts.audit import AuditLog
+from fairwatch.alerts.cli import add_baseline_parser, add_flags_parser
+from fairwatch.alerts.config import RollbackConfig
+from fairwatch.alerts.flags import FlagdFileStore
+from fairwatch.alerts.loop import AlertLoop
+from fairwatch.alerts.rollback import RollbackManager
 
 STEPS = ["rollback.detect", "rollback.assess", "rollback.decide", "rollback.execute"]
 
@@ -180,8 +179,8 @@ def test_baseline_cli_set_from_snapshot_and_show(config, tmp_path, capsys):
 
 # -- admin API ---------------------------------------------------------------------------------
 def test_admin_api_requires_the_bearer_token(config, flag_file, tmp_path):
-    from alerts.admin import serve_admin
-    from alerts.config import load_alerts_config
+    from fairwatch.alerts.admin import serve_admin
+    from fairwatch.alerts.config import load_alerts_config
 
     loop = AlertLoop(load_alerts_config(config))
     srv = serve_admin(loop, token="s3cret")
@@ -220,8 +219,8 @@ def test_admin_api_requires_the_bearer_token(config, flag_file, tmp_path):
 
 # -- the demo loop -------------------------------------------------------------------------------
 def test_demo_rolls_back_and_verifies_recovery(tmp_path):
-    from monitor.config import Config
-    from monitor.demo import run_demo
+    from fairwatch.app.config import Config
+    from fairwatch.app.demo import run_demo
 
     cfg = Config.model_validate(
         {

@@ -11,12 +11,12 @@ from contextlib import ExitStack
 import numpy as np
 import orjson
 import pytest
+from fairwatch.monitor.audit import MemoryAuditLog
+from fairwatch.monitor.daily import DailyStore
+from fairwatch.monitor.stats import GroupCounts
 
-from monitor.audit import MemoryAuditLog
-from monitor.daily import DailyStore
-from monitor.export import verify_export
-from monitor.scheduler import FairwatchScheduler, JobContext
-from monitor.stats import GroupCounts
+from fairwatch.app.export import verify_export
+from fairwatch.app.scheduler import FairwatchScheduler, JobContext
 
 UTC = dt.UTC
 
@@ -95,10 +95,20 @@ def test_cron_jobs_monthly_export_weekly_summary_retention(tmp_path):
     store.close()
     (tmp_path / "exports" / "2018-01").mkdir(parents=True)
     audit = MemoryAuditLog()
-    ctx = JobContext(daily_db=str(tmp_path / "d.db"), export_dir=str(tmp_path / "exports"),
-                     summary_dir=str(tmp_path / "summaries"), audit=audit)
-    s = FairwatchScheduler(checkpoint_interval=60, evaluation_interval=60, wake_checkpoint=lambda: None,
-                           wake_evaluate=lambda: None, context=ctx, catch_up=False)
+    ctx = JobContext(
+        daily_db=str(tmp_path / "d.db"),
+        export_dir=str(tmp_path / "exports"),
+        summary_dir=str(tmp_path / "summaries"),
+        audit=audit,
+    )
+    s = FairwatchScheduler(
+        checkpoint_interval=60,
+        evaluation_interval=60,
+        wake_checkpoint=lambda: None,
+        wake_evaluate=lambda: None,
+        context=ctx,
+        catch_up=False,
+    )
     mid_month = dt.datetime(2026, 11, 15, 12, tzinfo=UTC)
     trig = s.scheduler.get_job("monthly-export").trigger
     assert trig.get_next_fire_time(None, mid_month) == dt.datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
@@ -132,8 +142,13 @@ def test_cron_jobs_monthly_export_weekly_summary_retention(tmp_path):
 def test_catch_up_runs_the_monthly_export_at_start(tmp_path):
     DailyStore(tmp_path / "d.db").close()
     ctx = JobContext(daily_db=str(tmp_path / "d.db"), export_dir=str(tmp_path / "exports"))
-    s = FairwatchScheduler(checkpoint_interval=60, evaluation_interval=60, wake_checkpoint=lambda: None,
-                           wake_evaluate=lambda: None, context=ctx)
+    s = FairwatchScheduler(
+        checkpoint_interval=60,
+        evaluation_interval=60,
+        wake_checkpoint=lambda: None,
+        wake_evaluate=lambda: None,
+        context=ctx,
+    )
     s.start()
     try:
         assert _wait(lambda: s.stats["monthly-export"].runs == 1)
@@ -143,13 +158,19 @@ def test_catch_up_runs_the_monthly_export_at_start(tmp_path):
 
 
 def test_daemon_serves_jobs_and_its_loop_honours_the_wake_flags(tmp_path):
-    from monitor.config import load_config
-    from monitor.daemon import Daemon
-    from monitor.exporter import serve_metrics
+    from fairwatch.monitor.exporter import serve_metrics
 
-    cfg = load_config(env={"FAIRWATCH_STATE__URL": f"sqlite:///{tmp_path}/state.db",
-                           "FAIRWATCH_AUDIT__EXPORT_DIR": str(tmp_path / "exports"),
-                           "FAIRWATCH_STATE__CHECKPOINT_INTERVAL": "0.2", "FAIRWATCH_EVALUATION_INTERVAL": "0.2"})
+    from fairwatch.app.config import load_config
+    from fairwatch.app.daemon import Daemon
+
+    cfg = load_config(
+        env={
+            "FAIRWATCH_STATE__URL": f"sqlite:///{tmp_path}/state.db",
+            "FAIRWATCH_AUDIT__EXPORT_DIR": str(tmp_path / "exports"),
+            "FAIRWATCH_STATE__CHECKPOINT_INTERVAL": "0.2",
+            "FAIRWATCH_EVALUATION_INTERVAL": "0.2",
+        }
+    )
     d = Daemon(cfg)
     with ExitStack() as stack:
         d._start_scheduler(stack)
@@ -163,8 +184,13 @@ def test_daemon_serves_jobs_and_its_loop_honours_the_wake_flags(tmp_path):
         assert not d._due("checkpoint", time.monotonic(), 0.0)
         with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/jobs", timeout=5) as r:
             body = orjson.loads(r.read())
-        assert {j["id"] for j in body["jobs"]} == {"checkpoint", "evaluate", "monthly-export", "weekly-summary",
-                                                   "retention"}
+        assert {j["id"] for j in body["jobs"]} == {
+            "checkpoint",
+            "evaluate",
+            "monthly-export",
+            "weekly-summary",
+            "retention",
+        }
         assert all(j["coalesce"] for j in body["jobs"])
     d.store.close()
     d.daily_store.close()

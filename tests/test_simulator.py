@@ -12,8 +12,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
-
-from streaming.simulator import (
+from fairwatch.streaming.simulator import (
     APPROVAL_THRESHOLD,
     DECISIONS_TOPIC,
     DELAY_KINDS,
@@ -75,9 +74,7 @@ def check_event(event: SimEvent) -> dict:
         assert set(features) == FEATURE_KEYS
         assert type(features["credit_score"]) is int and 300 <= features["credit_score"] <= 850
         assert type(features["income"]) is int and features["income"] > 0
-        assert isinstance(features["zip_code"], str) and re.fullmatch(
-            r"\d{5}", features["zip_code"]
-        )
+        assert isinstance(features["zip_code"], str) and re.fullmatch(r"\d{5}", features["zip_code"])
         assert type(features["employment_history"]) is float and features["employment_history"] >= 0
         assert obj["label"] is None
     else:
@@ -169,9 +166,7 @@ def test_decisions_frame_is_seeded_and_leaves_the_stream_alone():
 # --- wire format -----------------------------------------------------------------------
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_event_is_valid_design_2(scenario):
-    sim = LoanSimulator(
-        seed=11, rate=200.0, scenario=scenario, drift_at=10.0, delay=OutcomeDelay(median_s=1.0)
-    )
+    sim = LoanSimulator(seed=11, rate=200.0, scenario=scenario, drift_at=10.0, delay=OutcomeDelay(median_s=1.0))
     events = sim.advance(15.0) + sim.advance(5.0)
     decided: dict[str, float] = {}
     last = sim.start
@@ -188,14 +183,8 @@ def test_every_event_is_valid_design_2(scenario):
 
 
 def test_decision_ids_are_seeded_and_distinct_across_seeds():
-    ids = {
-        orjson.loads(e.value)["decision_id"]
-        for s in (1, 2)
-        for e in LoanSimulator(seed=s).advance(5.0)
-    }
-    assert len(ids) == len(LoanSimulator(seed=1).advance(5.0)) + len(
-        LoanSimulator(seed=2).advance(5.0)
-    )
+    ids = {orjson.loads(e.value)["decision_id"] for s in (1, 2) for e in LoanSimulator(seed=s).advance(5.0)}
+    assert len(ids) == len(LoanSimulator(seed=1).advance(5.0)) + len(LoanSimulator(seed=2).advance(5.0))
 
 
 def test_write_jsonl_matches_the_stream(tmp_path):
@@ -269,9 +258,7 @@ def test_rollback_to_baseline_removes_the_drift():
 
 
 def test_calibration_drift_shows_only_in_ece():
-    sim = LoanSimulator(
-        seed=33, rate=400.0, scenario="calibration-drift", drift_at=0.0, delay=NOW_DELAY
-    )
+    sim = LoanSimulator(seed=33, rate=400.0, scenario="calibration-drift", drift_at=0.0, delay=NOW_DELAY)
     df = labeled(sim, 150.0)
     assert ece(df[df.race == "Black"]) > 0.08
     for race in ("White", "Hispanic", "Asian"):
@@ -280,9 +267,7 @@ def test_calibration_drift_shows_only_in_ece():
 
 
 def test_label_shift_changes_the_base_rate_not_the_model():
-    sim = LoanSimulator(
-        seed=34, rate=400.0, scenario="label-shift", drift_at=100.0, delay=NOW_DELAY
-    )
+    sim = LoanSimulator(seed=34, rate=400.0, scenario="label-shift", drift_at=100.0, delay=NOW_DELAY)
     df = labeled(sim, 200.0)
     early = df[df.t < sim.start + 100.0].groupby("race").label.mean()
     late = df[df.t >= sim.start + 100.0].groupby("race").label.mean()
@@ -299,16 +284,12 @@ def test_small_group_noise_shrinks_the_group_without_bias():
     rest = df[df.race != "Black"].race.value_counts(normalize=True)
     expected = pd.Series(dict(zip(RACES, RACE_SHARES, strict=True))).drop("Black")
     assert (rest - expected / expected.sum()).abs().max() < 0.01
-    frame = LoanSimulator(seed=35, scenario="small-group-noise", drift_at=0.0).decisions_frame(
-        400_000
-    )
+    frame = LoanSimulator(seed=35, scenario="small-group-noise", drift_at=0.0).decisions_frame(400_000)
     assert disparate_impact(frame)["Black"] == pytest.approx(0.95, abs=0.04)  # noisy, not unfair
 
 
 def test_drift_group_is_configurable():
-    sim = LoanSimulator(
-        seed=36, rate=400.0, scenario="dp-drop", drift_at=0.0, drift_group=("sex", "Female")
-    )
+    sim = LoanSimulator(seed=36, rate=400.0, scenario="dp-drop", drift_at=0.0, drift_group=("sex", "Female"))
     df, _ = frames(sim, 100.0)
     assert disparate_impact(df, "sex")["Female"] == pytest.approx(0.60, abs=0.05)
 
@@ -356,9 +337,7 @@ def test_delay_sampler_median_and_never_share(kind):
 
 
 def test_in_flight_outcomes_are_bounded_by_the_delay():
-    sim = LoanSimulator(
-        seed=43, rate=100.0, delay=OutcomeDelay(kind="fixed", median_s=10.0, never_share=0.0)
-    )
+    sim = LoanSimulator(seed=43, rate=100.0, delay=OutcomeDelay(kind="fixed", median_s=10.0, never_share=0.0))
     sim.advance(200.0)
     # in flight: ~10 s of decisions plus the block generated ahead of the clock
     assert sim.pending_outcomes < 10 * 100 * 1.5 + 16_384
@@ -368,9 +347,7 @@ def test_in_flight_outcomes_are_bounded_by_the_delay():
 def test_unknown_scenario_names_field_value_and_choices():
     with pytest.raises(ValueError) as info:
         LoanSimulator(scenario="dp_drop")
-    assert str(info.value) == MSG_CHOICE.format(
-        field="scenario", choices=SCENARIOS, value="dp_drop"
-    )
+    assert str(info.value) == MSG_CHOICE.format(field="scenario", choices=SCENARIOS, value="dp_drop")
     assert "'dp_drop'" in str(info.value) and "calibration-drift" in str(info.value)
 
 

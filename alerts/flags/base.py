@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from fairwatch.errors import FairwatchError
+
 __all__ = [
     "FlagChange",
     "FlagStore",
@@ -29,7 +31,7 @@ UNKNOWN_VARIANT = "flag {flag_key!r} has no variant {variant!r}; valid variants:
 EMPTY_REASON = "set_variant needs a non-empty reason (it goes to the audit log); got {reason!r}"
 
 
-class FlagStoreError(RuntimeError):
+class FlagStoreError(FairwatchError, RuntimeError):
     """A flag store could not read or change a flag."""
 
 
@@ -114,9 +116,7 @@ class FlagStore(abc.ABC):
         """The variant (model version) the flag serves by default right now."""
 
     @abc.abstractmethod
-    def set_variant(
-        self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False
-    ) -> FlagChange:
+    def set_variant(self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False) -> FlagChange:
         """Serve `variant` from now on; `reason` is recorded with the change."""
 
     @abc.abstractmethod
@@ -155,6 +155,4 @@ def check_reason(reason: str) -> None:
 def check_variant(flag_key: str, variant: str, valid: list[str] | tuple[str, ...]) -> None:
     """Raise `UnknownVariantError` naming the flag, the bad value and the valid ones."""
     if variant not in valid:
-        raise UnknownVariantError(
-            UNKNOWN_VARIANT.format(flag_key=flag_key, variant=variant, valid=sorted(valid))
-        )
+        raise UnknownVariantError(UNKNOWN_VARIANT.format(flag_key=flag_key, variant=variant, valid=sorted(valid)))

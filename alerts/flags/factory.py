@@ -51,9 +51,7 @@ def _http(kind: str, cfg: Mapping[str, Any] | None) -> HttpClient:
     cfg = dict(cfg or {})
     unknown = sorted(set(cfg) - set(_HTTP_KEYS))
     if unknown:
-        raise ValueError(
-            UNKNOWN_KEYS.format(kind=f"{kind}.http", keys=unknown, valid=list(_HTTP_KEYS))
-        )
+        raise ValueError(UNKNOWN_KEYS.format(kind=f"{kind}.http", keys=unknown, valid=list(_HTTP_KEYS)))
     for key, value in cfg.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(BAD_HTTP.format(key=key, value=value))
@@ -62,9 +60,7 @@ def _http(kind: str, cfg: Mapping[str, Any] | None) -> HttpClient:
     return HttpClient(**cfg)
 
 
-def flag_store_from_config(
-    config: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
-) -> FlagStore:
+def flag_store_from_config(config: Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> FlagStore:
     """A `FlagStore` for ``config["kind"]``; every other key is that store's option."""
     env = os.environ if environ is None else environ
     cfg = dict(config)

@@ -83,37 +83,27 @@ class FlagdFileStore(FlagStore):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise FlagStoreError(
-                NOT_A_FLAG_FILE.format(path=self.path, why=f"invalid JSON: {exc}")
-            ) from exc
+            raise FlagStoreError(NOT_A_FLAG_FILE.format(path=self.path, why=f"invalid JSON: {exc}")) from exc
         if not isinstance(data, dict) or not isinstance(data.get("flags"), dict):
-            raise FlagStoreError(
-                NOT_A_FLAG_FILE.format(path=self.path, why="no top-level 'flags' object")
-            )
+            raise FlagStoreError(NOT_A_FLAG_FILE.format(path=self.path, why="no top-level 'flags' object"))
         return data
 
     def _flag(self, data: dict[str, Any], flag_key: str) -> dict[str, Any]:
         flags = data["flags"]
         if flag_key not in flags:
             raise UnknownFlagError(
-                UNKNOWN_FLAG.format(
-                    flag_key=flag_key, where=str(self.path), available=sorted(flags)
-                )
+                UNKNOWN_FLAG.format(flag_key=flag_key, where=str(self.path), available=sorted(flags))
             )
         flag = flags[flag_key]
         if not isinstance(flag, dict) or not isinstance(flag.get("variants"), dict):
-            raise FlagStoreError(
-                BAD_FLAG.format(path=self.path, flag_key=flag_key, why="no 'variants' object")
-            )
+            raise FlagStoreError(BAD_FLAG.format(path=self.path, flag_key=flag_key, why="no 'variants' object"))
         return flag
 
     def current(self, flag_key: str) -> str:
         flag = self._flag(self._load(), flag_key)
         default = flag.get("defaultVariant")
         if not isinstance(default, str):
-            raise FlagStoreError(
-                BAD_FLAG.format(path=self.path, flag_key=flag_key, why="no 'defaultVariant'")
-            )
+            raise FlagStoreError(BAD_FLAG.format(path=self.path, flag_key=flag_key, why="no 'defaultVariant'"))
         return default
 
     def variants(self, flag_key: str) -> list[str]:
@@ -133,9 +123,7 @@ class FlagdFileStore(FlagStore):
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
 
-    def set_variant(
-        self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False
-    ) -> FlagChange:
+    def set_variant(self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False) -> FlagChange:
         check_reason(reason)
         with self._locked():
             data = self._load()

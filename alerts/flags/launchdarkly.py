@@ -40,8 +40,7 @@ BAD_TARGET = "launchdarkly target must be one of {valid}; got {target!r}"
 BAD_PATCH_FORMAT = "launchdarkly patch_format must be one of {valid}; got {fmt!r}"
 NO_ENVIRONMENT = "flag {flag_key!r} has no environment {environment!r}; environments: {envs}"
 ROLLOUT = (
-    "flag {flag_key!r} in {environment!r} serves a percentage rollout on its default rule: "
-    "no single version is live"
+    "flag {flag_key!r} in {environment!r} serves a percentage rollout on its default rule: no single version is live"
 )
 SEMANTIC_PATCH = "application/json; domain-model=launchdarkly.semanticpatch"
 
@@ -107,9 +106,7 @@ class LaunchDarklyStore(FlagStore):
         envs = flag.get("environments") or {}
         if self.environment not in envs:
             raise FlagStoreError(
-                NO_ENVIRONMENT.format(
-                    flag_key=flag_key, environment=self.environment, envs=sorted(envs)
-                )
+                NO_ENVIRONMENT.format(flag_key=flag_key, environment=self.environment, envs=sorted(envs))
             )
         return flag, envs[self.environment]
 
@@ -129,9 +126,7 @@ class LaunchDarklyStore(FlagStore):
             raise FlagStoreError(ROLLOUT.format(flag_key=flag_key, environment=self.environment))
         return _name(flag["variations"][idx])
 
-    def set_variant(
-        self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False
-    ) -> FlagChange:
+    def set_variant(self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False) -> FlagChange:
         check_reason(reason)
         flag, env = self._flag(flag_key)
         variations = flag.get("variations") or []
@@ -142,15 +137,9 @@ class LaunchDarklyStore(FlagStore):
         new_idx = names.index(variant)
         detail = {"environment": self.environment, "target": self.target, "on": bool(env.get("on"))}
         if previous == variant or dry_run:
-            return self._change(
-                flag_key, previous, variant, changed=False, dry_run=dry_run, reason=reason, **detail
-            )
+            return self._change(flag_key, previous, variant, changed=False, dry_run=dry_run, reason=reason, **detail)
         if self.patch_format == "semantic":
-            kind = (
-                "updateFallthroughVariationOrRollout"
-                if self.target == "fallthrough"
-                else "updateOffVariation"
-            )
+            kind = "updateFallthroughVariationOrRollout" if self.target == "fallthrough" else "updateOffVariation"
             body: dict[str, Any] = {
                 "environmentKey": self.environment,
                 "comment": reason,
@@ -162,9 +151,7 @@ class LaunchDarklyStore(FlagStore):
             env_key = self.environment.replace("~", "~0").replace("/", "~1")
             body = {
                 "comment": reason,
-                "patch": [
-                    {"op": "replace", "path": f"/environments/{env_key}/{field}", "value": new_idx}
-                ],
+                "patch": [{"op": "replace", "path": f"/environments/{env_key}/{field}", "value": new_idx}],
             }
             content_type = "application/json"
         self.client.request(
@@ -174,9 +161,7 @@ class LaunchDarklyStore(FlagStore):
             json_body=body,
             content_type=content_type,
         )
-        return self._change(
-            flag_key, previous, variant, changed=True, dry_run=False, reason=reason, **detail
-        )
+        return self._change(flag_key, previous, variant, changed=True, dry_run=False, reason=reason, **detail)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -112,7 +112,5 @@ class HttpClient:
                 )
                 self.sleep(delay)
         raise FlagStoreHTTPError(
-            HTTP_UNREACHABLE.format(
-                method=method, url=url, attempts=self.retries + 1, error=last_error
-            )
+            HTTP_UNREACHABLE.format(method=method, url=url, attempts=self.retries + 1, error=last_error)
         )

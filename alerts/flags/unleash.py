@@ -103,9 +103,7 @@ class UnleashStore(FlagStore):
 
     def _env(self, flag_key: str) -> dict[str, Any]:
         try:
-            resp = self.client.request(
-                "GET", self.url + self._feature_path(flag_key), headers=self._headers
-            )
+            resp = self.client.request("GET", self.url + self._feature_path(flag_key), headers=self._headers)
         except FlagStoreHTTPError as exc:
             if exc.status == 404:
                 raise UnknownFlagError(
@@ -170,23 +168,17 @@ class UnleashStore(FlagStore):
             return "on" if env.get("enabled") else "off"
         return self._served(flag_key, self._strategy(flag_key, env))
 
-    def set_variant(
-        self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False
-    ) -> FlagChange:
+    def set_variant(self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False) -> FlagChange:
         check_reason(reason)
         env = self._env(flag_key)
         if self.mode == "toggle":
             check_variant(flag_key, variant, ["on", "off"])
             previous = "on" if env.get("enabled") else "off"
             if previous == variant or dry_run:
-                return self._change(
-                    flag_key, previous, variant, changed=False, dry_run=dry_run, reason=reason
-                )
+                return self._change(flag_key, previous, variant, changed=False, dry_run=dry_run, reason=reason)
             path = f"{self._feature_path(flag_key)}/environments/{_q(self.environment)}/{variant}"
             self.client.request("POST", self.url + path, headers=self._headers)
-            return self._change(
-                flag_key, previous, variant, changed=True, dry_run=False, reason=reason
-            )
+            return self._change(flag_key, previous, variant, changed=True, dry_run=False, reason=reason)
 
         strategy = self._strategy(flag_key, env)
         defined = [str(v.get("name")) for v in strategy.get("variants") or []]
@@ -218,8 +210,7 @@ class UnleashStore(FlagStore):
         body = {k: strategy[k] for k in _STRATEGY_FIELDS if k in strategy}
         body["variants"] = [chosen]
         path = (
-            f"{self._feature_path(flag_key)}/environments/{_q(self.environment)}"
-            f"/strategies/{_q(str(strategy['id']))}"
+            f"{self._feature_path(flag_key)}/environments/{_q(self.environment)}/strategies/{_q(str(strategy['id']))}"
         )
         self.client.request("PUT", self.url + path, headers=self._headers, json_body=body)
         return self._change(

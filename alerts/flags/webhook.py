@@ -21,10 +21,7 @@ from .transport import HttpClient
 
 __all__ = ["WebhookStore"]
 
-NO_STATE = (
-    "webhook store has no state_url and has not set flag {flag_key!r} yet: "
-    "the live variant is unknown"
-)
+NO_STATE = "webhook store has no state_url and has not set flag {flag_key!r} yet: the live variant is unknown"
 BAD_STATE = "GET {url} returned no string field {field!r}: {body!r}"
 
 
@@ -74,17 +71,13 @@ class WebhookStore(FlagStore):
             raise FlagStoreError(NO_STATE.format(flag_key=flag_key))
         return value
 
-    def set_variant(
-        self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False
-    ) -> FlagChange:
+    def set_variant(self, flag_key: str, variant: str, *, reason: str, dry_run: bool = False) -> FlagChange:
         check_reason(reason)
         if self.variants is not None:
             check_variant(flag_key, variant, self.variants)
         previous = self._read(flag_key)
         if previous == variant or dry_run:
-            return self._change(
-                flag_key, previous, variant, changed=False, dry_run=dry_run, reason=reason
-            )
+            return self._change(flag_key, previous, variant, changed=False, dry_run=dry_run, reason=reason)
         key = f"{flag_key}:{variant}:{uuid.uuid4()}"
         body = {
             "flag_key": flag_key,
@@ -95,9 +88,7 @@ class WebhookStore(FlagStore):
             "idempotency_key": key,
         }
         headers = {**self._headers, "Idempotency-Key": key}
-        self.client.request(
-            "POST", self.url.format(flag_key=flag_key), headers=headers, json_body=body
-        )
+        self.client.request("POST", self.url.format(flag_key=flag_key), headers=headers, json_body=body)
         self._last[flag_key] = variant
         return self._change(
             flag_key,

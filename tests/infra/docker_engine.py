@@ -47,6 +47,4 @@ def _ping_unix_socket(path: str, timeout: float) -> bool:
     except OSError:
         return False
     status_line = reply.split(b"\r\n", 1)[0].split()
-    return (
-        len(status_line) >= 2 and status_line[0].startswith(b"HTTP/") and status_line[1] == b"200"
-    )
+    return len(status_line) >= 2 and status_line[0].startswith(b"HTTP/") and status_line[1] == b"200"

@@ -29,9 +29,7 @@ _TRUE = {"1", "true", "yes", "on"}
 # kafka-python 3.x loads its protocol schemas with importlib.resources.read_text, deprecated
 # on Python 3.11/3.12 (and undeprecated in 3.13); with filterwarnings=error that import-time
 # warning would break any test that first touches a kafka-python class.
-KAFKA_PYTHON_WARNING = (
-    r"ignore:(read_text|open_text) is deprecated. Use files\(\) instead:DeprecationWarning"
-)
+KAFKA_PYTHON_WARNING = r"ignore:(read_text|open_text) is deprecated. Use files\(\) instead:DeprecationWarning"
 
 
 # kafka-python 3.0.x (kafka/net/inet.py, KafkaNetSocket.connect) does not close the socket
@@ -57,9 +55,7 @@ def service_unavailable(service: str, reason: object) -> NoReturn:
     """Fail under CI, skip elsewhere; ``reason`` says what is missing and how to get it."""
     message = f"{service} is not available: {reason}"
     if in_ci():
-        pytest.fail(
-            f"{message}\n(CI=true: a missing service is a failure, not a skip)", pytrace=False
-        )
+        pytest.fail(f"{message}\n(CI=true: a missing service is a failure, not a skip)", pytrace=False)
     pytest.skip(message)
 
 

@@ -71,8 +71,7 @@ def find_pg_bin() -> Path:
         if all((bin_dir / tool).is_file() for tool in ("initdb", "postgres", "pg_isready")):
             return bin_dir
     raise ServiceUnavailable(
-        "no PostgreSQL server binaries (initdb, postgres) in /usr/lib/postgresql/*/bin or on "
-        f"PATH. {_HOW_TO_GET_IT}"
+        f"no PostgreSQL server binaries (initdb, postgres) in /usr/lib/postgresql/*/bin or on PATH. {_HOW_TO_GET_IT}"
     )
 
 
@@ -125,11 +124,7 @@ class LocalPostgres:
         register_for_exit(self)
 
     def _run_as(self) -> dict:
-        setup = (
-            child_setup(uid=self.user.pw_uid, gid=self.user.pw_gid)
-            if self.user is not None
-            else child_setup()
-        )
+        setup = child_setup(uid=self.user.pw_uid, gid=self.user.pw_gid) if self.user is not None else child_setup()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env.update(LC_ALL="C.UTF-8", LANG="C.UTF-8", TZ="UTC")
         if self.user is not None:
@@ -220,19 +215,14 @@ class LocalPostgres:
         ]  # fmt: skip
         with open(self.log_path, "ab") as out:
             try:
-                done = subprocess.run(
-                    cmd, stdout=out, stderr=subprocess.STDOUT, timeout=120, **self._run_as()
-                )
+                done = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=120, **self._run_as())
             except subprocess.TimeoutExpired as exc:
                 self._failed = True
-                raise ServiceUnavailable(
-                    f"initdb did not finish in 120 s; log: {self.log_path}"
-                ) from exc
+                raise ServiceUnavailable(f"initdb did not finish in 120 s; log: {self.log_path}") from exc
         if done.returncode != 0:
             self._failed = True
             raise ServiceUnavailable(
-                f"initdb failed (exit {done.returncode}); log: {self.log_path}\n"
-                f"{log_tail(self.log_path)}"
+                f"initdb failed (exit {done.returncode}); log: {self.log_path}\n{log_tail(self.log_path)}"
             )
         self._initialized = True
 
@@ -278,9 +268,7 @@ class ContainerPostgres:
     log_path = None
 
     def __init__(self, image: str | None = None) -> None:
-        self.image = (
-            image or os.environ.get("FAIRWATCH_POSTGRES_IMAGE", "").strip() or POSTGRES_IMAGE
-        )
+        self.image = image or os.environ.get("FAIRWATCH_POSTGRES_IMAGE", "").strip() or POSTGRES_IMAGE
         self.dsn = ""
         self._container = None
 
@@ -296,8 +284,7 @@ class ContainerPostgres:
                     from testcontainers.postgres import PostgresContainer
             except ImportError as exc:
                 raise ServiceUnavailable(
-                    "a Docker engine answers but `testcontainers` is not installed "
-                    "(pip install 'testcontainers>=4')"
+                    "a Docker engine answers but `testcontainers` is not installed (pip install 'testcontainers>=4')"
                 ) from exc
         container = PostgresContainer(self.image, driver=None)
         try:

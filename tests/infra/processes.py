@@ -73,9 +73,7 @@ def log_tail(path: Path | str, lines: int = 40) -> str:
     return "\n".join("    " + line for line in tail) or "    (log is empty)"
 
 
-def child_setup(
-    *, uid: int | None = None, gid: int | None = None, die_with_parent: bool = True
-) -> Callable[[], None]:
+def child_setup(*, uid: int | None = None, gid: int | None = None, die_with_parent: bool = True) -> Callable[[], None]:
     """A ``preexec_fn``: drop to ``uid``/``gid`` if given, then die with this process.
 
     The parent-death signal is tied to the thread that forks; it is only set when that is
@@ -99,9 +97,7 @@ def child_setup(
     return _setup
 
 
-def terminate(
-    proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 30.0
-) -> int | None:
+def terminate(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
     """Send ``sig``, wait up to ``timeout`` seconds, then SIGKILL; always reaps the child."""
     if proc.poll() is not None:
         return proc.returncode

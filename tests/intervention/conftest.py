@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fairwatch.intervention.data import load_adult, make_encoder, split_data
+from fairwatch.intervention.synthetic import loan_applications
 from threadpoolctl import threadpool_limits
-
-from intervention.data import load_adult, make_encoder, split_data
-from intervention.synthetic import loan_applications
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
-
-from intervention.causal import (
+from fairwatch.intervention.causal import (
     backdoor_adjustment_set,
     build_dag,
     causal_analysis,
@@ -18,8 +17,8 @@ from intervention.causal import (
     robustness_value,
     write_dot,
 )
-from intervention.errors import PipelineInputError
-from intervention.synthetic import LOAN_EXPERT_KNOWLEDGE
+from fairwatch.intervention.errors import PipelineInputError
+from fairwatch.intervention.synthetic import LOAN_EXPERT_KNOWLEDGE
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -79,8 +78,14 @@ def test_expert_knowledge_errors(tmp_path):
 def test_adult_dag_and_dot_file(adult, tmp_path):
     know = load_expert_knowledge(DATA / "adult_expert_knowledge.json")
     feats = [c for c in adult.columns if c not in ("race", "sex", "income")]
-    rep, g, roles = causal_analysis(adult, protected=["sex", "race"], outcome="income",
-                                    outcome_values=adult["income"].to_numpy(), features=feats, knowledge=know)
+    rep, g, roles = causal_analysis(
+        adult,
+        protected=["sex", "race"],
+        outcome="income",
+        outcome_values=adult["income"].to_numpy(),
+        features=feats,
+        knowledge=know,
+    )
     assert "relationship" in rep["proxies"] and "relationship" in rep["data_driven_proxies"]
     assert rep["sensitivity"]["sex"]["e_value"] > 3  # the sex gap in income is large
     dot = write_dot(g, roles, tmp_path / "dag.dot").read_text()

@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from intervention.cli import add_pipeline_parser, main
-from intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications
+from fairwatch.intervention.cli import add_pipeline_parser, main
+from fairwatch.intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +38,8 @@ def test_bad_choices_exit_2(data, capsys, argv, message):
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--protected", "ethnicity"], "error: --protected: column 'ethnicity' is not in the data; available columns: 'race'"),
+    (["--protected", "ethnicity"],
+     "error: --protected: column 'ethnicity' is not in the data; available columns: 'race'"),
     (["--repair-level", "1.5"], "error: --repair-level: 1.5 is outside the valid range 0.0..1.0"),
     (["--constraint-weight", "-0.1"], "error: --constraint-weight: -0.1 is outside the valid range 0.0..1.0"),
     (["--data", "/nonexistent/x.csv"], "error: --data: cannot read '/nonexistent/x.csv'"),

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from intervention.errors import PipelineInputError
-from intervention.gates import (
+from fairwatch.intervention.errors import PipelineInputError
+from fairwatch.intervention.gates import (
     GateThresholds,
     causal_gate,
     inprocess_gate,

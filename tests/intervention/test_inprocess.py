@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fairlearn.reductions import DemographicParity, EqualizedOdds, ExponentiatedGradient
+from fairwatch.intervention.errors import PipelineInputError
+from fairwatch.intervention.inprocess import FairConstrainedLogisticRegression, convergence_report, make_reductions
+from fairwatch.intervention.metrics import demographic_parity_difference
 from sklearn.linear_model import LogisticRegression
-
-from intervention.errors import PipelineInputError
-from intervention.inprocess import FairConstrainedLogisticRegression, convergence_report, make_reductions
-from intervention.metrics import demographic_parity_difference
 
 
 @pytest.mark.parametrize("constraint", ["demographic_parity", "equalized_odds"])

@@ -11,8 +11,7 @@ from fairlearn.metrics import (
     equalized_odds_difference,
     selection_rate,
 )
-
-from intervention import metrics as m
+from fairwatch.intervention import metrics as m
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +26,14 @@ def test_group_metrics_equal_fairlearn(adult, preds, attr):
     y, yp, _ = preds
     s = adult[attr]
     assert m.demographic_parity_ratio(yp, sensitive_features=s) == pytest.approx(
-        demographic_parity_ratio(y, yp, sensitive_features=s), abs=1e-12)
+        demographic_parity_ratio(y, yp, sensitive_features=s), abs=1e-12
+    )
     assert m.demographic_parity_difference(yp, sensitive_features=s) == pytest.approx(
-        demographic_parity_difference(y, yp, sensitive_features=s), abs=1e-12)
+        demographic_parity_difference(y, yp, sensitive_features=s), abs=1e-12
+    )
     assert m.equalized_odds_gap(y, yp, sensitive_features=s) == pytest.approx(
-        equalized_odds_difference(y, yp, sensitive_features=s), abs=1e-12)
+        equalized_odds_difference(y, yp, sensitive_features=s), abs=1e-12
+    )
     frame = MetricFrame(metrics=selection_rate, y_true=y, y_pred=yp, sensitive_features=s)
     ours = m.selection_rate_by_group(yp, sensitive_features=s)
     assert ours == pytest.approx(frame.by_group.to_dict(), abs=1e-12)

@@ -9,10 +9,9 @@ from pathlib import Path
 import joblib
 import pytest
 import yaml
-
-from intervention.cli import main
-from intervention.plan import PLAN_SECTIONS
-from intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications, loan_decisions
+from fairwatch.intervention.cli import main
+from fairwatch.intervention.plan import PLAN_SECTIONS
+from fairwatch.intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications, loan_decisions
 
 TEMPLATE_HEADINGS = ["Assessment Information", "Problem Summary", "Remediation Goals", "Proposed Intervention(s)",
                      "Implementation Plan", "Phases and Milestones", "Responsibilities", "Validation Strategy",
@@ -26,10 +25,19 @@ def workspace(tmp_path_factory):
     loan_applications(6000, seed=0).to_csv(d / "loan_data.csv", index=False)
     loan_decisions(12000, seed=1).to_csv(d / "decisions.csv", index=False)
     (d / "domain_causal_assumptions.json").write_text(json.dumps(LOAN_EXPERT_KNOWLEDGE))
-    (d / "incident.json").write_text(json.dumps({
-        "id": "inc-2026-11-race-dp", "model": "loan-approval", "metric": "demographic_parity_ratio",
-        "attribute": "race", "groups": ["Black"], "tier": 2,
-        "windows": {"baseline": ["2026-10-01", "2026-11-01"], "current": ["2026-11-16", "2026-12-01"]}}))
+    (d / "incident.json").write_text(
+        json.dumps(
+            {
+                "id": "inc-2026-11-race-dp",
+                "model": "loan-approval",
+                "metric": "demographic_parity_ratio",
+                "attribute": "race",
+                "groups": ["Black"],
+                "tier": 2,
+                "windows": {"baseline": ["2026-10-01", "2026-11-01"], "current": ["2026-11-16", "2026-12-01"]},
+            }
+        )
+    )
     return d
 
 
@@ -47,16 +55,23 @@ def _config(d: Path, name: str, **extra) -> Path:
 @pytest.fixture(scope="module")
 def passed_run(workspace):
     # the playbook's thresholds, with the intersectional outcome ratio relaxed to 0.85
-    code = main(["pipeline", "run", "--config", str(_config(workspace, "relaxed",
-                                                             gates={"intersectional_min_outcome_ratio": 0.85}))])
+    code = main(
+        [
+            "pipeline",
+            "run",
+            "--config",
+            str(_config(workspace, "relaxed", gates={"intersectional_min_outcome_ratio": 0.85})),
+        ]
+    )
     out = workspace / "runs" / "relaxed"
     return code, out, json.loads((out / "run.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def strict_run(workspace):
-    code = main(["pipeline", "run", "--config", str(_config(workspace, "strict",
-                                                             gates={"dp_ratio_min": 0.99, "f1_min": 0.95}))])
+    code = main(
+        ["pipeline", "run", "--config", str(_config(workspace, "strict", gates={"dp_ratio_min": 0.99, "f1_min": 0.95}))]
+    )
     out = workspace / "runs" / "strict"
     return code, out, json.loads((out / "run.json").read_text())
 
@@ -77,6 +92,7 @@ def test_run_writes_every_artifact(passed_run):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     final = joblib.load(out / "models" / "final.joblib")
     import pandas as pd
+
     pred = final.predict(pd.read_csv(out.parent.parent / "loan_data.csv").head(50))
     assert set(pred.tolist()) <= {0, 1}
     html = (out / "summary.html").read_text()
@@ -115,8 +131,11 @@ def test_remediation_plan_follows_template_with_measured_numbers(passed_run):
     template = Path("/work/shared/templates/fairness-drift-remediation-plan.md")
     headings = TEMPLATE_HEADINGS
     if template.exists():  # the shared template, when present, is the reference
-        headings = [re.sub(r"^#+\s*", "", h).strip() for h in template.read_text().splitlines()
-                    if re.match(r"^#{2,3} ", h) and "Intervention 1" not in h and "Table of Contents" not in h]
+        headings = [
+            re.sub(r"^#+\s*", "", h).strip()
+            for h in template.read_text().splitlines()
+            if re.match(r"^#{2,3} ", h) and "Intervention 1" not in h and "Table of Contents" not in h
+        ]
     assert headings == list(PLAN_SECTIONS)
     for h in headings:
         assert re.search(rf"^#{{2,3}} {re.escape(h)}$", md, re.M), h

@@ -5,17 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fairlearn.postprocessing import ThresholdOptimizer
-from sklearn.linear_model import LogisticRegression
-
-from intervention.metrics import ece_by_group, equal_opportunity_gap
-from intervention.models import TabularModel
-from intervention.postprocess import (
+from fairwatch.intervention.metrics import ece_by_group, equal_opportunity_gap
+from fairwatch.intervention.models import TabularModel
+from fairwatch.intervention.postprocess import (
     GroupCalibrator,
     effective_thresholds,
     make_threshold_optimizer,
     threshold_sanity,
 )
-from intervention.preprocess import reweighing_weights
+from fairwatch.intervention.preprocess import reweighing_weights
+from sklearn.linear_model import LogisticRegression
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
+from fairwatch.intervention.errors import PipelineInputError
+from fairwatch.intervention.preprocess import DisparateImpactRemover, ks_integrity, reweighing_weights
 from scipy.stats import ks_2samp
-
-from intervention.errors import PipelineInputError
-from intervention.preprocess import DisparateImpactRemover, ks_integrity, reweighing_weights
 
 NUMERIC = ["age", "education_num", "hours_per_week", "capital_gain", "fnlwgt"]
 
@@ -39,13 +38,14 @@ def test_full_repair_makes_group_distributions_identical_in_rank(adult, attr):
     for f in NUMERIC:
         before_max = 0.0
         for i, a in enumerate(groups):
-            for b in groups[i + 1:]:
+            for b in groups[i + 1 :]:
                 xa, xb = rep.loc[adult[attr] == a, f], rep.loc[adult[attr] == b, f]
                 stat = ks_2samp(xa, xb).statistic
                 # identical quantile function on two rank grids: KS ≤ 1/n_a + 1/n_b
                 assert stat <= 1 / len(xa) + 1 / len(xb) + 1e-12, (f, a, b, stat)
-                before_max = max(before_max, ks_2samp(adult.loc[adult[attr] == a, f],
-                                                      adult.loc[adult[attr] == b, f]).statistic)
+                before_max = max(
+                    before_max, ks_2samp(adult.loc[adult[attr] == a, f], adult.loc[adult[attr] == b, f]).statistic
+                )
         if f in ("age", "hours_per_week"):
             assert before_max > 0.05  # there was something to repair
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications
-from intervention.trigger import PipelineQueue
+from fairwatch.intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications
+from fairwatch.intervention.trigger import PipelineQueue
 
 
 def test_queue_runs_each_incident_once_in_another_process(tmp_path):

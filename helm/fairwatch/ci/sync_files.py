@@ -17,6 +17,7 @@ from pathlib import Path
 CHART = Path(__file__).resolve().parents[1]
 ROOT = CHART.parents[1]
 
+
 #: chart file -> source file, relative to the chart and the repository.
 def copies() -> dict[Path, Path]:
     out = {

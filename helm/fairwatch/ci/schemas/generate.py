@@ -118,7 +118,11 @@ def _crd_schemas() -> dict[str, dict]:
         subprocess.run(["go", "mod", "init", "schemas"], cwd=tmp, check=True, capture_output=True, env=env)
         res = subprocess.run(
             ["go", "mod", "download", "-json", PROMETHEUS_OPERATOR],
-            cwd=tmp, check=True, capture_output=True, text=True, env=env,
+            cwd=tmp,
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
         )
     crd_dir = Path(json.loads(res.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
     out = {}

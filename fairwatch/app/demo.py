@@ -26,11 +26,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from monitor.config import Config
-from monitor.engine import Engine
-from monitor.exporter import serve_metrics
-from monitor.snapshot import Snapshot, SnapshotBoard
-from streaming.simulator import LoanSimulator, OutcomeDelay
+from fairwatch.app.config import Config
+from fairwatch.monitor.engine import Engine
+from fairwatch.monitor.exporter import serve_metrics
+from fairwatch.monitor.snapshot import Snapshot, SnapshotBoard
+from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
 __all__ = ["run_demo", "render", "DEMO_FLAG"]
 
@@ -150,8 +150,8 @@ def _tier_table(snap: Snapshot, alerts) -> Table:
 
 def demo_alerts(config: Config, sim: LoanSimulator, state_dir: Path):
     """The demo's alert loop: a flagd flag file serving the candidate, rollback to the baseline."""
-    from alerts.config import AlertsConfig, ModelFlag
-    from alerts.loop import AlertLoop
+    from fairwatch.alerts.config import AlertsConfig, ModelFlag
+    from fairwatch.alerts.loop import AlertLoop
 
     flag_file = state_dir / "flags.json"
     if not flag_file.exists():

@@ -1,7 +1,7 @@
 """``fairwatch audit export``: the monthly audit report (DESIGN §8).
 
-From the persisted per-day counts (:mod:`monitor.daily`) it computes, with
-:func:`monitor.metrics.attribute_metrics` — the function behind every live
+From the persisted per-day counts (:mod:`fairwatch.monitor.daily`) it computes, with
+:func:`fairwatch.monitor.metrics.attribute_metrics` — the function behind every live
 gauge — the metrics of every day and of the whole month (the month's counts are
 the exact sum of its days), and writes into ``--out``:
 
@@ -38,10 +38,10 @@ from typing import Any
 
 import orjson
 
-from monitor.audit import iter_entries, verify
-from monitor.daily import RECON_RESULTS, DailyStore, month_days
-from monitor.metrics import AttributeMetrics, attribute_metrics
-from monitor.stats import GroupCounts
+from fairwatch.monitor.audit import iter_entries, verify
+from fairwatch.monitor.daily import RECON_RESULTS, DailyStore, month_days
+from fairwatch.monitor.metrics import AttributeMetrics, attribute_metrics
+from fairwatch.monitor.stats import GroupCounts
 
 __all__ = ["ExportSettings", "ExportResult", "export_month", "verify_export", "MONTH", "MSG_OUT_EXISTS"]
 
@@ -66,8 +66,19 @@ ATTRIBUTE_METRICS = (
     ("demographic_parity_difference", "dp_difference", "dp_difference_ci", "newcombe"),
     ("equalized_odds_gap", "eo_gap", "eo_gap_ci", "newcombe"),
 )
-CSV_COLUMNS = ("period", "model", "attribute", "group", "metric", "value", "ci_low", "ci_high", "ci_method",
-               "decisions", "labeled")
+CSV_COLUMNS = (
+    "period",
+    "model",
+    "attribute",
+    "group",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "decisions",
+    "labeled",
+)
 
 
 @dataclass(frozen=True)
@@ -107,8 +118,9 @@ def _csv_rows(period: str, model: str, am: AttributeMetrics) -> list[tuple]:
     for name, attr, ci_attr, method in ATTRIBUTE_METRICS:
         v, ci = getattr(am, attr), getattr(am, ci_attr)
         if v is not None:
-            rows.append((period, model, am.attribute, "", name, v, *(ci or (None, None)), method if ci else "",
-                         n_dec, n_lab))
+            rows.append(
+                (period, model, am.attribute, "", name, v, *(ci or (None, None)), method if ci else "", n_dec, n_lab)
+            )
     for g in am.groups:
         for attr, ci_attr, method in GROUP_METRICS:
             v = getattr(g, attr)
@@ -116,8 +128,20 @@ def _csv_rows(period: str, model: str, am: AttributeMetrics) -> list[tuple]:
             if attr == "selection_rate" and not g.sufficient:
                 v = None  # reported as sample sizes only, as on the live gauges
             if v is not None:
-                rows.append((period, model, am.attribute, g.group, attr, v, *(ci or (None, None)),
-                             method if ci else "", g.decisions, g.labeled))
+                rows.append(
+                    (
+                        period,
+                        model,
+                        am.attribute,
+                        g.group,
+                        attr,
+                        v,
+                        *(ci or (None, None)),
+                        method if ci else "",
+                        g.decisions,
+                        g.labeled,
+                    )
+                )
     return rows
 
 
@@ -198,7 +222,8 @@ def _reconcile(store: DailyStore, month: str) -> tuple[list[dict[str, Any]], boo
                 "by_reason": dict(reasons),
                 "dead_lettered": sum(r["dead_lettered"].values()),
                 "dead_lettered_by_reason": dict(sorted(r["dead_lettered"].items())),
-                "pass": expected is not None and counted == expected
+                "pass": expected is not None
+                and counted == expected
                 and sum(r["dead_lettered"].values()) == by_result.get("invalid", 0),
             }
         )
@@ -219,8 +244,9 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-") or "x"
 
 
-def _plot(path: Path, model: str, col: str, days: list[str], per_day: dict[str, AttributeMetrics],
-          rollbacks: list[float]) -> None:
+def _plot(
+    path: Path, model: str, col: str, days: list[str], per_day: dict[str, AttributeMetrics], rollbacks: list[float]
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,6 +307,7 @@ def _timeline_plot(path: Path, month: str, incidents: list[dict], rollbacks: lis
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(11, 2.6))
+
     def key(e: dict) -> tuple[str, str, str]:
         return e.get("model", ""), e.get("metric", ""), e.get("attribute", "")
 
@@ -330,8 +357,14 @@ def export_month(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        with Progress(TextColumn("[bold]audit export[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), disable=not progress, transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]audit export[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not progress,
+            transient=True,
+        ) as bar:
             task = bar.add_task("counts", total=None)
             months, per_day = month_metrics(store, month, s)
             keys = sorted(months)
@@ -377,17 +410,26 @@ def export_month(
             report = {
                 "month": month,
                 "generated_at": now if now is not None else dt.datetime.now(dt.UTC).timestamp(),
-                "settings": {"min_decisions": s.min_decisions, "min_labeled": s.min_labeled,
-                             "confidence": s.confidence, "reference_groups": dict(s.reference_groups)},
+                "settings": {
+                    "min_decisions": s.min_decisions,
+                    "min_labeled": s.min_labeled,
+                    "confidence": s.confidence,
+                    "reference_groups": dict(s.reference_groups),
+                },
                 "models": _models_json(months, per_day),
                 "reconciliation": {"pass": recon_ok, "partitions": recon},
                 "incidents": incidents,
                 "rollbacks": rollbacks,
                 "other_audit_entries": other,
                 "remediation_plans": plans,
-                "audit_log": None if audit is None else {
-                    "path": str(audit_log), "ok": audit.ok, "entries": audit.entries,
-                    "first_bad_seq": audit.seq, "reason": audit.reason,
+                "audit_log": None
+                if audit is None
+                else {
+                    "path": str(audit_log),
+                    "ok": audit.ok,
+                    "entries": audit.entries,
+                    "first_bad_seq": audit.seq,
+                    "reason": audit.reason,
                     "head": None if head is None else {"seq": head[0], "hash": head[1]},
                 },
             }
@@ -397,8 +439,19 @@ def export_month(
             bar.advance(task)
             bar.update(task, description="html + manifest")
             (tmp / "report.html").write_text(
-                _html(month, months, per_day, plots, recon, recon_ok, incidents, rollbacks, plans, report["audit_log"],
-                      len(rows)),
+                _html(
+                    month,
+                    months,
+                    per_day,
+                    plots,
+                    recon,
+                    recon_ok,
+                    incidents,
+                    rollbacks,
+                    plans,
+                    report["audit_log"],
+                    len(rows),
+                ),
                 encoding="utf-8",
             )
             files = _write_manifest(tmp)
@@ -481,50 +534,66 @@ img{max-width:100%;border:1px solid #ddd}code{font-size:12px}"""
 
 def _html(month, months, per_day, plots, recon, recon_ok, incidents, rollbacks, plans, audit, nrows) -> str:
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>fairwatch audit {e(month)}</title>"
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>Fairness audit — {e(month)}</h1>",
-             "<p>Metrics computed from per-day sufficient statistics (counts), summed over the month — exact, "
-             "not averaged. Files: <a href='metrics.csv'>metrics.csv</a> "
-             f"({nrows} rows) · <a href='report.json'>report.json</a> · <a href='{MANIFEST}'>{MANIFEST}</a></p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>fairwatch audit {e(month)}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Fairness audit — {e(month)}</h1>",
+        "<p>Metrics computed from per-day sufficient statistics (counts), summed over the month — exact, "
+        "not averaged. Files: <a href='metrics.csv'>metrics.csv</a> "
+        f"({nrows} rows) · <a href='report.json'>report.json</a> · <a href='{MANIFEST}'>{MANIFEST}</a></p>",
+    ]
     # reconciliation
-    verdict = {True: "<span class='pass'>PASS</span>", False: "<span class='fail'>FAIL</span>",
-               None: "<span>no Kafka consumption recorded for this month</span>"}[recon_ok]
+    verdict = {
+        True: "<span class='pass'>PASS</span>",
+        False: "<span class='fail'>FAIL</span>",
+        None: "<span>no Kafka consumption recorded for this month</span>",
+    }[recon_ok]
     parts.append(f"<h2>Reconciliation: every event accounted for — {verdict}</h2>")
-    parts.append("<p>Per topic partition: events counted by result (ok + invalid + duplicate + late) must equal "
-                 "the offsets consumed (last − first + 1); every invalid event must have been dead-lettered.</p>")
+    parts.append(
+        "<p>Per topic partition: events counted by result (ok + invalid + duplicate + late) must equal "
+        "the offsets consumed (last − first + 1); every invalid event must have been dead-lettered.</p>"
+    )
     if recon:
-        parts.append("<table><tr><th>topic</th><th>partition</th><th>offsets</th><th>offsets consumed</th>"
-                     "<th>ok</th><th>invalid</th><th>duplicate</th><th>late</th><th>counted</th>"
-                     "<th>dead-lettered</th><th>reasons</th><th>check</th></tr>")
+        parts.append(
+            "<table><tr><th>topic</th><th>partition</th><th>offsets</th><th>offsets consumed</th>"
+            "<th>ok</th><th>invalid</th><th>duplicate</th><th>late</th><th>counted</th>"
+            "<th>dead-lettered</th><th>reasons</th><th>check</th></tr>"
+        )
         for p in recon:
             br = p["by_result"]
-            reasons = "; ".join(f"{r}: " + ", ".join(f"{k}={v}" for k, v in rs.items())
-                                for r, rs in p["by_reason"].items() if r != "ok")
+            reasons = "; ".join(
+                f"{r}: " + ", ".join(f"{k}={v}" for k, v in rs.items()) for r, rs in p["by_reason"].items() if r != "ok"
+            )
             ok = "<span class='pass'>pass</span>" if p["pass"] else "<span class='fail'>fail</span>"
             parts.append(
                 f"<tr><td>{e(p['topic'])}</td><td>{p['partition']}</td><td>{p['first_offset']}–{p['last_offset']}</td>"
                 f"<td>{p['offsets']}</td><td>{br['ok']}</td><td>{br['invalid']}</td><td>{br['duplicate']}</td>"
                 f"<td>{br['late']}</td><td>{p['events']}</td><td>{p['dead_lettered']}</td>"
-                f"<td>{e(reasons) or '–'}</td><td>{ok}</td></tr>")
+                f"<td>{e(reasons) or '–'}</td><td>{ok}</td></tr>"
+            )
         parts.append("</table>")
     # metrics
     parts.append("<h2>Metrics of the month</h2>")
     for (model, col), am in months.items():
         parts.append(f"<h3>{e(model)} · {e(col)}</h3>")
-        parts.append(f"<p>DP ratio {_fmt(am.dp_ratio)} {_fmt(am.dp_ratio_ci)} · DP difference "
-                     f"{_fmt(am.dp_difference)} {_fmt(am.dp_difference_ci)} · EO gap {_fmt(am.eo_gap)} "
-                     f"{_fmt(am.eo_gap_ci)} · reference group {e(str(am.reference))}</p>")
-        parts.append("<table><tr><th>group</th><th>decisions</th><th>labeled</th><th>selection rate</th>"
-                     "<th>95 % CI</th><th>DI</th><th>DI CI</th><th>TPR</th><th>FPR</th><th>accuracy</th>"
-                     "<th>ECE</th></tr>")
+        parts.append(
+            f"<p>DP ratio {_fmt(am.dp_ratio)} {_fmt(am.dp_ratio_ci)} · DP difference "
+            f"{_fmt(am.dp_difference)} {_fmt(am.dp_difference_ci)} · EO gap {_fmt(am.eo_gap)} "
+            f"{_fmt(am.eo_gap_ci)} · reference group {e(str(am.reference))}</p>"
+        )
+        parts.append(
+            "<table><tr><th>group</th><th>decisions</th><th>labeled</th><th>selection rate</th>"
+            "<th>95 % CI</th><th>DI</th><th>DI CI</th><th>TPR</th><th>FPR</th><th>accuracy</th>"
+            "<th>ECE</th></tr>"
+        )
         for g in am.groups:
             parts.append(
                 f"<tr><td>{e(g.group)}</td><td>{g.decisions}</td><td>{g.labeled}</td><td>{_fmt(g.selection_rate)}</td>"
                 f"<td>{_fmt(g.selection_rate_ci)}</td><td>{_fmt(g.disparate_impact)}</td>"
                 f"<td>{_fmt(g.disparate_impact_ci)}</td><td>{_fmt(g.true_positive_rate)}</td>"
                 f"<td>{_fmt(g.false_positive_rate)}</td><td>{_fmt(g.accuracy)}</td>"
-                f"<td>{_fmt(g.expected_calibration_error)}</td></tr>")
+                f"<td>{_fmt(g.expected_calibration_error)}</td></tr>"
+            )
         parts.append("</table>")
         parts.append(f"<img src='{e(plots[(model, col)])}' alt='{e(model)} {e(col)} per day'>")
     # incidents and rollbacks
@@ -535,10 +604,13 @@ def _html(month, months, per_day, plots, recon, recon_ok, incidents, rollbacks, 
             parts.append("<table><tr><th>seq</th><th>time (UTC)</th><th>kind</th><th>details</th></tr>")
             for x in rows:
                 when = dt.datetime.fromtimestamp(float(x["ts"]), dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-                detail = ", ".join(f"{k}={v}" for k, v in x.items()
-                                   if k not in ("seq", "ts", "kind", "prev_hash", "hash"))
-                parts.append(f"<tr><td>{x['seq']}</td><td>{when}</td><td>{e(str(x['kind']))}</td>"
-                             f"<td><code>{e(detail[:400])}</code></td></tr>")
+                detail = ", ".join(
+                    f"{k}={v}" for k, v in x.items() if k not in ("seq", "ts", "kind", "prev_hash", "hash")
+                )
+                parts.append(
+                    f"<tr><td>{x['seq']}</td><td>{when}</td><td>{e(str(x['kind']))}</td>"
+                    f"<td><code>{e(detail[:400])}</code></td></tr>"
+                )
             parts.append("</table>")
     parts.append("<h2>Remediation plans</h2>")
     if plans:
@@ -549,17 +621,25 @@ def _html(month, months, per_day, plots, recon, recon_ok, incidents, rollbacks, 
     if audit is None:
         parts.append("<p>No audit log given.</p>")
     else:
-        state = "<span class='pass'>chain intact</span>" if audit["ok"] else (
-            f"<span class='fail'>BROKEN at seq {audit['first_bad_seq']}: {e(str(audit['reason']))}</span>")
+        state = (
+            "<span class='pass'>chain intact</span>"
+            if audit["ok"]
+            else (f"<span class='fail'>BROKEN at seq {audit['first_bad_seq']}: {e(str(audit['reason']))}</span>")
+        )
         head = audit["head"]
-        parts.append(f"<p><code>{e(audit['path'])}</code>: {audit['entries']} entries, {state}"
-                     + (f"; head seq {head['seq']}, hash <code>{head['hash']}</code>" if head else "") + "</p>")
+        parts.append(
+            f"<p><code>{e(audit['path'])}</code>: {audit['entries']} entries, {state}"
+            + (f"; head seq {head['seq']}, hash <code>{head['hash']}</code>" if head else "")
+            + "</p>"
+        )
     # Marks images that did not load (a broken report is visible, and testable in a headless browser).
-    parts.append("<p id='image-check'>image check pending</p><script>window.addEventListener('load',function(){"
-                 "var im=[].slice.call(document.images),"
-                 "bad=im.filter(function(i){return !(i.complete&&i.naturalWidth>0)});"
-                 "var p=document.getElementById('image-check');p.textContent=bad.length?('IMAGES NOT LOADED: '+"
-                 "bad.map(function(i){return i.getAttribute('src')}).join(', ')):('all '+im.length+' images loaded');"
-                 "p.className=bad.length?'fail':'pass';});</script>")
+    parts.append(
+        "<p id='image-check'>image check pending</p><script>window.addEventListener('load',function(){"
+        "var im=[].slice.call(document.images),"
+        "bad=im.filter(function(i){return !(i.complete&&i.naturalWidth>0)});"
+        "var p=document.getElementById('image-check');p.textContent=bad.length?('IMAGES NOT LOADED: '+"
+        "bad.map(function(i){return i.getAttribute('src')}).join(', ')):('all '+im.length+' images loaded');"
+        "p.className=bad.length?'fail':'pass';});</script>"
+    )
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -15,7 +15,7 @@ Environment variables: ``FAIRWATCH_<KEY>`` for a top-level key and
 >>> load_config(env={"FAIRWATCH_MIN_DECISION": "1"})
 Traceback (most recent call last):
 ...
-monitor.config.ConfigError: FAIRWATCH_MIN_DECISION: unknown key 'min_decision' (env); did you mean 'min_decisions'?
+fairwatch.app.config.ConfigError: FAIRWATCH_MIN_DECISION: unknown key 'min_decision' (env); did you mean ...
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from alerts.config import AlertsConfig
-from monitor.engine import EngineSettings
-from monitor.windows import WindowSpec, parse_duration
+from fairwatch.alerts.config import AlertsConfig
+from fairwatch.errors import FairwatchError
+from fairwatch.monitor.engine import EngineSettings
+from fairwatch.monitor.windows import WindowSpec, parse_duration
 
 __all__ = ["Config", "ConfigError", "load_config", "EXIT_CONFIG", "NON_CONFIG_ENV"]
 
@@ -43,7 +44,7 @@ NON_CONFIG_ENV = frozenset(
 )
 
 
-class ConfigError(Exception):
+class ConfigError(FairwatchError):
     """Bad configuration: names the key and the reason."""
 
     def __init__(self, key: str, reason: str):
@@ -206,7 +207,7 @@ class Config(_Section):
                 )
         if not self.state.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError(f"state.url: expected sqlite:///PATH or postgresql://…, got {self.state.url!r}")
-        from monitor.scheduler import check_cron
+        from fairwatch.app.scheduler import check_cron
 
         for key in ("monthly_export", "weekly_summary", "retention"):
             err = check_cron(getattr(self.audit.scheduler, key))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import orjson
 
-from monitor.config import EXIT_CONFIG, Config, ConfigError, load_config
-from monitor.engine import VERSION
-from monitor.logs import configure_logging
+from fairwatch.app.config import EXIT_CONFIG, Config, ConfigError, load_config
+from fairwatch.app.logs import configure_logging
+from fairwatch.monitor.engine import VERSION
 
 __all__ = ["main", "build_parser"]
 
@@ -179,15 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=_cmd_simulate)
 
-    from alerts.cli import add_baseline_parser, add_flags_parser
+    from fairwatch.alerts.cli import add_baseline_parser, add_flags_parser
 
     add_flags_parser(sub)
-    from monitor.audit_cli import add_audit_parser
+    from fairwatch.app.audit_cli import add_audit_parser
 
     add_audit_parser(sub)
     add_baseline_parser(sub)
     try:
-        from intervention.cli import add_pipeline_parser
+        from fairwatch.intervention.cli import add_pipeline_parser
     except ImportError:  # pragma: no cover - the intervention package is optional at import time
         pass
     else:
@@ -199,7 +199,7 @@ SCENARIOS = ("none", "dp-drop", "calibration-drift", "label-shift", "small-group
 
 
 def _duration_arg(text: str) -> float:
-    from monitor.windows import parse_duration
+    from fairwatch.monitor.windows import parse_duration
 
     try:
         return parse_duration(text)
@@ -210,7 +210,7 @@ def _duration_arg(text: str) -> float:
 def _cmd_run(args: argparse.Namespace) -> int:
     import faulthandler
 
-    from monitor.daemon import run
+    from fairwatch.app.daemon import run
 
     cfg = _config(args)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack on stderr, the daemon goes on
@@ -240,8 +240,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from streaming.producer import simulate
-    from streaming.simulator import LoanSimulator, OutcomeDelay
+    from fairwatch.streaming.producer import simulate
+    from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
     cfg = _config(args)
     stop = threading.Event()
@@ -281,7 +281,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from monitor.demo import run_demo
+    from fairwatch.app.demo import run_demo
 
     cfg = _config(args)
     sim = cfg.simulator.model_copy(
@@ -298,7 +298,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.replay import replay
+    from fairwatch.monitor.replay import replay
 
     cfg = _config(args)
     dead = args.dead_letter or str(Path(args.file).with_suffix("")) + ".deadletter.jsonl"
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if argv is None:  # the real command line (not a caller embedding us): tune this process
-        from monitor.runtime import tune_gc
+        from fairwatch.app.runtime import tune_gc
 
         tune_gc()
     try:

@@ -1,6 +1,6 @@
 """``fairwatch audit verify`` and ``fairwatch audit export``: thin layers over the audit modules.
 
-:mod:`monitor.audit` (the chain) and :mod:`monitor.export` (the monthly report).
+:mod:`fairwatch.monitor.audit` (the chain) and :mod:`fairwatch.app.export` (the monthly report).
 
 Exit codes: 0 ok; 1 the chain is broken (verify) or a check of the export failed
 (the export is written anyway); 2 bad arguments; 3 bad configuration.
@@ -18,7 +18,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def _month(text: str) -> str:
-    from monitor.daily import month_days
+    from fairwatch.monitor.daily import month_days
 
     try:
         month_days(text)
@@ -41,31 +41,44 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         p.add_argument("--config", metavar="FILE", help="YAML configuration file (default: embedded defaults)")
         p.add_argument("--log", metavar="PATH", help="the audit log (default: config alerts.audit_path)")
 
-    v = asub.add_parser("verify", help="check every entry of the chain; exit 1 naming the first bad entry",
-                        description="Recomputes every entry's SHA-256 and the chain of prev_hash links, checks the "
-                        "seq numbers and the head file; names the first edited, reordered, inserted or removed entry.")
+    v = asub.add_parser(
+        "verify",
+        help="check every entry of the chain; exit 1 naming the first bad entry",
+        description="Recomputes every entry's SHA-256 and the chain of prev_hash links, checks the "
+        "seq numbers and the head file; names the first edited, reordered, inserted or removed entry.",
+    )
     common(v)
     v.set_defaults(func=_cmd_verify)
 
-    e = asub.add_parser("export", help="the monthly audit report: HTML with plots, CSV, JSON, SHA-256 manifest",
-                        description="Metrics of every day and of the month from the persisted per-day counts, "
-                        "incidents and rollbacks from the audit log, remediation plans, and the reconciliation of "
-                        "consumed events against Kafka offsets.")
+    e = asub.add_parser(
+        "export",
+        help="the monthly audit report: HTML with plots, CSV, JSON, SHA-256 manifest",
+        description="Metrics of every day and of the month from the persisted per-day counts, "
+        "incidents and rollbacks from the audit log, remediation plans, and the reconciliation of "
+        "consumed events against Kafka offsets.",
+    )
     common(e)
     e.add_argument("--month", required=True, type=_month, metavar="YYYY-MM", help="the month (UTC)")
     e.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
-    e.add_argument("--state", metavar="URL", help="state store URL whose per-day statistics to read "
-                   "(default: config state.url); the statistics live in <state>.daily.db")
+    e.add_argument(
+        "--state",
+        metavar="URL",
+        help="state store URL whose per-day statistics to read "
+        "(default: config state.url); the statistics live in <state>.daily.db",
+    )
     e.add_argument("--daily-db", metavar="PATH", help="the per-day statistics file (overrides --state)")
-    e.add_argument("--pipeline-dir", metavar="DIR", help="pipeline run dir with remediation plans "
-                   "(default: config pipeline_runs.run_dir)")
+    e.add_argument(
+        "--pipeline-dir",
+        metavar="DIR",
+        help="pipeline run dir with remediation plans (default: config pipeline_runs.run_dir)",
+    )
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_export)
     return audit
 
 
 def _load(args: argparse.Namespace):
-    from monitor.cli import _config
+    from fairwatch.app.cli import _config
 
     if not hasattr(args, "log_level"):
         args.log_level = args.log_format = None
@@ -73,7 +86,7 @@ def _load(args: argparse.Namespace):
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from monitor.audit import verify
+    from fairwatch.monitor.audit import verify
 
     path = args.log or _load(args).alerts.audit_path
     res = verify(path)
@@ -82,14 +95,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from monitor.daily import DailyStore
-    from monitor.export import ExportSettings, export_month
+    from fairwatch.app.export import ExportSettings, export_month
+    from fairwatch.monitor.daily import DailyStore
 
     cfg = _load(args)
     daily = args.daily_db or cfg.audit.model_copy(update={"daily_stats": True}).daily_path(args.state or cfg.state.url)
     if not daily or not Path(daily).is_file():
-        print(f"fairwatch audit export: no per-day statistics file {daily!r} (see --daily-db / --state)",
-              file=sys.stderr)
+        print(
+            f"fairwatch audit export: no per-day statistics file {daily!r} (see --daily-db / --state)", file=sys.stderr
+        )
         return EXIT_USAGE
     store = DailyStore(daily)
     try:
@@ -99,8 +113,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
             store=store,
             audit_log=args.log or cfg.alerts.audit_path,
             pipeline_dir=args.pipeline_dir or cfg.pipeline_runs.run_dir,
-            settings=ExportSettings(cfg.min_decisions, cfg.min_labeled, cfg.confidence_level,
-                                    dict(cfg.reference_groups)),
+            settings=ExportSettings(
+                cfg.min_decisions, cfg.min_labeled, cfg.confidence_level, dict(cfg.reference_groups)
+            ),
             progress=not args.no_progress and sys.stderr.isatty(),
         )
     except FileExistsError as exc:
@@ -109,6 +124,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     finally:
         store.close()
     recon = {True: "pass", False: "FAIL", None: "no Kafka consumption recorded"}[res.reconciliation_ok]
-    print(f"{res.out}/report.html: {len(res.files)} files, {res.rows} metric rows; reconciliation {recon}; "
-          f"audit chain {'intact' if res.audit_ok else 'BROKEN'}")
+    print(
+        f"{res.out}/report.html: {len(res.files)} files, {res.rows} metric rows; reconciliation {recon}; "
+        f"audit chain {'intact' if res.audit_ok else 'BROKEN'}"
+    )
     return EXIT_FAILURE if res.reconciliation_ok is False or not res.audit_ok else EXIT_OK

@@ -88,14 +88,14 @@ class JobContext:
     pipeline_dir: str | None = None
     daily_retention: float = 400 * 86400.0
     export_retention: float = 7 * 365 * 86400.0
-    settings: Any = None  # monitor.export.ExportSettings
+    settings: Any = None  # fairwatch.app.export.ExportSettings
     audit: Any = None  # an AuditSink for "audit.export" entries
 
 
 def run_monthly_export(ctx: JobContext, now: dt.datetime) -> str:
     """Export the month before ``now`` into ``export_dir/YYYY-MM`` unless it exists (idempotent)."""
-    from monitor.daily import DailyStore
-    from monitor.export import export_month
+    from fairwatch.app.export import export_month
+    from fairwatch.monitor.daily import DailyStore
 
     month = previous_month(now)
     out = Path(ctx.export_dir) / month
@@ -107,15 +107,22 @@ def run_monthly_export(ctx: JobContext, now: dt.datetime) -> str:
     try:
         if not store.has_month(month):
             return f"{month}: nothing counted, no export"
-        res = export_month(month, out, store=store, audit_log=ctx.audit_log, pipeline_dir=ctx.pipeline_dir,
-                           settings=ctx.settings)
+        res = export_month(
+            month, out, store=store, audit_log=ctx.audit_log, pipeline_dir=ctx.pipeline_dir, settings=ctx.settings
+        )
     finally:
         store.close()
     manifest = (out / "manifest.sha256").read_bytes()
     if ctx.audit is not None:
-        ctx.audit.append("audit.export", month=month, out=str(out), files=len(res.files),
-                         manifest_sha256=hashlib.sha256(manifest).hexdigest(),
-                         reconciliation=res.reconciliation_ok, audit_chain_ok=res.audit_ok)
+        ctx.audit.append(
+            "audit.export",
+            month=month,
+            out=str(out),
+            files=len(res.files),
+            manifest_sha256=hashlib.sha256(manifest).hexdigest(),
+            reconciliation=res.reconciliation_ok,
+            audit_chain_ok=res.audit_ok,
+        )
     return f"{month}: {len(res.files)} files, reconciliation {res.reconciliation_ok}"
 
 
@@ -123,8 +130,8 @@ def run_weekly_summary(ctx: JobContext, now: dt.datetime) -> str:
     """Summary of the 7 full UTC days before ``now``: ``summary_dir/weekly-<last day>.{json,md}``."""
     import orjson
 
-    from monitor.daily import DailyStore
-    from monitor.export import ExportSettings, _metrics
+    from fairwatch.app.export import ExportSettings, _metrics
+    from fairwatch.monitor.daily import DailyStore
 
     end = now.astimezone(UTC).date()
     days = [(end - dt.timedelta(days=i)).isoformat() for i in range(7, 0, -1)]
@@ -146,17 +153,27 @@ def run_weekly_summary(ctx: JobContext, now: dt.datetime) -> str:
     rows = []
     for (model, col), groups in sorted(total.items()):
         am = _metrics(groups, col, s)
-        worst = min((g for g in am.groups if g.disparate_impact is not None), key=lambda g: g.disparate_impact,
-                    default=None)
-        rows.append({
-            "model": model, "attribute": col, "decisions": sum(g.decisions for g in am.groups),
-            "labeled": sum(g.labeled for g in am.groups), "dp_ratio": am.dp_ratio, "dp_ratio_ci": am.dp_ratio_ci,
-            "eo_gap": am.eo_gap, "eo_gap_ci": am.eo_gap_ci,
-            "lowest_di_group": worst.group if worst else None,
-            "lowest_di": worst.disparate_impact if worst else None,
-            "max_ece": max((g.expected_calibration_error for g in am.groups
-                            if g.expected_calibration_error is not None), default=None),
-        })
+        worst = min(
+            (g for g in am.groups if g.disparate_impact is not None), key=lambda g: g.disparate_impact, default=None
+        )
+        rows.append(
+            {
+                "model": model,
+                "attribute": col,
+                "decisions": sum(g.decisions for g in am.groups),
+                "labeled": sum(g.labeled for g in am.groups),
+                "dp_ratio": am.dp_ratio,
+                "dp_ratio_ci": am.dp_ratio_ci,
+                "eo_gap": am.eo_gap,
+                "eo_gap_ci": am.eo_gap_ci,
+                "lowest_di_group": worst.group if worst else None,
+                "lowest_di": worst.disparate_impact if worst else None,
+                "max_ece": max(
+                    (g.expected_calibration_error for g in am.groups if g.expected_calibration_error is not None),
+                    default=None,
+                ),
+            }
+        )
     out = Path(ctx.summary_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"weekly-{days[-1]}"
@@ -166,12 +183,17 @@ def run_weekly_summary(ctx: JobContext, now: dt.datetime) -> str:
     def f(v: Any) -> str:
         return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
-    md = [f"# fairwatch weekly summary {days[0]} – {days[-1]}", "",
-          "| model | attribute | decisions | labeled | DP ratio | EO gap | lowest DI (group) | max ECE |",
-          "|---|---|---|---|---|---|---|---|"]
-    md += [f"| {r['model']} | {r['attribute']} | {r['decisions']} | {r['labeled']} | {f(r['dp_ratio'])} | "
-           f"{f(r['eo_gap'])} | {f(r['lowest_di'])} ({r['lowest_di_group'] or '–'}) | {f(r['max_ece'])} |"
-           for r in rows]
+    md = [
+        f"# fairwatch weekly summary {days[0]} – {days[-1]}",
+        "",
+        "| model | attribute | decisions | labeled | DP ratio | EO gap | lowest DI (group) | max ECE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['model']} | {r['attribute']} | {r['decisions']} | {r['labeled']} | {f(r['dp_ratio'])} | "
+        f"{f(r['eo_gap'])} | {f(r['lowest_di'])} ({r['lowest_di_group'] or '–'}) | {f(r['max_ece'])} |"
+        for r in rows
+    ]
     if not rows:
         md.append("| – | no decisions in these days | | | | | | |")
     (out / f"{stem}.md").write_text("\n".join(md) + "\n", encoding="utf-8")
@@ -180,7 +202,7 @@ def run_weekly_summary(ctx: JobContext, now: dt.datetime) -> str:
 
 def run_retention(ctx: JobContext, now: dt.datetime) -> str:
     """Drop per-day statistics older than ``daily_retention`` and exports/summaries past ``export_retention``."""
-    from monitor.daily import DailyStore
+    from fairwatch.monitor.daily import DailyStore
 
     removed = 0
     if ctx.daily_db:
@@ -207,7 +229,7 @@ def run_retention(ctx: JobContext, now: dt.datetime) -> str:
     if sroot.is_dir():
         for p in sorted(sroot.glob("weekly-*.*")):
             try:
-                day = dt.datetime.strptime(p.stem[len("weekly-"):], "%Y-%m-%d").replace(tzinfo=UTC)
+                day = dt.datetime.strptime(p.stem[len("weekly-") :], "%Y-%m-%d").replace(tzinfo=UTC)
             except ValueError:
                 continue
             if day < horizon:
@@ -255,9 +277,16 @@ class FairwatchScheduler:
             ("evaluate", self.evaluation_interval, self.wake_evaluate),
         ):
             # late by more than one interval: skip, the next one is due soon anyway
-            self.scheduler.add_job(fn, IntervalTrigger(seconds=seconds, timezone=UTC), id=job_id, name=job_id,
-                                   next_run_time=now, misfire_grace_time=max(1, int(seconds)), coalesce=True,
-                                   max_instances=1)
+            self.scheduler.add_job(
+                fn,
+                IntervalTrigger(seconds=seconds, timezone=UTC),
+                id=job_id,
+                name=job_id,
+                next_run_time=now,
+                misfire_grace_time=max(1, int(seconds)),
+                coalesce=True,
+                max_instances=1,
+            )
             self.stats[job_id] = _Stats()
         if self.context is not None:
             ctx = self.context
@@ -270,8 +299,14 @@ class FairwatchScheduler:
                 if self.catch_up and job_id == "monthly-export":
                     extra["next_run_time"] = now  # idempotent: skips when the previous month is exported
                 self.scheduler.add_job(
-                    self._file_job(fn, ctx), CronTrigger.from_crontab(expr, timezone=UTC), id=job_id, name=job_id,
-                    misfire_grace_time=int(self.misfire_grace_time), coalesce=True, max_instances=1, **extra,
+                    self._file_job(fn, ctx),
+                    CronTrigger.from_crontab(expr, timezone=UTC),
+                    id=job_id,
+                    name=job_id,
+                    misfire_grace_time=int(self.misfire_grace_time),
+                    coalesce=True,
+                    max_instances=1,
+                    **extra,
                 )
                 self.stats[job_id] = _Stats()
 
@@ -328,18 +363,20 @@ class FairwatchScheduler:
             for job in sorted(self.scheduler.get_jobs(), key=lambda j: j.id):
                 st = self.stats.get(job.id, _Stats())
                 nxt = getattr(job, "next_run_time", None)
-                out.append({
-                    "id": job.id,
-                    "trigger": str(job.trigger),
-                    "next_run_time": nxt.isoformat() if nxt else None,
-                    "coalesce": job.coalesce,
-                    "misfire_grace_time": job.misfire_grace_time,
-                    "max_instances": job.max_instances,
-                    "runs": st.runs,
-                    "errors": st.errors,
-                    "missed": st.missed,
-                    "last_run": st.last_run,
-                    "last_result": st.last_result,
-                    "last_error": st.last_error,
-                })
+                out.append(
+                    {
+                        "id": job.id,
+                        "trigger": str(job.trigger),
+                        "next_run_time": nxt.isoformat() if nxt else None,
+                        "coalesce": job.coalesce,
+                        "misfire_grace_time": job.misfire_grace_time,
+                        "max_instances": job.max_instances,
+                        "runs": st.runs,
+                        "errors": st.errors,
+                        "missed": st.missed,
+                        "last_run": st.last_run,
+                        "last_result": st.last_result,
+                        "last_error": st.last_error,
+                    }
+                )
         return out

@@ -30,12 +30,12 @@ from contextlib import ExitStack
 
 import orjson
 
-from monitor.config import Config, ConfigError
-from monitor.daily import DailyStats, DailyStore
-from monitor.engine import Engine
-from monitor.exporter import serve_metrics
-from monitor.snapshot import Sample, SnapshotBoard
-from monitor.state import Checkpoint, StateStore, open_state_store
+from fairwatch.app.config import Config, ConfigError
+from fairwatch.monitor.daily import DailyStats, DailyStore
+from fairwatch.monitor.engine import Engine
+from fairwatch.monitor.exporter import serve_metrics
+from fairwatch.monitor.snapshot import Sample, SnapshotBoard
+from fairwatch.monitor.state import Checkpoint, StateStore, open_state_store
 
 __all__ = ["Daemon", "run"]
 
@@ -219,10 +219,10 @@ class Daemon:
 
     # -- the loop ----------------------------------------------------------------
     def _connect(self) -> None:
-        from streaming.kafka import DeadLetterProducer, KafkaSource
+        from fairwatch.streaming.kafka import DeadLetterProducer, KafkaSource
 
         if self.kc.client == "confluent":
-            from streaming.kafka_confluent import ConfluentSource as Source
+            from fairwatch.streaming.kafka_confluent import ConfluentSource as Source
         else:
             Source = KafkaSource
         options = dict(self.kc.options)
@@ -402,8 +402,8 @@ class Daemon:
         sc = cfg.audit.scheduler
         if not sc.enabled:
             return
-        from monitor.export import ExportSettings
-        from monitor.scheduler import FairwatchScheduler, JobContext
+        from fairwatch.app.export import ExportSettings
+        from fairwatch.app.scheduler import FairwatchScheduler, JobContext
 
         ctx = JobContext(
             daily_db=cfg.audit.daily_path(cfg.state.url),
@@ -438,11 +438,11 @@ class Daemon:
         cfg = self.config
         if not cfg.alerts.enabled:
             return
-        from alerts.loop import AlertLoop
+        from fairwatch.alerts.loop import AlertLoop
 
         enqueue = None
         if cfg.pipeline_runs.enabled:
-            from intervention.trigger import PipelineQueue
+            from fairwatch.intervention.trigger import PipelineQueue
 
             self.pipelines = PipelineQueue(
                 max_concurrent=cfg.pipeline_runs.max_concurrent, run_dir=cfg.pipeline_runs.run_dir
@@ -466,7 +466,7 @@ class Daemon:
         if admin.enabled:
             import os
 
-            from alerts.admin import serve_admin
+            from fairwatch.alerts.admin import serve_admin
 
             token = os.environ.get(admin.token_env, "")
             if not token:

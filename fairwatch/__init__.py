@@ -1,0 +1,116 @@
+"""fairwatch: production fairness monitoring.
+
+The public API, for embedding the engine in your own process::
+
+    import fairwatch
+    engine = fairwatch.Engine(fairwatch.EngineSettings())
+    engine.ingest_decisions([b'{"schema": "decision/v1", ...}'])
+    snapshot = engine.snapshot(now)
+
+Names load on first use (PEP 562), so ``import fairwatch`` stays cheap and the
+command line starts at once. Layers, lowest first: :mod:`fairwatch.streaming`
+(events, sources), :mod:`fairwatch.monitor` (statistics, windows, engine,
+snapshot), :mod:`fairwatch.alerts` and :mod:`fairwatch.intervention`, and
+:mod:`fairwatch.app` (CLI, daemon, demo, configuration) on top.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from fairwatch.errors import FairwatchError
+
+try:
+    __version__ = version("fairwatch")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+# public name -> module that defines it
+_API = {
+    "Engine": "fairwatch.monitor.engine",
+    "EngineSettings": "fairwatch.monitor.engine",
+    "Snapshot": "fairwatch.monitor.snapshot",
+    "Sample": "fairwatch.monitor.snapshot",
+    "SnapshotBoard": "fairwatch.monitor.snapshot",
+    "FAMILIES": "fairwatch.monitor.snapshot",
+    "GroupMetrics": "fairwatch.monitor.metrics",
+    "AttributeMetrics": "fairwatch.monitor.metrics",
+    "attribute_metrics": "fairwatch.monitor.metrics",
+    "GroupCounts": "fairwatch.monitor.stats",
+    "WindowSpec": "fairwatch.monitor.windows",
+    "Decision": "fairwatch.streaming.events",
+    "Outcome": "fairwatch.streaming.events",
+    "Rejection": "fairwatch.streaming.events",
+    "EventError": "fairwatch.streaming.events",
+    "REASONS": "fairwatch.streaming.events",
+    "DECISION_SCHEMA": "fairwatch.streaming.events",
+    "OUTCOME_SCHEMA": "fairwatch.streaming.events",
+    "decode_decision": "fairwatch.streaming.events",
+    "decode_outcome": "fairwatch.streaming.events",
+    "load_config": "fairwatch.app.config",
+    "Config": "fairwatch.app.config",
+    "ConfigError": "fairwatch.app.config",
+}
+
+__all__ = [
+    "__version__",
+    "FairwatchError",
+    "Engine",
+    "EngineSettings",
+    "Snapshot",
+    "Sample",
+    "SnapshotBoard",
+    "FAMILIES",
+    "GroupMetrics",
+    "AttributeMetrics",
+    "attribute_metrics",
+    "GroupCounts",
+    "WindowSpec",
+    "Decision",
+    "Outcome",
+    "Rejection",
+    "EventError",
+    "REASONS",
+    "DECISION_SCHEMA",
+    "OUTCOME_SCHEMA",
+    "decode_decision",
+    "decode_outcome",
+    "load_config",
+    "Config",
+    "ConfigError",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fairwatch' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from fairwatch.app.config import Config, ConfigError, load_config
+    from fairwatch.monitor.engine import Engine, EngineSettings
+    from fairwatch.monitor.metrics import AttributeMetrics, GroupMetrics, attribute_metrics
+    from fairwatch.monitor.snapshot import FAMILIES, Sample, Snapshot, SnapshotBoard
+    from fairwatch.monitor.stats import GroupCounts
+    from fairwatch.monitor.windows import WindowSpec
+    from fairwatch.streaming.events import (
+        DECISION_SCHEMA,
+        OUTCOME_SCHEMA,
+        REASONS,
+        Decision,
+        EventError,
+        Outcome,
+        Rejection,
+        decode_decision,
+        decode_outcome,
+    )

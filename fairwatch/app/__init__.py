@@ -1,0 +1,1 @@
+"""fairwatch: the application — CLI, daemon, demo, configuration, scheduler, audit export."""
