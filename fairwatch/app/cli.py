@@ -1,6 +1,10 @@
 """The ``fairwatch`` command line: a thin layer over programmatic ``run`` functions.
 
-Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 configuration error.
+Exit codes: 0 success, 1 runtime failure, 2 usage error (or a missing extra), 3 configuration error.
+
+Building the parser imports no layer below the application and no heavy library
+(numpy, pandas, scikit-learn, matplotlib…): each command function imports what it needs,
+so ``fairwatch --help`` starts at once (benchmarks/startup.py).
 """
 
 from __future__ import annotations
@@ -12,15 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
-
-from fairwatch.app.config import EXIT_CONFIG, Config, ConfigError, load_config
-from fairwatch.app.logs import configure_logging
-from fairwatch.monitor.engine import VERSION
+from fairwatch import __version__
+from fairwatch.app.commands import EXIT_OK, EXIT_USAGE, load_command_config, needs_extra
 
 __all__ = ["main", "build_parser"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("fairwatch.cli")
 
 DESCRIPTION = """\
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fairwatch", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"fairwatch {VERSION}")
+    parser.add_argument("--version", action="version", version=f"fairwatch {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="YAML configuration file (default: embedded defaults)")
     common.add_argument("--log-format", choices=("text", "json"), help="log format (default: config log.format)")
@@ -186,12 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audit_parser(sub)
     add_baseline_parser(sub)
-    try:
-        from fairwatch.intervention.cli import add_pipeline_parser
-    except ImportError:  # pragma: no cover - the intervention package is optional at import time
-        pass
-    else:
-        add_pipeline_parser(sub)
+    from fairwatch.intervention.cli import add_pipeline_parser
+
+    add_pipeline_parser(sub)
+    sub.choices["pipeline"].set_defaults(extra="pipeline")
     return parser
 
 
@@ -212,7 +210,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from fairwatch.app.daemon import run
 
-    cfg = _config(args)
+    cfg = load_command_config(args)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack on stderr, the daemon goes on
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     kafka = {k: v for k, v in (("bootstrap_servers", args.bootstrap_servers), ("group_id", args.group_id)) if v}
@@ -236,6 +234,7 @@ def _simulation_start(args: argparse.Namespace) -> float:
     return now - span - 60.0
 
 
+@needs_extra("simulate", "demo")
 def _cmd_simulate(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -243,7 +242,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from fairwatch.streaming.producer import simulate
     from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
-    cfg = _config(args)
+    cfg = load_command_config(args)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -274,16 +273,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _config(args: argparse.Namespace) -> Config:
-    cfg = load_config(getattr(args, "config", None))
-    configure_logging(args.log_level or cfg.log.level, args.log_format or cfg.log.format)
-    return cfg
-
-
+@needs_extra("demo", "demo")
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fairwatch.app.demo import run_demo
 
-    cfg = _config(args)
+    cfg = load_command_config(args)
     sim = cfg.simulator.model_copy(
         update={
             k: v
@@ -298,9 +292,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    import orjson
+
     from fairwatch.monitor.replay import replay
 
-    cfg = _config(args)
+    cfg = load_command_config(args)
     dead = args.dead_letter or str(Path(args.file).with_suffix("")) + ".deadletter.jsonl"
     try:
         result = replay(
@@ -334,8 +330,13 @@ def main(argv: list[str] | None = None) -> int:
         from fairwatch.app.runtime import tune_gc
 
         tune_gc()
+    from fairwatch.app.config import EXIT_CONFIG, ConfigError
+
+    func = args.func
+    if getattr(args, "extra", None):  # the pipeline's stages: one check for all of them
+        func = needs_extra(args.command, args.extra)(func)
     try:
-        return args.func(args)
+        return func(args)
     except ConfigError as exc:
         print(f"fairwatch: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -1,0 +1,66 @@
+"""What every ``fairwatch`` command function shares: exit codes, configuration and logging
+set-up, and the message for a feature whose optional dependencies are not installed.
+
+Kept apart from :mod:`fairwatch.app.cli` so that the command modules (``audit_cli``, …)
+use these without importing the parser that imports them (no cycle), and cheap to import:
+the configuration loader loads only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fairwatch.app.config import Config
+
+__all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXTRAS", "MISSING_EXTRA", "load_command_config", "needs_extra"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+# extra (pyproject [project.optional-dependencies]) -> the top-level modules it installs
+EXTRAS: dict[str, frozenset[str]] = {
+    "pipeline": frozenset({"sklearn", "fairlearn", "pandas", "networkx", "matplotlib", "scipy", "joblib"}),
+    "demo": frozenset({"pandas", "rich"}),
+    "audit": frozenset({"matplotlib", "rich"}),
+}
+MISSING_EXTRA = "fairwatch {command} needs the {extra!r} extra: pip install 'fairwatch[{extra}]'"
+
+
+def load_command_config(args: argparse.Namespace) -> Config:
+    """Load the configuration named by ``--config`` and set up logging from it and the options."""
+    from fairwatch.app.config import load_config
+    from fairwatch.app.logs import configure_logging
+
+    cfg = load_config(getattr(args, "config", None))
+    level = getattr(args, "log_level", None) or cfg.log.level
+    configure_logging(level, getattr(args, "log_format", None) or cfg.log.format)
+    return cfg
+
+
+def needs_extra(command: str, extra: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Decorate a command function: if a module of ``extra`` is missing, say which extra to
+    install and return exit code 2 instead of a traceback.
+
+    Only a :class:`ModuleNotFoundError` for one of the extra's own modules is caught; any
+    other import error is a bug and propagates.
+    """
+    modules = EXTRAS[extra]
+
+    def wrap(func: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(func)
+        def run(*args, **kwargs) -> int:
+            try:
+                return func(*args, **kwargs)
+            except ModuleNotFoundError as exc:
+                if (exc.name or "").partition(".")[0] not in modules:
+                    raise
+                print(MISSING_EXTRA.format(command=command, extra=extra), file=sys.stderr)
+                return EXIT_USAGE
+
+        return run
+
+    return wrap
