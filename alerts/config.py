@@ -240,6 +240,19 @@ class AlertsConfig(_Section):
     def confirm_window(self, window: str) -> str | None:
         return self.policy.confirm.get(window)
 
+    def windows(self) -> tuple[str, ...]:
+        """The windows the alert policy reads: each short window and its confirming window
+        (none when alerts are disabled). The engine must keep them all.
+
+        >>> AlertsConfig(policy={"confirm": {"5m": "1h"}}).windows()
+        ('5m', '1h')
+        >>> AlertsConfig(enabled=False).windows()
+        ()
+        """
+        if not self.enabled:
+            return ()
+        return tuple(dict.fromkeys(w for pair in self.policy.confirm.items() for w in pair))
+
 
 def load_alerts_config(path: str | Path | None) -> AlertsConfig:
     """The ``alerts:`` key of a fairwatch YAML file (embedded defaults without a file)."""

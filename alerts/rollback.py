@@ -25,7 +25,7 @@ from typing import Any
 
 from fairwatch.monitor.windows import parse_duration
 
-from .audit import AuditSink, MemoryAuditLog
+from .audit import FLAG_RESTORE, ROLLBACK, AuditSink, MemoryAuditLog
 from .config import RollbackConfig
 from .flags import FlagStore, FlagStoreError
 
@@ -117,7 +117,7 @@ class RollbackManager:
         return json.loads(self._state_path.read_text(encoding="utf-8"))
 
     def _step(self, step: str, rec: RollbackRecord, **fields: Any) -> None:
-        self.audit.append(f"rollback.{step}", incident=rec.incident, model=rec.model, flag=rec.flag, **fields)
+        self.audit.append(ROLLBACK + step, incident=rec.incident, model=rec.model, flag=rec.flag, **fields)
 
     # -- the procedure ----------------------------------------------------------------------
     def rollback(
@@ -304,5 +304,5 @@ class RollbackManager:
         if not target:
             raise ValueError(NO_PREVIOUS.format(flag=flag))
         change = self.store.set_variant(flag, target, reason=reason, dry_run=dry_run)
-        self.audit.append("flag.restore", model=model, flag=flag, change=change.as_dict())
+        self.audit.append(FLAG_RESTORE, model=model, flag=flag, change=change.as_dict())
         return change.as_dict()

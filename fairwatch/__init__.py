@@ -34,7 +34,7 @@ _API = {
     "Snapshot": "fairwatch.monitor.snapshot",
     "Sample": "fairwatch.monitor.snapshot",
     "SnapshotBoard": "fairwatch.monitor.snapshot",
-    "FAMILIES": "fairwatch.monitor.snapshot",
+    "FAMILIES": "fairwatch.app.families",
     "GroupMetrics": "fairwatch.monitor.metrics",
     "AttributeMetrics": "fairwatch.monitor.metrics",
     "attribute_metrics": "fairwatch.monitor.metrics",
@@ -98,9 +98,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from fairwatch.app.config import Config, ConfigError, load_config
+    from fairwatch.app.families import FAMILIES
     from fairwatch.monitor.engine import Engine, EngineSettings
     from fairwatch.monitor.metrics import AttributeMetrics, GroupMetrics, attribute_metrics
-    from fairwatch.monitor.snapshot import FAMILIES, Sample, Snapshot, SnapshotBoard
+    from fairwatch.monitor.snapshot import Sample, Snapshot, SnapshotBoard
     from fairwatch.monitor.stats import GroupCounts
     from fairwatch.monitor.windows import WindowSpec
     from fairwatch.streaming.events import (

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fairwatch.monitor.snapshot import FAMILIES
 
+from fairwatch.app.families import FAMILIES
 from tests.infra.fixtures import service_unavailable
 from tests.infra.processes import free_ports, log_tail, terminate, wait_until
 

@@ -22,11 +22,10 @@ __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXTRAS", "MISSING_EXTRA", "
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 # extra (pyproject [project.optional-dependencies]) -> the top-level modules it installs
-EXTRAS: dict[str, frozenset[str]] = {
-    "pipeline": frozenset({"sklearn", "fairlearn", "pandas", "networkx", "matplotlib", "scipy", "joblib"}),
-    "demo": frozenset({"pandas", "rich"}),
-    "audit": frozenset({"matplotlib", "rich"}),
-}
+_PIPELINE = frozenset(
+    {"pandas", "scipy", "sklearn", "fairlearn", "networkx", "matplotlib", "markdown_it", "threadpoolctl", "joblib"}
+)
+EXTRAS: dict[str, frozenset[str]] = {"pipeline": _PIPELINE, "demo": _PIPELINE, "audit": frozenset({"matplotlib"})}
 MISSING_EXTRA = "fairwatch {command} needs the {extra!r} extra: pip install 'fairwatch[{extra}]'"
 
 

@@ -31,6 +31,7 @@ from contextlib import ExitStack
 import orjson
 
 from fairwatch.app.config import Config, ConfigError
+from fairwatch.app.families import FAMILIES
 from fairwatch.monitor.daily import DailyStats, DailyStore
 from fairwatch.monitor.engine import Engine
 from fairwatch.monitor.exporter import serve_metrics
@@ -357,6 +358,7 @@ class Daemon:
                 port=cfg.metrics.port,
                 health=self.health,
                 routes={"/jobs": self._jobs_route},
+                families=FAMILIES,
             )
             stack.callback(server.server_close)
             stack.callback(server.shutdown)

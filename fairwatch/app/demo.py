@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fairwatch.app.config import Config
+from fairwatch.app.families import FAMILIES
 from fairwatch.monitor.engine import Engine
 from fairwatch.monitor.exporter import serve_metrics
 from fairwatch.monitor.snapshot import Snapshot, SnapshotBoard
@@ -244,7 +245,7 @@ def run_demo(
         # the policy's fast windows (5m confirmed by 15m, …) come with config.engine_settings()
     engine = Engine(settings)
     board = SnapshotBoard()
-    server, _ = serve_metrics(board, host=config.metrics.host, port=config.metrics.port)
+    server, _ = serve_metrics(board, host=config.metrics.host, port=config.metrics.port, families=FAMILIES)
     port = server.server_port
     stop = _Stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
