@@ -38,16 +38,9 @@ from fairwatch.monitor.metrics import attribute_metrics
 from fairwatch.monitor.snapshot import Sample, Snapshot, WindowMetrics
 from fairwatch.monitor.stats import CountsTable, GroupCounts
 from fairwatch.monitor.windows import BucketRing, WindowSpec
-from fairwatch.streaming.events import (
-    DecisionColumns,
-    EventError,
-    Rejection,
-    attribute_generation,
-    attribute_set,
-    decode_decision_batch,
-    outcome_fields,
-)
+from fairwatch.streaming.batch import AttributeRegistry, DecisionColumns, decode_decision_batch
 from fairwatch.streaming.join import JoinStore, SpillTier
+from fairwatch.streaming.schema import EventError, Rejection, outcome_fields
 
 from fairwatch import __version__
 
@@ -265,6 +258,7 @@ class Engine:
         self.models: dict[str, ModelState] = {}
         self.events: Counter[tuple[str, str, str]] = Counter()
         self.touched: set[str] = set()  # models the last process() call updated
+        self.attribute_sets = AttributeRegistry()  # this engine's own: ids mean nothing to another
 
     def _state(self, model: str) -> ModelState:
         st = self.models.get(model)
@@ -311,7 +305,9 @@ class Engine:
         return good
 
     def _decisions(self, raws, now, meta, topic, rejected) -> None:
-        good, bad = decode_decision_batch(raws, now=now, max_future_skew=self.settings.max_future_skew)
+        good, bad = decode_decision_batch(
+            raws, now=now, max_future_skew=self.settings.max_future_skew, registry=self.attribute_sets
+        )
         for j, exc in bad:
             part, off = meta[j] if meta else (None, None)
             rejected.append(Rejection(exc.reason, str(exc), bytes(raws[j]), topic, part, off))
@@ -370,7 +366,7 @@ class Engine:
         score_a = cols.score[sel]
         dec_a = cols.decision[sel]
         lab_a = cols.label[sel]
-        gidx = st.groups.encode_sets(cols.sets[sel], attribute_generation(), attribute_set)
+        gidx = st.groups.encode_sets(cols.sets[sel], cols.registry.generation, cols.registry.key)
         st._fit()
         st.count_decisions(ts_a, dec_a, gidx)
         labeled = lab_a >= 0

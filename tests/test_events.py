@@ -179,8 +179,11 @@ def test_batch_fast_path_equals_full_validation(event):
         expected = ("ok", f[:6] + (tuple(f[6].items()),) + f[7:])
     except EventError as exc:
         expected = ("bad", exc.reason)
+    from fairwatch.streaming.batch import AttributeRegistry
+
+    registry = AttributeRegistry()
     for _ in range(2):
-        good, bad = decode_decision_batch([raw], now=NOW)
+        good, bad = decode_decision_batch([raw], now=NOW, registry=registry)
         got = ("ok", good.rows()[0]) if good.ids else ("bad", bad[0][1].reason)
         assert got == expected
 
@@ -313,7 +316,7 @@ def test_clean_runs_take_the_column_path():
     """A clean run is decoded without per-event validation (the reason it is fast)."""
     from unittest import mock
 
-    import fairwatch.streaming.events as ev
+    import fairwatch.streaming.batch as ev
 
     raws = [mutate(decision_id=f"d{j}", ts=f"2026-11-21T10:00:{j % 60:02d}.{j % 1000:03d}Z") for j in range(3000)]
     with mock.patch.object(ev, "decision_fields", side_effect=AssertionError("per-event path taken")):

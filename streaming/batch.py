@@ -1,0 +1,351 @@
+"""The batch fast path: raw decision bytes → :class:`DecisionColumns` (the engine's input).
+
+msgspec decodes each event into a typed struct and checks in C what the
+schema's scalar rules say (schema name, id and name lengths, score in [0, 1],
+decision and label values, types); the timestamp column is parsed by
+:func:`fairwatch.streaming.stamps.stamps_to_epoch`, attribute sets are looked
+up in an :class:`AttributeRegistry` by their raw JSON bytes. Any event that
+fails any of this sends its run down to the per-event validator of
+:mod:`fairwatch.streaming.schema`, which alone decides rejection reasons and
+messages — so msgspec's errors never reach a user, and the fast path can only
+ever accept a subset of what the validator accepts (a tested property).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
+from typing import Annotated, Literal
+
+import msgspec
+import numpy as np
+import orjson
+from crc32c import crc32c as _fingerprint
+from fairwatch.streaming.schema import (
+    DECISION_SCHEMA,
+    MAX_EVENT_BYTES,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TS,
+    MIN_TS,
+    EventError,
+    _attributes,
+    decision_fields,
+)
+from fairwatch.streaming.stamps import stamps_to_epoch
+
+__all__ = ["AttributeRegistry", "DecisionColumns", "decode_decision_batch"]
+
+
+class AttributeRegistry:
+    """Attribute sets known to be valid, each with a small integer id.
+
+    Owned by one engine (two engines never share ids). Bounded: :meth:`reset_if_full`
+    forgets everything between batches once ``limit`` sets are known, and bumps
+    ``generation`` so that whoever cached ids knows they mean nothing now.
+
+    >>> reg = AttributeRegistry()
+    >>> reg.learn_raw(b'{"sex":"F"}'), reg.learn_raw(b'{"sex": "F"}'), reg.key(0)
+    (0, 0, (('sex', 'F'),))
+    >>> reg.learn_raw(b'{"sex":"a,b"}') is None  # invalid: never registered
+    True
+    """
+
+    def __init__(self, limit: int = 100_000):
+        self.limit = limit
+        self.generation = 0
+        self._by_raw: dict[bytes, int] = {}
+        self._by_key: dict[tuple, int] = {}
+        self._keys: list[tuple] = []
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def key(self, set_id: int) -> tuple:
+        """The attribute set (``tuple(attributes.items())``) behind an id."""
+        return self._keys[set_id]
+
+    def id_of(self, key: tuple) -> int:
+        """Id of an attribute set already validated, added when new."""
+        sid = self._by_key.get(key)
+        if sid is None:
+            sid = self._by_key[key] = len(self._keys)
+            self._keys.append(key)
+        return sid
+
+    def ids_of_raw(self, raws: list[bytes]) -> list[int] | None:
+        """Ids of attribute objects given as raw JSON; ``None`` if one of them is invalid."""
+        ids = list(map(self._by_raw.get, raws))
+        if None in ids:
+            for raw in dict.fromkeys(raws):
+                if raw not in self._by_raw and self.learn_raw(raw) is None:
+                    return None
+            ids = list(map(self._by_raw.__getitem__, raws))
+        return ids
+
+    def learn_raw(self, raw: bytes) -> int | None:
+        """Validate one attribute object's raw JSON and register it; ``None`` if invalid."""
+        sid = self._by_raw.get(raw)
+        if sid is None:
+            try:
+                value = orjson.loads(raw)
+                _attributes(value)
+            except (orjson.JSONDecodeError, EventError):
+                return None
+            sid = self._by_raw[raw] = self.id_of(tuple(value.items()))
+        return sid
+
+    def reset_if_full(self) -> None:
+        if len(self._keys) >= self.limit:
+            self._by_raw.clear()
+            self._by_key.clear()
+            self._keys.clear()
+            self.generation += 1
+
+
+@dataclass(slots=True)
+class DecisionColumns:
+    """A batch of valid decisions, column by column (the engine's input).
+
+    ``sets`` holds each event's attribute set as an id of ``registry``
+    (``registry.key(id)`` gives back ``tuple(attributes.items())``; ids stay
+    valid while ``registry.generation`` is unchanged). ``label`` is -1 where
+    absent; ``fingerprint`` is the CRC-32C of the raw bytes.
+    """
+
+    registry: AttributeRegistry
+    ids: list[str]
+    models: list[str]
+    versions: list[str]
+    ts: np.ndarray
+    score: np.ndarray
+    decision: np.ndarray
+    sets: np.ndarray
+    label: np.ndarray
+    fingerprint: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def keys(self) -> list[tuple]:
+        """Each event's attributes as ``tuple(attributes.items())``."""
+        return list(map(self.registry.key, self.sets.tolist()))
+
+    def rows(self) -> list[tuple]:
+        """Per event: the fields of :class:`~fairwatch.streaming.schema.Decision`, attributes as an item tuple."""
+        return list(
+            zip(
+                self.ids,
+                self.models,
+                self.versions,
+                self.ts.tolist(),
+                self.score.tolist(),
+                self.decision.tolist(),
+                self.keys,
+                self.label.tolist(),
+                self.fingerprint.tolist(),
+                strict=True,
+            )
+        )
+
+    def take(self, idx: np.ndarray) -> DecisionColumns:
+        """The events at positions ``idx`` (an index array), in that order."""
+        pick = idx.tolist()
+        return DecisionColumns(
+            self.registry,
+            [self.ids[j] for j in pick],
+            [self.models[j] for j in pick],
+            [self.versions[j] for j in pick],
+            *(getattr(self, f)[idx] for f in _ARRAY_FIELDS),
+        )
+
+    @classmethod
+    def empty(cls, registry: AttributeRegistry) -> DecisionColumns:
+        i64 = np.zeros(0, np.int64)
+        return cls(registry, [], [], [], np.zeros(0), np.zeros(0), i64, i64, i64, i64)
+
+    @classmethod
+    def from_rows(cls, registry: AttributeRegistry, rows: Sequence[tuple]) -> DecisionColumns:
+        """From rows as :func:`~fairwatch.streaming.schema.decision_fields` gives them (attributes as a dict)."""
+        if not rows:
+            return cls.empty(registry)
+        ids, models, versions, ts, score, decision, attrs, label, fp = zip(*rows, strict=True)
+        return cls(
+            registry,
+            list(ids),
+            list(models),
+            list(versions),
+            np.array(ts, np.float64),
+            np.array(score, np.float64),
+            np.array(decision, np.int64),
+            np.array([registry.id_of(tuple(a.items())) for a in attrs], np.int64),
+            np.array(label, np.int64),
+            np.array(fp, np.int64),
+        )
+
+    @classmethod
+    def concat(cls, registry: AttributeRegistry, parts: Sequence[DecisionColumns]) -> DecisionColumns:
+        parts = [p for p in parts if p.ids]
+        if len(parts) <= 1:
+            return parts[0] if parts else cls.empty(registry)
+        return cls(
+            registry,
+            list(chain.from_iterable(p.ids for p in parts)),
+            list(chain.from_iterable(p.models for p in parts)),
+            list(chain.from_iterable(p.versions for p in parts)),
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in _ARRAY_FIELDS),
+        )
+
+
+_ARRAY_FIELDS = ("ts", "score", "decision", "sets", "label", "fingerprint")
+
+#: Events decoded together (a run): small enough that the run's objects stay in cache.
+_RUN = 1024
+#: Runs this short that hold a problem are validated event by event.
+_LEAF = 32
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+_NULL = msgspec.Raw(b"null")
+
+
+class _FastDecision(msgspec.Struct, gc=False):
+    """decision/v1 as the fast path reads it: scalar rules in C; attributes and features
+    kept as raw JSON (attributes are checked once per distinct set, features only for being
+    an object or null)."""
+
+    schema: Literal["decision/v1"]
+    decision_id: _Id
+    model: _Name
+    model_version: _Name
+    ts: str | float
+    score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    decision: Literal[0, 1]
+    attributes: msgspec.Raw
+    features: msgspec.Raw = _NULL
+    label: Literal[0, 1] | None = None
+
+
+assert DECISION_SCHEMA == "decision/v1"  # the Literal above spells it out
+_decode = msgspec.json.Decoder(_FastDecision).decode
+_COLUMNS = [
+    attrgetter(k)
+    for k in ("decision_id", "model", "model_version", "ts", "score", "decision", "attributes", "features", "label")
+]
+_LABEL_CODE = {None: -1, 0: 0, 1: 1}
+_OPEN_BRACE, _N = ord("{"), ord("n")
+
+
+def decode_decision_batch(
+    raws: Sequence[bytes],
+    *,
+    now: float | None = None,
+    max_future_skew: float = 300.0,
+    registry: AttributeRegistry | None = None,
+) -> tuple[DecisionColumns, list[tuple[int, EventError]]]:
+    """Validate a batch of decisions (the engine's hot path).
+
+    Returns ``(good, bad)``: ``good`` holds the valid events as
+    :class:`DecisionColumns`, in arrival order; ``bad`` holds ``(position, error)``.
+    Same acceptance, values and reasons as
+    :func:`~fairwatch.streaming.schema.decision_fields` (a tested property).
+    ``registry`` is the caller's attribute-set registry (an engine keeps one; default:
+    a fresh one for this call).
+
+    The checks run in C (msgspec, ``map``, numpy) over runs of :data:`_RUN` events.
+    Only a run that holds a problem is split, down to :data:`_LEAF` events, which get
+    the per-event validation that names the reason. A clean stream costs no Python
+    bytecode per event.
+    """
+    reg = AttributeRegistry() if registry is None else registry
+    reg.reset_if_full()  # only between batches: ids stay valid within one
+    parts: list[DecisionColumns] = []
+    bad: list[tuple[int, EventError]] = []
+    for lo in range(0, len(raws), _RUN):
+        _decode_run(raws[lo : lo + _RUN], 0, min(_RUN, len(raws) - lo), lo, now, max_future_skew, reg, parts, bad)
+    return DecisionColumns.concat(reg, parts), bad
+
+
+def _decode_run(raws, lo, hi, base, now, skew, reg, parts, bad) -> None:
+    cols = _run_columns(raws[lo:hi], now, skew, reg)
+    if cols is not None:
+        parts.append(cols)
+    elif hi - lo > _LEAF:
+        mid = (lo + hi) // 2
+        _decode_run(raws, lo, mid, base, now, skew, reg, parts, bad)
+        _decode_run(raws, mid, hi, base, now, skew, reg, parts, bad)
+    else:
+        rows = []
+        for j in range(lo, hi):
+            try:
+                rows.append(decision_fields(raws[j], now=now, max_future_skew=skew))
+            except EventError as exc:
+                bad.append((base + j, exc))
+        parts.append(DecisionColumns.from_rows(reg, rows))
+
+
+def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | None:
+    """Columns of a run in which every event is valid and in a fast form, else ``None``."""
+    n = len(raws)
+    try:
+        if max(map(len, raws)) > MAX_EVENT_BYTES:
+            return None
+        objs = list(map(_decode, raws))
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        return None
+    ids, models, versions, stamps, scores, decisions, attrs, features, labels = [list(map(g, objs)) for g in _COLUMNS]
+    # features: an object or null (the raw JSON of an object starts with "{").
+    lens = np.fromiter(map(len, features), np.int64, n)
+    first = np.frombuffer(b"".join(features), np.uint8)[np.cumsum(lens) - lens]
+    if not ((first == _OPEN_BRACE) | ((first == _N) & (lens == 4))).all():
+        return None
+    if set(map(type, stamps)) == {float}:
+        ts = np.array(stamps, np.float64)
+        if not (ts.min() >= MIN_TS and ts.max() < MAX_TS):
+            return None
+    else:
+        ts = _mixed_stamps(stamps)
+        if ts is None:
+            return None
+    if now is not None and ts.max() - now > skew:
+        return None
+    sets = reg.ids_of_raw(list(map(bytes, attrs)))
+    if sets is None:
+        return None
+    present = set(labels)
+    if present == {None}:  # the usual case: labels come later, as outcomes
+        label = np.full(n, -1, np.int64)
+    else:
+        label = np.fromiter(map(_LABEL_CODE.__getitem__, labels), np.int64, n)
+    return DecisionColumns(
+        reg,
+        ids,
+        models,
+        versions,
+        ts,
+        np.array(scores, np.float64),
+        np.array(decisions, np.int64),
+        np.array(sets, np.int64),
+        label,
+        np.fromiter(map(_fingerprint, raws), np.int64, n),
+    )
+
+
+def _mixed_stamps(stamps: list) -> np.ndarray | None:
+    """Text stamps, or text and epoch seconds mixed in one run."""
+    ts = stamps_to_epoch(stamps)
+    if ts is not None or set(map(type, stamps)) != {str, float}:
+        return ts
+    is_text = np.fromiter((type(s) is str for s in stamps), bool, len(stamps))
+    out = np.empty(len(stamps))
+    text = stamps_to_epoch([s for s in stamps if type(s) is str])
+    if text is None:
+        return None
+    out[is_text] = text
+    out[~is_text] = [s for s in stamps if type(s) is float]
+    if not (out.min() >= MIN_TS and out.max() < MAX_TS):
+        return None
+    return out
