@@ -30,12 +30,12 @@ from typing import Protocol
 
 import numpy as np
 from fairwatch.monitor.engine_state import ModelState, models_blob, models_from_blob
-from fairwatch.monitor.ingest import ingest_decisions, ingest_outcomes
+from fairwatch.monitor.ingest import apply_outcomes, ingest_decisions, ingest_outcomes
 from fairwatch.monitor.samples import VERSION, build_snapshot
 from fairwatch.monitor.snapshot import Snapshot
 from fairwatch.monitor.stats import GroupCounts
 from fairwatch.monitor.windows import WindowSpec
-from fairwatch.streaming.batch import AttributeRegistry
+from fairwatch.streaming.batch import AttributeRegistry, OutcomeColumns
 from fairwatch.streaming.schema import Rejection
 
 __all__ = ["Engine", "EngineSettings", "VERSION", "ModelState"]
@@ -129,6 +129,20 @@ class Engine:
         if outcomes:
             ingest_outcomes(self, outcomes, now, outcome_meta, outcome_topic, rejected)
         return rejected
+
+    def apply_outcomes(
+        self,
+        outcomes: OutcomeColumns,
+        *,
+        rejections: Sequence[Rejection] = (),
+        topic: str = OUTCOMES_TOPIC,
+    ) -> None:
+        """Apply outcomes already validated by :func:`~fairwatch.streaming.batch.decode_outcome_batch`
+        (a replay reads each outcome once, for its time and its fields) and count their
+        batch's ``rejections``. The models they update join ``touched``."""
+        for r in rejections:
+            self.events[(topic, "invalid", r.reason)] += 1
+        apply_outcomes(self, outcomes, topic)
 
     # -- evaluation ------------------------------------------------------------
     def snapshot(self, *, now: float | None = None) -> Snapshot:

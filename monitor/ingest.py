@@ -4,39 +4,22 @@ Decisions: the batch fast path validates them into columns (the engine's own
 attribute-set registry), duplicates and late events are counted and dropped,
 the rest are counted per group with ``np.bincount`` and kept in the join store;
 outcomes that arrived before their decision join right after it. Outcomes:
-validated one by one, then joined by decision id (or left waiting).
+validated by the outcome fast path, then joined by decision id (or left waiting).
 """
 
 from __future__ import annotations
 
-from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
-from fairwatch.streaming.batch import DecisionColumns, decode_decision_batch
-from fairwatch.streaming.schema import EventError, Rejection, outcome_fields
+from fairwatch.streaming.batch import DecisionColumns, OutcomeColumns, decode_decision_batch, decode_outcome_batch
+from fairwatch.streaming.schema import Rejection
 
 if TYPE_CHECKING:
     from fairwatch.monitor.engine import Engine
     from fairwatch.monitor.engine_state import ModelState
 
-__all__ = ["ingest_decisions", "ingest_outcomes"]
-
-_MODEL = itemgetter(1)  # the model field of a decoded outcome
-
-
-def _validate(engine: Engine, raws, fn, now, meta, topic, rejected) -> list[tuple]:
-    skew = engine.settings.max_future_skew
-    good = []
-    append = good.append
-    for j, raw in enumerate(raws):
-        try:
-            append(fn(raw, now=now, max_future_skew=skew))
-        except EventError as exc:
-            part, off = meta[j] if meta else (None, None)
-            rejected.append(Rejection(exc.reason, str(exc), bytes(raw), topic, part, off))
-            engine.events[(topic, "invalid", exc.reason)] += 1
-    return good
+__all__ = ["ingest_decisions", "ingest_outcomes", "apply_outcomes", "count_rejections"]
 
 
 def ingest_decisions(engine: Engine, raws, now, meta, topic, rejected) -> None:
@@ -44,10 +27,7 @@ def ingest_decisions(engine: Engine, raws, now, meta, topic, rejected) -> None:
     good, bad = decode_decision_batch(
         raws, now=now, max_future_skew=engine.settings.max_future_skew, registry=engine.attribute_sets
     )
-    for j, exc in bad:
-        part, off = meta[j] if meta else (None, None)
-        rejected.append(Rejection(exc.reason, str(exc), bytes(raws[j]), topic, part, off))
-        engine.events[(topic, "invalid", exc.reason)] += 1
+    count_rejections(engine, [(j, exc, raws[j]) for j, exc in bad], meta, topic, rejected)
     if not good.ids:
         return
     models = set(good.models)
@@ -132,20 +112,37 @@ def _model_decisions(engine: Engine, st: ModelState, cols: DecisionColumns, topi
 
 def ingest_outcomes(engine: Engine, raws, now, meta, topic, rejected) -> None:
     """Validate a batch of raw outcomes and join them to their decisions (or let them wait)."""
-    good = _validate(engine, raws, outcome_fields, now, meta, topic, rejected)
-    if not good:
+    good, bad = decode_outcome_batch(raws, now=now, max_future_skew=engine.settings.max_future_skew)
+    count_rejections(engine, [(j, exc, raws[j]) for j, exc in bad], meta, topic, rejected)
+    apply_outcomes(engine, good, topic)
+
+
+def count_rejections(engine: Engine, bad, meta, topic: str, rejected: list[Rejection]) -> None:
+    """Count ``(position, error, raw)`` rejections and append them to ``rejected``."""
+    for j, exc, raw in bad:
+        part, off = meta[j] if meta else (None, None)
+        rejected.append(Rejection(exc.reason, str(exc), bytes(raw), topic, part, off))
+        engine.events[(topic, "invalid", exc.reason)] += 1
+
+
+def apply_outcomes(engine: Engine, good: OutcomeColumns, topic: str) -> None:
+    """Join validated outcomes to their decisions (or let them wait), model by model."""
+    if not good.ids:
         return
-    models = set(map(_MODEL, good))
+    models = set(good.models)
+    if len(models) == 1:
+        _model_outcomes(engine, engine._state(models.pop()), good, topic)
+        return
+    names = np.array(good.models, object)
     for model in sorted(models):
-        rows = good if len(models) == 1 else [f for f in good if f[1] == model]
-        _model_outcomes(engine, engine._state(model), rows, topic)
+        _model_outcomes(engine, engine._state(model), good.take(np.nonzero(names == model)[0]), topic)
 
 
-def _model_outcomes(engine: Engine, st: ModelState, rows: list[tuple], topic: str) -> None:
+def _model_outcomes(engine: Engine, st: ModelState, cols: OutcomeColumns, topic: str) -> None:
     engine.touched.add(st.model)
-    ids, _, times, labels = zip(*rows, strict=True)
+    ids = cols.ids
     n = len(ids)
-    lab_a = np.array(labels, np.int64)
+    lab_a = cols.label
     dup = np.zeros(n, bool)
     if len(set(ids)) != n:
         seen: set[str] = set()
@@ -173,7 +170,7 @@ def _model_outcomes(engine: Engine, st: ModelState, rows: list[tuple], topic: st
         engine.events[(topic, "ok", "")] += n_ok
     if early.any():
         ej = np.nonzero(early)[0]
-        st.join.wait_outcomes([ids[j] for j in ej], lab_a[ej], np.array(times, np.float64)[ej])
+        st.join.wait_outcomes([ids[j] for j in ej], lab_a[ej], cols.ts[ej])
     if join.any():
         r = rows_a[join]
         st.join.set_labels(r, lab_a[join])

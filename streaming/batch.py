@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from operator import attrgetter
 from typing import Annotated, Literal
@@ -30,13 +31,15 @@ from fairwatch.streaming.schema import (
     MAX_NAME_CHARS,
     MAX_TS,
     MIN_TS,
+    OUTCOME_SCHEMA,
     EventError,
     _attributes,
     decision_fields,
+    outcome_fields,
 )
 from fairwatch.streaming.stamps import stamps_to_epoch
 
-__all__ = ["AttributeRegistry", "DecisionColumns", "decode_decision_batch"]
+__all__ = ["AttributeRegistry", "DecisionColumns", "OutcomeColumns", "decode_decision_batch", "decode_outcome_batch"]
 
 
 class AttributeRegistry:
@@ -229,8 +232,18 @@ class _FastDecision(msgspec.Struct, gc=False):
     label: Literal[0, 1] | None = None
 
 
-assert DECISION_SCHEMA == "decision/v1"  # the Literal above spells it out
-_decode = msgspec.json.Decoder(_FastDecision).decode
+class _FastOutcome(msgspec.Struct, gc=False):
+    """outcome/v1 as the fast path reads it."""
+
+    schema: Literal["outcome/v1"]
+    decision_id: _Id
+    model: _Name
+    ts: str | float
+    label: Literal[0, 1]
+
+
+assert (DECISION_SCHEMA, OUTCOME_SCHEMA) == ("decision/v1", "outcome/v1")  # the Literals above spell them out
+_DECODERS = {cls: msgspec.json.Decoder(cls).decode for cls in (_FastDecision, _FastOutcome)}
 _COLUMNS = [
     attrgetter(k)
     for k in ("decision_id", "model", "model_version", "ts", "score", "decision", "attributes", "features", "label")
@@ -264,37 +277,48 @@ def decode_decision_batch(
     reg.reset_if_full()  # only between batches: ids stay valid within one
     parts: list[DecisionColumns] = []
     bad: list[tuple[int, EventError]] = []
+    fast = partial(_run_columns, now=now, skew=max_future_skew, reg=reg)
+    slow = partial(decision_fields, now=now, max_future_skew=max_future_skew)
     for lo in range(0, len(raws), _RUN):
-        _decode_run(raws[lo : lo + _RUN], 0, min(_RUN, len(raws) - lo), lo, now, max_future_skew, reg, parts, bad)
+        run = raws[lo : lo + _RUN]
+        _decode_run(run, 0, len(run), lo, fast, slow, partial(DecisionColumns.from_rows, reg), parts, bad)
     return DecisionColumns.concat(reg, parts), bad
 
 
-def _decode_run(raws, lo, hi, base, now, skew, reg, parts, bad) -> None:
-    cols = _run_columns(raws[lo:hi], now, skew, reg)
+def _decode_run(raws, lo, hi, base, fast, slow, from_rows, parts, bad) -> None:
+    """``fast`` over ``raws[lo:hi]``; on a problem, halves, down to ``slow`` per event."""
+    cols = fast(raws[lo:hi])
     if cols is not None:
         parts.append(cols)
     elif hi - lo > _LEAF:
         mid = (lo + hi) // 2
-        _decode_run(raws, lo, mid, base, now, skew, reg, parts, bad)
-        _decode_run(raws, mid, hi, base, now, skew, reg, parts, bad)
+        _decode_run(raws, lo, mid, base, fast, slow, from_rows, parts, bad)
+        _decode_run(raws, mid, hi, base, fast, slow, from_rows, parts, bad)
     else:
         rows = []
         for j in range(lo, hi):
             try:
-                rows.append(decision_fields(raws[j], now=now, max_future_skew=skew))
+                rows.append(slow(raws[j]))
             except EventError as exc:
                 bad.append((base + j, exc))
-        parts.append(DecisionColumns.from_rows(reg, rows))
+        parts.append(from_rows(rows))
+
+
+def _decode_all(raws, cls: type[msgspec.Struct]) -> list | None:
+    """Each raw event decoded into ``cls``, or ``None`` if one is oversized or does not fit."""
+    try:
+        if max(map(len, raws)) > MAX_EVENT_BYTES:
+            return None
+        return list(map(_DECODERS[cls], raws))
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+        return None
 
 
 def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | None:
     """Columns of a run in which every event is valid and in a fast form, else ``None``."""
     n = len(raws)
-    try:
-        if max(map(len, raws)) > MAX_EVENT_BYTES:
-            return None
-        objs = list(map(_decode, raws))
-    except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+    objs = _decode_all(raws, _FastDecision)
+    if objs is None:
         return None
     ids, models, versions, stamps, scores, decisions, attrs, features, labels = [list(map(g, objs)) for g in _COLUMNS]
     # features: an object or null (the raw JSON of an object starts with "{").
@@ -302,15 +326,8 @@ def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | N
     first = np.frombuffer(b"".join(features), np.uint8)[np.cumsum(lens) - lens]
     if not ((first == _OPEN_BRACE) | ((first == _N) & (lens == 4))).all():
         return None
-    if set(map(type, stamps)) == {float}:
-        ts = np.array(stamps, np.float64)
-        if not (ts.min() >= MIN_TS and ts.max() < MAX_TS):
-            return None
-    else:
-        ts = _mixed_stamps(stamps)
-        if ts is None:
-            return None
-    if now is not None and ts.max() - now > skew:
+    ts = _stamps(stamps, now, skew)
+    if ts is None:
         return None
     sets = reg.ids_of_raw(list(map(bytes, attrs)))
     if sets is None:
@@ -334,6 +351,21 @@ def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | N
     )
 
 
+def _stamps(stamps: list, now: float | None, skew: float) -> np.ndarray | None:
+    """Epoch seconds of a run's ``ts`` column (text, numbers or both), range and skew checked."""
+    if set(map(type, stamps)) == {float}:
+        ts = np.array(stamps, np.float64)
+        if not (ts.min() >= MIN_TS and ts.max() < MAX_TS):
+            return None
+    else:
+        ts = _mixed_stamps(stamps)
+        if ts is None:
+            return None
+    if now is not None and ts.max() - now > skew:
+        return None
+    return ts
+
+
 def _mixed_stamps(stamps: list) -> np.ndarray | None:
     """Text stamps, or text and epoch seconds mixed in one run."""
     ts = stamps_to_epoch(stamps)
@@ -349,3 +381,79 @@ def _mixed_stamps(stamps: list) -> np.ndarray | None:
     if not (out.min() >= MIN_TS and out.max() < MAX_TS):
         return None
     return out
+
+
+@dataclass(slots=True)
+class OutcomeColumns:
+    """A batch of valid outcomes, column by column."""
+
+    ids: list[str]
+    models: list[str]
+    ts: np.ndarray
+    label: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self) -> list[tuple]:
+        """Per event: the fields of :class:`~fairwatch.streaming.schema.Outcome`."""
+        return list(zip(self.ids, self.models, self.ts.tolist(), self.label.tolist(), strict=True))
+
+    def take(self, idx: np.ndarray) -> OutcomeColumns:
+        """The events at positions ``idx`` (an index array), in that order."""
+        pick = idx.tolist()
+        return OutcomeColumns(
+            [self.ids[j] for j in pick], [self.models[j] for j in pick], self.ts[idx], self.label[idx]
+        )
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple]) -> OutcomeColumns:
+        """From rows as :func:`~fairwatch.streaming.schema.outcome_fields` gives them."""
+        if not rows:
+            return cls([], [], np.zeros(0), np.zeros(0, np.int64))
+        ids, models, ts, label = zip(*rows, strict=True)
+        return cls(list(ids), list(models), np.array(ts, np.float64), np.array(label, np.int64))
+
+    @classmethod
+    def concat(cls, parts: Sequence[OutcomeColumns]) -> OutcomeColumns:
+        parts = [p for p in parts if p.ids]
+        if len(parts) <= 1:
+            return parts[0] if parts else cls.from_rows(())
+        return cls(
+            list(chain.from_iterable(p.ids for p in parts)),
+            list(chain.from_iterable(p.models for p in parts)),
+            np.concatenate([p.ts for p in parts]),
+            np.concatenate([p.label for p in parts]),
+        )
+
+
+_OUTCOME_COLUMNS = [attrgetter(k) for k in ("decision_id", "model", "ts", "label")]
+
+
+def decode_outcome_batch(
+    raws: Sequence[bytes], *, now: float | None = None, max_future_skew: float = 300.0
+) -> tuple[OutcomeColumns, list[tuple[int, EventError]]]:
+    """Validate a batch of outcomes: :func:`decode_decision_batch` for ``outcome/v1``.
+
+    Same acceptance, values and reasons as :func:`~fairwatch.streaming.schema.outcome_fields`
+    (a tested property).
+    """
+    parts: list[OutcomeColumns] = []
+    bad: list[tuple[int, EventError]] = []
+    fast = partial(_outcome_run, now=now, skew=max_future_skew)
+    slow = partial(outcome_fields, now=now, max_future_skew=max_future_skew)
+    for lo in range(0, len(raws), _RUN):
+        run = raws[lo : lo + _RUN]
+        _decode_run(run, 0, len(run), lo, fast, slow, OutcomeColumns.from_rows, parts, bad)
+    return OutcomeColumns.concat(parts), bad
+
+
+def _outcome_run(raws, now, skew) -> OutcomeColumns | None:
+    objs = _decode_all(raws, _FastOutcome)
+    if objs is None:
+        return None
+    ids, models, stamps, labels = [list(map(g, objs)) for g in _OUTCOME_COLUMNS]
+    ts = _stamps(stamps, now, skew)
+    if ts is None:
+        return None
+    return OutcomeColumns(ids, models, ts, np.array(labels, np.int64))

@@ -488,3 +488,67 @@ def test_every_form_takes_the_column_path(form):
     with mock.patch.object(batch, "decision_fields", side_effect=AssertionError("per-event path taken")):
         good, bad = batch.decode_decision_batch(raws, now=NOW)
     assert len(good) == 3000 and not bad
+
+
+outcome_events = st.fixed_dictionaries(
+    {},
+    optional={
+        "schema": st.sampled_from(["outcome/v1", "decision/v1"]) | json_values,
+        "decision_id": st.text(min_size=0, max_size=130) | json_values,
+        "model": st.sampled_from(["loan", ""]) | json_values,
+        "ts": stamp_values | json_values,
+        "label": st.sampled_from([None, 0, 1, 2, True, 1.0]) | json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(outcome_events.map(orjson.dumps) | st.binary(max_size=40), max_size=60))
+def test_outcome_batch_equals_per_event_validation(raws):
+    """The outcome fast path: the same outcomes, values, reasons and messages as outcome_fields."""
+    from fairwatch.streaming.batch import decode_outcome_batch
+    from fairwatch.streaming.events import outcome_fields
+
+    good, bad = decode_outcome_batch(raws)
+    expected_good, expected_bad = [], []
+    for j, raw in enumerate(raws):
+        try:
+            expected_good.append(outcome_fields(raw))
+        except EventError as exc:
+            expected_bad.append((j, exc.reason, str(exc)))
+    assert good.rows() == expected_good
+    assert [(j, e.reason, str(e)) for j, e in bad] == expected_bad
+
+
+def test_replay_decodes_each_outcome_once(tmp_path):
+    """Replay reads an outcome line once, for its time and its fields (no second parse)."""
+    from unittest import mock
+
+    import fairwatch.monitor.replay as replay_mod
+    from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
+
+    sim = LoanSimulator(
+        seed=3, rate=50, scenario="none", delay=OutcomeDelay(kind="fixed", median_s=5.0, never_share=0.0)
+    )
+    batch = sim.advance_batch(200)
+    dec, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    dec.write_bytes(b"\n".join(batch.topic_values(False)) + b"\n")
+    outcomes = batch.topic_values(True)
+    out.write_bytes(b"\n".join([*outcomes, b'{"schema":"outcome/v1"}']) + b"\n")
+    seen = []
+
+    def counting(lines, **kw):
+        seen.extend(lines)
+        return decode(lines, **kw)
+
+    decode = replay_mod.decode_outcome_batch
+    with (
+        mock.patch.object(replay_mod, "decode_outcome_batch", counting),
+        mock.patch("fairwatch.monitor.ingest.decode_outcome_batch", side_effect=AssertionError("parsed again")),
+    ):
+        result = replay_mod.replay(dec, outcomes=out, batch_size=1000, progress=False)
+    assert len(seen) == len(outcomes) + 1 == result.outcomes_read
+    assert result.rejected == 1
+    joined = result.snapshot.value("fairwatch_outcome_joins_total", model="loan-approval", result="joined")
+    ok = result.snapshot.value("fairwatch_events_total", topic="fairness.outcomes", result="ok")
+    assert ok == len(outcomes) and joined == len(outcomes)
