@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain
-from operator import attrgetter
 from typing import Annotated, Literal
 
 import msgspec
@@ -244,10 +243,7 @@ class _FastOutcome(msgspec.Struct, gc=False):
 
 assert (DECISION_SCHEMA, OUTCOME_SCHEMA) == ("decision/v1", "outcome/v1")  # the Literals above spell them out
 _DECODERS = {cls: msgspec.json.Decoder(cls).decode for cls in (_FastDecision, _FastOutcome)}
-_COLUMNS = [
-    attrgetter(k)
-    for k in ("decision_id", "model", "model_version", "ts", "score", "decision", "attributes", "features", "label")
-]
+_astuple = msgspec.structs.astuple
 _LABEL_CODE = {None: -1, 0: 0, 1: 1}
 _OPEN_BRACE, _N = ord("{"), ord("n")
 
@@ -320,7 +316,10 @@ def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | N
     objs = _decode_all(raws, _FastDecision)
     if objs is None:
         return None
-    ids, models, versions, stamps, scores, decisions, attrs, features, labels = [list(map(g, objs)) for g in _COLUMNS]
+    # One transpose in C (structs → field tuples): cheaper than one attrgetter pass per field.
+    _, ids, models, versions, stamps, scores, decisions, attrs, features, labels = zip(
+        *map(_astuple, objs), strict=True
+    )
     # features: an object or null (the raw JSON of an object starts with "{").
     lens = np.fromiter(map(len, features), np.int64, n)
     first = np.frombuffer(b"".join(features), np.uint8)[np.cumsum(lens) - lens]
@@ -339,9 +338,9 @@ def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | N
         label = np.fromiter(map(_LABEL_CODE.__getitem__, labels), np.int64, n)
     return DecisionColumns(
         reg,
-        ids,
-        models,
-        versions,
+        list(ids),
+        list(models),
+        list(versions),
         ts,
         np.array(scores, np.float64),
         np.array(decisions, np.int64),
@@ -427,9 +426,6 @@ class OutcomeColumns:
         )
 
 
-_OUTCOME_COLUMNS = [attrgetter(k) for k in ("decision_id", "model", "ts", "label")]
-
-
 def decode_outcome_batch(
     raws: Sequence[bytes], *, now: float | None = None, max_future_skew: float = 300.0
 ) -> tuple[OutcomeColumns, list[tuple[int, EventError]]]:
@@ -452,8 +448,8 @@ def _outcome_run(raws, now, skew) -> OutcomeColumns | None:
     objs = _decode_all(raws, _FastOutcome)
     if objs is None:
         return None
-    ids, models, stamps, labels = [list(map(g, objs)) for g in _OUTCOME_COLUMNS]
+    _, ids, models, stamps, labels = zip(*map(_astuple, objs), strict=True)
     ts = _stamps(stamps, now, skew)
     if ts is None:
         return None
-    return OutcomeColumns(ids, models, ts, np.array(labels, np.int64))
+    return OutcomeColumns(list(ids), list(models), ts, np.array(labels, np.int64))
