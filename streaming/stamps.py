@@ -60,11 +60,13 @@ def stamps_to_epoch(stamps: Sequence[object]) -> np.ndarray | None:
     buf = np.frombuffer(text, np.uint8)
     if lo == hi:  # the usual case: one producer, one form
         return _same_length(buf.reshape(n, lo))
+    # Mixed lengths (datetime.isoformat() drops a zero fraction): one padded matrix, then
+    # the rows of each length (ASCII was checked above, so uint8 holds every code point).
+    wide = np.array(stamps, f"U{hi}").view(np.uint32).reshape(n, hi).astype(np.uint8)
     out = np.empty(n)
-    starts = np.cumsum(lens) - lens
     for length in np.unique(lens).tolist():
         idx = np.nonzero(lens == length)[0]
-        part = _same_length(buf[starts[idx, None] + np.arange(length)])
+        part = _same_length(wide[idx, :length])
         if part is None:
             return None
         out[idx] = part
