@@ -17,15 +17,20 @@ snapshot), :mod:`fairwatch.alerts` and :mod:`fairwatch.intervention`, and
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from fairwatch.errors import FairwatchError
 
-try:
-    __version__ = version("fairwatch")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+
+def _version() -> str:
+    # importlib.metadata costs more than the rest of ``import fairwatch``: read it on first use
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fairwatch")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"
+
 
 # public name -> module that defines it
 _API = {
@@ -84,6 +89,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = globals()["__version__"] = _version()
+        return value
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'fairwatch' has no attribute {name!r}")
@@ -97,6 +105,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    __version__: str
     from fairwatch.app.config import Config, ConfigError, load_config
     from fairwatch.app.families import FAMILIES
     from fairwatch.monitor.engine import Engine, EngineSettings
