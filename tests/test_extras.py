@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from fairwatch.app.commands import EXIT_USAGE, MISSING_EXTRA, needs_extra
+from fairwatch.app.commands import EXIT_USAGE, EXTRAS, MISSING_EXTRA, missing_modules, needs_extra
 
 #: every heavy library an extra brings, and numpy (base, but not needed to build the parser)
 HEAVY = ("sklearn", "fairlearn", "pandas", "scipy", "matplotlib", "networkx", "markdown_it", "joblib")
@@ -56,8 +56,8 @@ def test_pipeline_without_its_extra_names_the_extra(tmp_path) -> None:
     assert "pip install 'fairwatch[pipeline]'" in res.stderr
 
 
-def test_demo_without_its_extra_names_the_extra() -> None:
-    res = _fairwatch(["demo", "--duration", "1", "--no-live"], ("pandas",))
+def test_demo_without_its_extra_names_the_extra_before_it_starts() -> None:
+    res = _fairwatch(["demo", "--duration", "30", "--no-live"], ("fairlearn",))
     assert res.returncode == EXIT_USAGE
     assert res.stderr.strip() == "fairwatch demo needs the 'demo' extra: pip install 'fairwatch[demo]'"
 
@@ -71,6 +71,10 @@ def test_a_missing_module_of_no_extra_is_a_bug_and_propagates() -> None:
 
     with pytest.raises(ModuleNotFoundError, match="fairwatch_no_such_module"):
         command()
+
+
+def test_with_every_extra_installed_nothing_is_missing() -> None:
+    assert [missing_modules(extra) for extra in EXTRAS] == [[]] * len(EXTRAS)
 
 
 def test_a_missing_module_of_the_extra_returns_2(capsys: pytest.CaptureFixture[str]) -> None:

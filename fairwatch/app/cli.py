@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-from fairwatch import __version__
 from fairwatch.app.commands import EXIT_OK, EXIT_USAGE, load_command_config, needs_extra
 
 __all__ = ["main", "build_parser"]
@@ -66,11 +65,24 @@ def _port(text: str) -> int:
     return value
 
 
+class _Version(argparse.Action):
+    """``--version``: reads the package metadata only when asked (it costs more than the parser)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import fairwatch
+
+        print(f"fairwatch {fairwatch.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fairwatch", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"fairwatch {__version__}")
+    parser.add_argument("--version", action=_Version)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="YAML configuration file (default: embedded defaults)")
     common.add_argument("--log-format", choices=("text", "json"), help="log format (default: config log.format)")

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fairwatch.app.config import Config
 
-__all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXTRAS", "MISSING_EXTRA", "load_command_config", "needs_extra"]
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "EXTRAS",
+    "MISSING_EXTRA",
+    "load_command_config",
+    "missing_modules",
+    "needs_extra",
+]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -40,25 +49,38 @@ def load_command_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def missing_modules(extra: str) -> list[str]:
+    """The modules of ``extra`` that cannot be imported here (found without importing them)."""
+    from importlib.util import find_spec
+
+    return sorted(m for m in EXTRAS[extra] if find_spec(m) is None)
+
+
 def needs_extra(command: str, extra: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorate a command function: if a module of ``extra`` is missing, say which extra to
     install and return exit code 2 instead of a traceback.
 
-    Only a :class:`ModuleNotFoundError` for one of the extra's own modules is caught; any
-    other import error is a bug and propagates.
+    Checked before the command starts (a demo or a daemon does not fail minutes later when
+    it first needs the module) and again for a :class:`ModuleNotFoundError` the command
+    raises; only one for the extra's own modules is caught, any other is a bug and propagates.
     """
     modules = EXTRAS[extra]
+
+    def refuse() -> int:
+        print(MISSING_EXTRA.format(command=command, extra=extra), file=sys.stderr)
+        return EXIT_USAGE
 
     def wrap(func: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(func)
         def run(*args, **kwargs) -> int:
+            if missing_modules(extra):
+                return refuse()
             try:
                 return func(*args, **kwargs)
             except ModuleNotFoundError as exc:
                 if (exc.name or "").partition(".")[0] not in modules:
                     raise
-                print(MISSING_EXTRA.format(command=command, extra=extra), file=sys.stderr)
-                return EXIT_USAGE
+                return refuse()
 
         return run
 

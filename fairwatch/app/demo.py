@@ -290,7 +290,7 @@ def run_demo(
                         if served != sim.model_version:
                             log.warning("serving model version %s (flag %s)", served, DEMO_FLAG)
                             sim.set_model_version(served)
-                if now >= next_eval:
+                if now >= next_eval and decisions:  # the first evaluation as soon as there is data
                     snap = engine.snapshot()
                     if loop is not None:
                         snap = snap.with_samples(loop.samples())
