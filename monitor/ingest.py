@@ -28,15 +28,20 @@ def ingest_decisions(engine: Engine, raws, now, meta, topic, rejected) -> None:
         raws, now=now, max_future_skew=engine.settings.max_future_skew, registry=engine.attribute_sets
     )
     count_rejections(engine, [(j, exc, raws[j]) for j, exc in bad], meta, topic, rejected)
+    _per_model(engine, good, _model_decisions, topic)
+
+
+def _per_model(engine: Engine, good: DecisionColumns | OutcomeColumns, apply, topic: str) -> None:
+    """``apply(engine, state, columns, topic)`` for each model's events (columns taken by position)."""
     if not good.ids:
         return
     models = set(good.models)
     if len(models) == 1:
-        _model_decisions(engine, engine._state(models.pop()), good, topic)
+        apply(engine, engine._state(models.pop()), good, topic)
         return
     names = np.array(good.models, object)
     for model in sorted(models):
-        _model_decisions(engine, engine._state(model), good.take(np.nonzero(names == model)[0]), topic)
+        apply(engine, engine._state(model), good.take(np.nonzero(names == model)[0]), topic)
 
 
 def _model_decisions(engine: Engine, st: ModelState, cols: DecisionColumns, topic: str) -> None:
@@ -127,15 +132,7 @@ def count_rejections(engine: Engine, bad, meta, topic: str, rejected: list[Rejec
 
 def apply_outcomes(engine: Engine, good: OutcomeColumns, topic: str) -> None:
     """Join validated outcomes to their decisions (or let them wait), model by model."""
-    if not good.ids:
-        return
-    models = set(good.models)
-    if len(models) == 1:
-        _model_outcomes(engine, engine._state(models.pop()), good, topic)
-        return
-    names = np.array(good.models, object)
-    for model in sorted(models):
-        _model_outcomes(engine, engine._state(model), good.take(np.nonzero(names == model)[0]), topic)
+    _per_model(engine, good, _model_outcomes, topic)
 
 
 def _model_outcomes(engine: Engine, st: ModelState, cols: OutcomeColumns, topic: str) -> None:

@@ -36,6 +36,8 @@ __all__ = [
     "MIN_TS",
     "MAX_TS",
     "RESERVED_GROUPS",
+    "MISSING_GROUP",
+    "OTHER_GROUP",
     "Decision",
     "Outcome",
     "Rejection",
