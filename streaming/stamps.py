@@ -10,10 +10,11 @@ correctly rounded. Anything else, or any invalid value, gives ``None``: the
 caller then validates event by event, which names the reason.
 
 Written by hand because neither numpy's nor pandas' ISO parser is as strict as
-:meth:`datetime.fromisoformat` about what it accepts, and both are slower; msgspec
-parses RFC 3339 in C but rounds fraction digits past the sixth (fromisoformat
-truncates) and its per-event ``datetime`` objects cost more than this parser
-(``benchmarks/engine_throughput.py`` measured both).
+:meth:`datetime.fromisoformat` about what it accepts, and both are slower. msgspec
+parses RFC 3339 in C (its ``datetime`` plus ``.timestamp()`` per event measured a
+little cheaper for the µs and offset forms, ``benchmarks/decode_paths.py``), but it
+rounds fraction digits past the sixth where fromisoformat truncates: the fast path
+and the per-event validator would disagree on nanosecond stamps (docs/events.md).
 """
 
 from __future__ import annotations
