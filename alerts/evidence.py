@@ -189,6 +189,11 @@ class EvidenceBank:
         null (no nuisance estimate). ``λ`` is the normal-approximation optimum for the
         alternative ``p_g = c1·p_h`` at the *previous* evaluations' estimate of ``p_h``
         (predictable, so validity is untouched).
+
+        The supremum over the null costs power when ``p_h`` is far from 1/2 (it pays for the
+        variance of the worst null point); for small rates the conditional binomial e-value is
+        better. Each evaluation uses whichever of the two has the larger expected growth at
+        the alternative, computed from the group sizes and the previous estimate only.
         """
         g, h, c, c1 = self.g[i], self.h[i], self.null[i], self.alt[i]
         ng, nh = inc.n[:, g].astype(float), inc.n[:, h].astype(float)
@@ -206,7 +211,17 @@ class EvidenceBank:
             p = (nh * b_1 - ng * c * one_a) / (b_1 * c * one_a * (nh + ng))
             p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, pmax)
             logm = ng * np.log1p(-c * p * one_a) + nh * np.log1p(p * b_1)
-            val = -lam * t - logm
+            chernoff = -lam * t - logm
+            # the conditional binomial e-value: given m = k_g + k_h, k_g ~ Bin(m, π), π ≥ π0
+            pi0 = ng * c / (ng * c + nh)
+            pi1 = ng * c1 / (ng * c1 + nh)
+            conditional = _binomial_llr(kg, kg + kh, pi0, pi1)
+            # choose, before looking at k, the one that grows faster at the alternative (p_h
+            # estimate, p_g = c1 p_h): a predictable choice between two e-values is an e-value
+            grow_chernoff = lam * (c - c1) * ph - logm
+            m = ng * c1 * ph + nh * ph
+            grow_conditional = m * (pi1 * np.log(pi1 / pi0) + (1 - pi1) * np.log((1 - pi1) / (1 - pi0)))
+            val = np.where(grow_conditional > grow_chernoff, conditional, chernoff)
         return np.where(ok, val, 0.0), ok
 
     def update(self, inc: Increment) -> np.ndarray:
