@@ -122,6 +122,34 @@ def _binomial_llr(x, n, p0, p1):
     return np.where(ok, v, 0.0)
 
 
+#: evaluations between two choices of the ratio e-value (Chernoff or conditional) per detector
+CHOICE_EVERY = 32
+
+
+def _chernoff(ng, nh, kg, kh, ph, c, c1):
+    """(log e, expected log e at the alternative) of the Chernoff ratio e-value (n > 0)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        pg = np.clip(c1 * ph, 0.01, 0.99)
+        var = pg * (1 - pg) / ng + c * c * ph * (1 - ph) / nh
+        lam = (c - c1) * ph / var
+        t = kg / ng - c * kh / nh
+        one_a = -np.expm1(-lam / ng)  # 1 − a, a = exp(−λ/n_g)
+        b_1 = np.expm1(lam * c / nh)  # b − 1, b = exp(λc/n_h)
+        p = (nh * b_1 - ng * c * one_a) / (b_1 * c * one_a * (nh + ng))
+        p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, np.minimum(1.0, 1.0 / c))
+        logm = ng * np.log1p(-c * p * one_a) + nh * np.log1p(p * b_1)
+        return -lam * t - logm, lam * (c - c1) * ph - logm
+
+
+def _conditional(ng, nh, kg, kh, ph, c, c1):
+    """(log e, expected log e at the alternative) of the conditional binomial e-value (n > 0)."""
+    pi0 = ng * c / (ng * c + nh)
+    pi1 = ng * c1 / (ng * c1 + nh)
+    l1, l0 = np.log(pi1 / pi0), np.log((1 - pi1) / (1 - pi0))
+    m = ng * c1 * ph + nh * ph
+    return kg * l1 + kh * l0, m * (pi1 * l1 + (1 - pi1) * l0)
+
+
 @dataclass
 class EvidenceBank:
     """The CUSUM statistics of a fixed list of detectors over ``batch`` independent streams."""
@@ -138,11 +166,21 @@ class EvidenceBank:
         self.seen = np.zeros((self.batch, d), bool)
         self.cum_n = np.zeros((self.batch, self.groups))  # decisions seen so far (for predictable λ)
         self.cum_k = np.zeros((self.batch, self.groups))
+        self._choice: np.ndarray | None = None  # per ratio detector: conditional (True) or Chernoff
+        self._updates = 0
         a = lambda f, dt=float: np.array([getattr(s, f) for s in self.specs], dt)  # noqa: E731
         kind = np.array([s.kind for s in self.specs], dtype=object)
         self.idx = {k: np.flatnonzero(kind == k) for k in KINDS}
         self.g, self.h, self.sub = a("g", int), a("h", int), a("sub", int)
         self.null, self.alt, self.tier = a("null"), a("alt"), a("tier", int)
+        i = self.idx["diff"]
+        off = np.where(self.sub[i] == 0, 0, self.groups)
+        self._diff_cols = (self.g[i] + off, self.h[i] + off)
+        delta = self.alt[i] - self.null[i]
+        self._diff_a, self._diff_b = 4 * delta, 4 * delta * self.null[i] + 2 * delta * delta
+        i = self.idx["bias"]
+        lam = 4.0 * (self.alt[i] - self.null[i])
+        self._bias_a, self._bias_b = lam * self.sub[i], lam * self.null[i] + lam * lam / 8.0
 
     def log_e(self, inc: Increment) -> tuple[np.ndarray, np.ndarray]:
         """Per-detector log e-values of one increment, and whether each saw data."""
@@ -159,24 +197,26 @@ class EvidenceBank:
             saw[:, i] = n > 0
         i = self.idx["diff"]
         if len(i) and inc.pos is not None:
-            g, h, tpr = self.g[i], self.h[i], self.sub[i] == 0
-            x = np.where(tpr, inc.tp[:, g], inc.fp[:, g]), np.where(tpr, inc.tp[:, h], inc.fp[:, h])
-            n = np.where(tpr, inc.pos[:, g], inc.neg[:, g]), np.where(tpr, inc.pos[:, h], inc.neg[:, h])
-            ok = (n[0] > 0) & (n[1] > 0)
+            # rates and inverse sizes of TPR (columns 0..G-1) and FPR (G..2G-1); n = 0 → 1/n = inf → e = 1
             with np.errstate(divide="ignore", invalid="ignore"):
-                d = x[1] / n[1] - x[0] / n[0]
-                v = 1.0 / n[1] + 1.0 / n[0]
-                lam = 4.0 * (self.alt[i] - self.null[i]) / v
-                val = lam * (d - self.null[i]) - lam * lam * v / 8.0
+                x = np.concatenate([inc.tp, inc.fp], 1).astype(float)
+                n = np.concatenate([inc.pos, inc.neg], 1).astype(float)
+                inv = 1.0 / n
+                r = np.where(n > 0, x * inv, 0.0)
+            cg, ch = self._diff_cols
+            v = inv[:, ch] + inv[:, cg]
+            # λ = 4Δ/v, Δ = δ1 − δ: λ(d − δ) − λ²v/8 = (4Δ d − 4Δδ − 2Δ²) / v
+            val = (self._diff_a * (r[:, ch] - r[:, cg]) - self._diff_b) / v
+            ok = np.isfinite(v)
             out[:, i] = np.where(ok, val, 0.0)
             saw[:, i] = ok
         i = self.idx["bias"]
         if len(i) and inc.score_sum is not None:
-            g, sign = self.g[i], self.sub[i]
+            g = self.g[i]
+            resid = (inc.label_sum - inc.score_sum)[:, g]
             n = inc.labeled[:, g]
-            resid = sign * (inc.label_sum[:, g] - inc.score_sum[:, g])
-            lam = 4.0 * (self.alt[i] - self.null[i])
-            out[:, i] = lam * (resid - self.null[i] * n) - n * lam * lam / 8.0
+            # λ = 4Δ: λ·sign·(L − S) − (λδ + λ²/8)·n
+            out[:, i] = self._bias_a * resid - self._bias_b * n
             saw[:, i] = n > 0
         return out, saw
 
@@ -195,38 +235,33 @@ class EvidenceBank:
         better. Each evaluation uses whichever of the two has the larger expected growth at
         the alternative, computed from the group sizes and the previous estimate only.
         """
-        g, h, c, c1 = self.g[i], self.h[i], self.null[i], self.alt[i]
+        g, h = self.g[i], self.h[i]
+        shape = (self.batch, len(i))
+        c, c1 = np.broadcast_to(self.null[i], shape), np.broadcast_to(self.alt[i], shape)
         ng, nh = inc.n[:, g].astype(float), inc.n[:, h].astype(float)
         kg, kh = inc.k[:, g], inc.k[:, h]
         ok = (ng > 0) & (nh > 0)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ph = np.clip((self.cum_k[:, h] + 1.0) / (self.cum_n[:, h] + 2.0), 0.02, 0.98)
-            pg = np.clip(c1 * ph, 0.01, 0.99)
-            var = pg * (1 - pg) / ng + c * c * ph * (1 - ph) / nh
-            lam = np.where(ok, (c - c1) * ph / var, 0.0)
-            t = kg / ng - c * kh / nh
-            one_a = -np.expm1(-lam / ng)  # 1 − a, a = exp(−λ/n_g)
-            b_1 = np.expm1(lam * c / nh)  # b − 1, b = exp(λc/n_h)
-            pmax = np.minimum(1.0, 1.0 / c)
-            p = (nh * b_1 - ng * c * one_a) / (b_1 * c * one_a * (nh + ng))
-            p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, pmax)
-            logm = ng * np.log1p(-c * p * one_a) + nh * np.log1p(p * b_1)
-            chernoff = -lam * t - logm
-            # the conditional binomial e-value: given m = k_g + k_h, k_g ~ Bin(m, π), π ≥ π0
-            pi0 = ng * c / (ng * c + nh)
-            pi1 = ng * c1 / (ng * c1 + nh)
-            conditional = _binomial_llr(kg, kg + kh, pi0, pi1)
+        ph = np.clip((self.cum_k[:, h] + 1.0) / (self.cum_n[:, h] + 2.0), 0.02, 0.98)
+        args = (ng, nh, kg, kh, ph, c, c1)
+        val = np.zeros(shape)
+        if self._choice is None or self._updates % CHOICE_EVERY == 0:
             # choose, before looking at k, the one that grows faster at the alternative (p_h
-            # estimate, p_g = c1 p_h): a predictable choice between two e-values is an e-value
-            grow_chernoff = lam * (c - c1) * ph - logm
-            m = ng * c1 * ph + nh * ph
-            grow_conditional = m * (pi1 * np.log(pi1 / pi0) + (1 - pi1) * np.log((1 - pi1) / (1 - pi0)))
-            val = np.where(grow_conditional > grow_chernoff, conditional, chernoff)
+            # estimate, p_g = c1 p_h): a predictable choice between two e-values is an e-value;
+            # it is kept for the next CHOICE_EVERY evaluations (the choice is the costly part)
+            ch, grow_ch = _chernoff(*(np.where(ok, x, 1) for x in args))
+            co, grow_co = _conditional(*(np.where(ok, x, 1) for x in args))
+            self._choice = grow_co > grow_ch
+            val = np.where(self._choice, co, ch)
+        else:
+            for use, fn in ((self._choice & ok, _conditional), (~self._choice & ok, _chernoff)):
+                if use.any():
+                    val[use] = fn(*(x[use] for x in args))[0]
         return np.where(ok, val, 0.0), ok
 
     def update(self, inc: Increment) -> np.ndarray:
         """Feed one increment; returns the CUSUM statistics ``(batch, detectors)``."""
         le, saw = self.log_e(inc)
+        self._updates += 1
         self.cum_n += inc.n
         self.cum_k += inc.k
         np.maximum(self.S + le, 0.0, out=self.S)
