@@ -444,9 +444,11 @@ def _cfg(budget: dict | None = None) -> AlertsConfig:
     return AlertsConfig.model_validate({"baseline_path": "/nonexistent/b.json", "budget": budget or {}})
 
 
-def part_null(seeds: int, days: float, eval_s: float, save=None) -> dict:
+def part_null(seeds: int, days: float, eval_s: float, save=None, only: list[str] | None = None) -> dict:
     out = {}
     for name, cells in null_scenarios().items():
+        if only and name not in only:
+            continue
         t0 = time.perf_counter()
         r = dc.run(cells, _cfg(), seeds=seeds, seconds=days * DAY, step_s=eval_s, seed=11, baseline=dc.truth(cells))
         per = r.pop("tier_raises_per_seed")
@@ -532,6 +534,33 @@ def part_count_drop(seeds: int, di: float, budget: dict | None, eval_s: float) -
     }
 
 
+def part_evalues(draws: int = 200_000) -> dict:
+    """Mean log e-value per 30 s of the two ratio e-values vs a test that knew the reference rate.
+
+    The dp-drop pair (Black 0.425 after the drop, 39 decisions per 30 s, vs White 0.698, 186)
+    and a low-rate pair (0.03 vs 0.05); null DI 0.80, alternative 0.60.
+    """
+    from fairwatch.alerts.evidence import _chernoff, _conditional
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, (pg, ph, ng, nh) in {"dp-drop pair": (0.425, 0.698, 39, 186), "low rates": (0.03, 0.05, 39, 186)}.items():
+        kg, kh = rng.binomial(ng, pg, draws), rng.binomial(nh, ph, draws)
+        full = lambda v: np.full(draws, float(v))  # noqa: E731
+        args = (full(ng), full(nh), kg, kh, full(ph), full(0.8), full(0.6))
+        q = 0.8 * ph
+        out[name] = {
+            "p_g": pg,
+            "p_h": ph,
+            "n_g_per_eval": ng,
+            "n_h_per_eval": nh,
+            "chernoff_nats": float(_chernoff(*args)[0].mean()),
+            "conditional_binomial_nats": float(_conditional(*args)[0].mean()),
+            "known_reference_rate_lr_nats": ng * (pg * np.log(pg / q) + (1 - pg) * np.log((1 - pg) / (1 - q))),
+        }
+    return out
+
+
 def part_check(eval_s: float = 30.0, hours: float = 3.0) -> dict:
     """Event level (simulator → engine → snapshot → AlertLoop) vs the count driver on the same engine."""
     from fairwatch.alerts.sequential import ModelEvidence
@@ -585,10 +614,13 @@ def part_check(eval_s: float = 30.0, hours: float = 3.0) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--part", choices=("all", "check", "null", "boundary", "dp", "dp10y", "drops", "cal", "noise"), default="all"
+        "--part",
+        choices=("all", "check", "evalues", "null", "boundary", "dp", "dp10y", "drops", "cal", "noise"),
+        default="all",
     )
     ap.add_argument("--days", type=float, default=90.0, help="null stream length per seed (default 90)")
     ap.add_argument("--null-seeds", type=int, default=20)
+    ap.add_argument("--scenarios", nargs="*", help="null scenarios to run (default: all four)")
     ap.add_argument("--null-eval", type=float, default=120.0, help="evaluation interval of null streams (default 120)")
     ap.add_argument("--seeds", type=int, default=20, help="seeds for the delay parts (default 20)")
     ap.add_argument("--eval", type=float, default=30.0, help="evaluation interval, simulated s (default 30)")
@@ -633,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if args.part in ("all", "check"):
         saver("check")(part_check())
+    if args.part in ("all", "evalues"):
+        saver("evalues")(part_evalues())
     if args.part in ("all", "dp"):
         save = saver("dp_drop")
         save(part_delay("dp-drop", seeds, args.eval, 3600.0, 600.0, save))
@@ -657,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         save(part_boundary(args.null_seeds, min(args.days, 30.0), args.null_eval, save))
     if args.part in ("all", "null"):
         save = saver("null")
-        save(part_null(args.null_seeds, args.days, args.null_eval, save))
+        save(part_null(args.null_seeds, args.days, args.null_eval, save, args.scenarios))
     if args.part == "noise":  # event level, slow: the fixed-sample benchmark's noise part
         save = saver("noise_event_level")
         save(part_noise(args.days, list(range(101, 101 + args.noise_seeds)), args.noise_eval, save))
