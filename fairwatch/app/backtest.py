@@ -50,7 +50,7 @@ def rfc3339(t: float) -> str:
     """``2026-11-01T00:00:30.250Z`` (UTC, milliseconds).
 
     >>> rfc3339(1793491230.25)
-    '2026-10-31T00:00:30.250Z'
+    '2026-11-01T00:00:30.250Z'
     """
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
