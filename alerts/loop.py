@@ -41,11 +41,21 @@ class AlertLoop:
         enqueue: Callable[[dict[str, Any]], str | None] | None = None,
         notifier: Notifier | None = None,
         confidence: float = 0.95,
+        interval: float | None = None,
+        reference_groups: dict[str, str] | None = None,
     ) -> None:
+        """``interval``: the evaluation interval (s) the false-alarm budget is converted with
+        (default ``alerts.evaluation_interval``); ``reference_groups``: DI reference group per attribute."""
         self.config = cfg = config or AlertsConfig()
         self.audit = audit if audit is not None else AuditLog(cfg.audit_path)
         self.baselines = BaselineStore(cfg.baseline_path, defaults={m: e.values for m, e in cfg.baselines.items()})
-        self.policy = Policy(cfg, baselines=self.baselines, confidence=confidence)
+        self.policy = Policy(
+            cfg,
+            baselines=self.baselines,
+            confidence=confidence,
+            interval=interval or cfg.evaluation_interval,
+            reference_groups=reference_groups,
+        )
         self.notifier = notifier or Notifier(cfg.notify)
         self.rollback: RollbackManager | None = None
         if cfg.rollback.models:

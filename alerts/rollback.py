@@ -242,7 +242,7 @@ class RollbackManager:
                 total = sum(delta.values())
                 share = delta[rec.target] / total if total else None
                 carry = share is not None and total >= 20 and share >= self.config.verify_version_share
-                window_s = parse_duration(rec.window) if rec.window else 0.0
+                window_s = _window_seconds(rec.window)
                 tier = tier_of(rec) if now - rec.executed_at >= window_s + self.config.verify_grace else None
                 recovered = tier is not None and tier == 0
                 rec.verification = {
@@ -306,3 +306,11 @@ class RollbackManager:
         change = self.store.set_variant(flag, target, reason=reason, dry_run=dry_run)
         self.audit.append(FLAG_RESTORE, model=model, flag=flag, change=change.as_dict())
         return change.as_dict()
+
+
+def _window_seconds(window: str | None) -> float:
+    """Length of an incident's window; 0 for the sequential policy's (it judges new counts only)."""
+    try:
+        return parse_duration(window) if window else 0.0
+    except ValueError:
+        return 0.0

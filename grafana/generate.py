@@ -672,6 +672,31 @@ def overview() -> dict:
         w=24,
         h=8,
     )
+    b.add(
+        timeseries(
+            "Alert evidence as a share of its threshold ($model, $attribute)",
+            "Sequential evidence (fairness_alert_evidence: the CUSUM of log e-values of each group's constraint) "
+            "divided by the tier's threshold (fairness_alert_evidence_threshold = log(A*K) from the false-alarm "
+            "budget): 1 raises the tier, a raised tier holds above 0.5. On a fair stream the lines stay near 0; "
+            "false alarms of a tier come no more often than its budget (docs/alerts.md).",
+            [
+                target(
+                    f"max by (model, metric, group, tier) (fairness_alert_evidence{{{SEL_MA}}})"
+                    " / on (model, tier) group_left ()"
+                    ' max by (model, tier) (fairness_alert_evidence_threshold{model="$model"})',
+                    "tier {{tier}} {{metric}} {{group}}",
+                )
+            ],
+            anchor="alert-evidence",
+            anchor_title="Alert evidence",
+            unit="percentunit",
+            thresholds=steps((None, "green"), (0.5, "orange"), (1, "red")),
+            lines=True,
+            minimum=0,
+        ),
+        w=24,
+        h=8,
+    )
 
     return dashboard(
         "fairwatch-overview",

@@ -29,6 +29,8 @@ OWNED = sorted(
     set(FAMILIES)
     - {
         "fairness_alert_tier",
+        "fairness_alert_evidence",
+        "fairness_alert_evidence_threshold",
         "fairness_rollbacks_total",
         "fairness_pipeline_runs_total",
         "fairwatch_consumer_lag",

@@ -461,7 +461,13 @@ class Daemon:
                     )
                 return run_id
 
-        self.alerts = AlertLoop(cfg.alerts, enqueue=enqueue, confidence=cfg.confidence_level)
+        self.alerts = AlertLoop(
+            cfg.alerts,
+            enqueue=enqueue,
+            confidence=cfg.confidence_level,
+            interval=cfg.evaluation_interval,
+            reference_groups=dict(cfg.reference_groups),
+        )
         stack.callback(self.alerts.close)
         self._audit_config()
         admin = cfg.alerts.admin
