@@ -37,8 +37,9 @@ from fairwatch.alerts.loop import AlertLoop
 from fairwatch.alerts.notify import Notifier
 from fairwatch.app.config import Config
 from fairwatch.monitor.engine import Engine
+from fairwatch.monitor.replay import _outcome_time as _line_time
 from fairwatch.monitor.replay import _OutcomeFeed
-from fairwatch.streaming.files import DeadLetterFile
+from fairwatch.streaming.files import DeadLetterFile, read_jsonl_batches
 
 __all__ = ["BacktestResult", "backtest", "rfc3339"]
 
@@ -77,11 +78,52 @@ def _models(path: Path) -> list[str]:
     return list(found)
 
 
-def _next_time(feed: _OutcomeFeed) -> float | None:
+class _DecisionFeed:
+    """Decision lines in file order with their event times, handed out up to a time.
+
+    The engine validates the lines (fast path) when they are processed; here only their
+    time is read, to cut the history at each evaluation."""
+
+    def __init__(self, path: Path, batch_size: int):
+        self.batches = read_jsonl_batches(path, batch_size)
+        self.lines: list[bytes] = []
+        self.meta: list[tuple[int, int]] = []
+        self.times: list[float] = []
+        self.pos = 0
+        self.done = 0
+
+    def _refill(self) -> bool:
+        nxt = next(self.batches, None)
+        if nxt is None:
+            return False
+        self.lines, self.meta, self.done = nxt
+        self.times = [_line_time(x) for x in self.lines]
+        self.pos = 0
+        return True
+
+    def until(self, t: float) -> tuple[list[bytes], list[tuple[int, int]]]:
+        """Lines with time ≤ ``t`` (the file is expected in time order)."""
+        out: list[bytes] = []
+        meta: list[tuple[int, int]] = []
+        while True:
+            if self.pos >= len(self.lines) and not self._refill():
+                break
+            j = self.pos
+            while j < len(self.lines) and self.times[j] <= t:
+                j += 1
+            out.extend(self.lines[self.pos : j])
+            meta.extend(self.meta[self.pos : j])
+            self.pos = j
+            if j < len(self.lines):
+                break
+        return out, meta
+
+
+def _next_time(feed: _DecisionFeed | _OutcomeFeed) -> float | None:
     """Event time of the next unread line of a feed (``None`` when it is exhausted)."""
-    if feed.pos >= len(feed.lines) and not feed._refill():
+    if feed.pos >= len(feed.times) and not feed._refill():
         return None
-    return feed.times[feed.pos]
+    return float(feed.times[feed.pos])
 
 
 def _loop(config: Config, models: list[str], state: Path) -> AlertLoop:
@@ -159,7 +201,7 @@ def backtest(
     models = _models(dpath)
     engine = Engine(config.engine_settings())
     dl = DeadLetterFile(out_dir / "deadletter.jsonl", source=str(dpath))
-    dfeed, ofeed = _OutcomeFeed(dpath, batch_size), _OutcomeFeed(opath, batch_size)
+    dfeed, ofeed = _DecisionFeed(dpath, batch_size), _OutcomeFeed(opath, batch_size)
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
     n_dec = n_out = rejected = evaluations = 0
     incidents_path = out_dir / "incidents.jsonl"
@@ -189,10 +231,12 @@ def backtest(
         settle, empty = pol.for_ + pol.clear_for + 1, 0
         while t_eval is not None:
             dec, dmeta = dfeed.until(t_eval)
-            outs, ometa = ofeed.until(t_eval)
+            outs, orej = ofeed.until(t_eval)
             n_dec += len(dec)
-            n_out += len(outs)
-            rej = engine.process(decisions=dec, outcomes=outs, decision_meta=dmeta, outcome_meta=ometa)
+            n_out += len(outs) + len(orej)
+            rej = engine.process(decisions=dec, decision_meta=dmeta)
+            engine.apply_outcomes(outs, rejections=orej)
+            rej += orej
             rejected += len(rej)
             dl.write(rej)
             for m, st in engine.models.items():
@@ -242,7 +286,7 @@ def backtest(
                         {"at": row["at"], "model": c.model, "from_version": served[0][0] if served else None}
                     )
             bar.update(task, completed=min(total, dfeed.done + ofeed.done))
-            empty = 0 if (dec or outs) else empty + 1
+            empty = 0 if (dec or len(outs) or orej) else empty + 1
             nxt = [t for t in (_next_time(dfeed), _next_time(ofeed)) if t is not None]
             if not nxt:
                 break

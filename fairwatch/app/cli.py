@@ -362,7 +362,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from fairwatch.app.backtest import backtest
 
-    cfg = _config(args)
+    cfg = load_command_config(args)
     try:
         result = backtest(
             args.file,
