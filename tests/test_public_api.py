@@ -75,7 +75,7 @@ def test_every_error_class_derives_from_fairwatch_error() -> None:
             if not issubclass(cls, FairwatchError) and qualified not in INTERNAL_SIGNALS:
                 outside.append(qualified)
     assert outside == []
-    assert {"fairwatch.streaming.events.EventError", "fairwatch.app.config.ConfigError"} <= errors
+    assert {"fairwatch.streaming.schema.EventError", "fairwatch.app.config.ConfigError"} <= errors
 
 
 def _readme_block(section: str, lang: str) -> str:
