@@ -999,6 +999,19 @@ def incident() -> dict:
         ),
         w=8,
     )
+    b.add(
+        timeseries(
+            "Evaluator",
+            "Which replica merges every partition, exports the fairness gauges and acts (fairwatch_evaluator = 1; "
+            "docs/replicas.md). Exactly one line at 1; none or two for 2 minutes pages (FairwatchEvaluatorNotOne).",
+            [target("max by (replica) (fairwatch_evaluator)", "{{replica}}")],
+            anchor="fairwatchevaluatornotone",
+            anchor_title="FairwatchEvaluatorNotOne",
+            minimum=0,
+            decimals=0,
+        ),
+        w=8,
+    )
 
     return dashboard(
         "fairwatch-incident",

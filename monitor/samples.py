@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from fairwatch.monitor.engine import Engine
     from fairwatch.monitor.engine_state import ModelState
 
-__all__ = ["build_snapshot", "VERSION"]
+__all__ = ["build_snapshot", "counter_samples", "VERSION"]
 
 VERSION = __version__
 
@@ -78,7 +78,7 @@ def build_snapshot(engine: Engine, *, now: float | None = None) -> Snapshot:
                 ):
                     if value is not None:
                         add(Sample(name, base, value))
-        samples.extend(_counter_samples(st))
+        samples.extend(counter_samples(st))
     for (topic, result, reason), v in sorted(engine.events.items()):
         add(Sample("fairwatch_events_total", {"topic": topic, "result": result, "reason": reason}, float(v)))
     add(Sample("fairwatch_build_info", {"version": VERSION}, 1.0))
@@ -90,7 +90,8 @@ def build_snapshot(engine: Engine, *, now: float | None = None) -> Snapshot:
     )
 
 
-def _counter_samples(st: ModelState) -> list[Sample]:
+def counter_samples(st: ModelState) -> list[Sample]:
+    """One model's counters (totals, joins) and its pending-outcomes gauge."""
     out: list[Sample] = []
     t = st.totals
     model = st.model

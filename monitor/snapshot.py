@@ -98,6 +98,12 @@ FAMILIES: dict[str, Family] = {
         Family("fairwatch_pending_outcomes", "gauge", ("model",), "Decisions waiting for their outcome."),
         Family("fairwatch_last_checkpoint_timestamp_seconds", "gauge", (), "Wall time of the last durable checkpoint."),
         Family("fairwatch_build_info", "gauge", ("version",), "fairwatch build; value is always 1."),
+        Family(
+            "fairwatch_evaluator",
+            "gauge",
+            ("replica",),
+            "1 on the replica that merges every partition, exports the fairness_* gauges and acts; else 0.",
+        ),
     )
 }
 

@@ -35,6 +35,7 @@ OWNED = sorted(
         "fairness_pipeline_runs_total",
         "fairwatch_consumer_lag",
         "fairwatch_last_checkpoint_timestamp_seconds",
+        "fairwatch_evaluator",  # the daemon's replicas (docs/replicas.md)
     }
 )
 

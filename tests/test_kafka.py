@@ -40,6 +40,7 @@ KAFKA_ONLY = {
     "fairness_alert_evidence_threshold",
     "fairness_rollbacks_total",
     "fairness_pipeline_runs_total",
+    "fairwatch_evaluator",
 }
 POISON = [b"{not json", b'{"schema":"decision/v1"}', b"\xff\xfe", b"[1]", b'{"schema":"decision/v9"}']
 
