@@ -446,7 +446,7 @@ class Engine:
 
     # -- evaluation ------------------------------------------------------------
     def snapshot(self, *, now: float | None = None) -> Snapshot:
-        """Compute every metric of every window (DESIGN §3) and the counters (§4)."""
+        """Compute every metric of every window (docs/metrics.md) and the counters."""
         s = self.settings
         samples: list[Sample] = []
         windows: list[WindowMetrics] = []
