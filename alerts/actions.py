@@ -1,4 +1,4 @@
-"""Actions by tier, and the incidents they belong to (DESIGN §5).
+"""Actions by tier, and the incidents they belong to (docs/alerts.md).
 
 An incident is one (model, metric, attribute) from its first tier ≥ 1 in any
 window until every window is back to 0 (or insufficient). When its highest tier

@@ -1,6 +1,6 @@
 """The ``alerts:`` section of the configuration: tier policy, actions, rollback, admin API.
 
-Defaults come from the intervention playbook (DESIGN §5): degradation against the
+Defaults come from the intervention playbook (docs/alerts.md): degradation against the
 approved baseline of 5 %, 10 %, 20 % gives tiers 1, 2, 3; absolute guards are DP
 ratio < 0.75 (tier 2), DI outside [0.80, 1.25] (tier 3), EO gap > 0.12 (tier 2),
 ECE > 0.08 in any group (tier 2), intersectional DP < 0.75 (tier 2), accuracy more

@@ -29,7 +29,7 @@ RUNBOOK_URL = "https://github.com/fairwatch/fairwatch/blob/main/docs/runbook.md"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39
 
-# Thresholds, as in the alert policy (DESIGN §5) and alerts/prometheus/alerting_rules.yml.
+# Thresholds, as in the alert policy (docs/alerts.md) and alerts/prometheus/alerting_rules.yml.
 FOUR_FIFTHS = 0.80
 DP_GUARD = 0.75
 DI_HIGH = 1.25
@@ -702,7 +702,7 @@ def overview() -> dict:
         "fairwatch-overview",
         "fairwatch / fairness overview",
         "Per-group fairness of one model: demographic parity, disparate impact, equalized odds, calibration, "
-        "intersectional groups, sample sizes and alert tiers (DESIGN §3–§5).",
+        "intersectional groups, sample sizes and alert tiers (docs/metrics.md, docs/alerts.md).",
         ["fairwatch", "fairness"],
         [
             v_datasource(),

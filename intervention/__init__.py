@@ -1,7 +1,7 @@
 """fairwatch's offline intervention pipeline (the playbook): causal analysis, pre-, in- and
 post-processing, evaluation, validation gates, investigation and remediation plans.
 
-Does not import ``monitor``, ``streaming`` or ``alerts`` (DESIGN §1).
+Does not import ``monitor``, ``streaming`` or ``alerts`` (docs/architecture.md, "Layers").
 """
 
 from importlib import import_module

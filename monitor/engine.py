@@ -146,7 +146,7 @@ class Engine:
 
     # -- evaluation ------------------------------------------------------------
     def snapshot(self, *, now: float | None = None) -> Snapshot:
-        """Compute every metric of every window (DESIGN §3) and the counters (§4)."""
+        """Compute every metric of every window (docs/metrics.md) and the counters."""
         return build_snapshot(self, now=now)
 
     # -- checkpoints -----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Prometheus exposition of the latest snapshot (DESIGN §4).
+"""Prometheus exposition of the latest snapshot (docs/metrics.md, "Prometheus names").
 
 A custom collector builds fresh metric families from the snapshot the engine
 published; a scrape never computes and never does I/O, and never raises: no

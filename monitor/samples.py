@@ -20,7 +20,7 @@ VERSION = __version__
 
 
 def build_snapshot(engine: Engine, *, now: float | None = None) -> Snapshot:
-    """Every metric of every window (DESIGN §3) and the counters (§4), named as DESIGN §4 says."""
+    """Every metric of every window (docs/metrics.md), named as its "Prometheus names" section says."""
     s = engine.settings
     samples: list[Sample] = []
     windows: list[WindowMetrics] = []

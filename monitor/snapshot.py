@@ -137,7 +137,7 @@ class Snapshot:
     event_time: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> list[dict]:
-        """DESIGN §7 ``--snapshot`` format: ``[{"name", "labels", "value"}, …]``."""
+        """The ``--snapshot`` format (docs/files.md, "Snapshot JSON"): ``[{"name", "labels", "value"}, …]``."""
         return [s.to_json() for s in self.samples]
 
     def value(self, name: str, **labels: str) -> float | None:

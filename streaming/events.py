@@ -1,4 +1,4 @@
-"""Event schema (DESIGN §2): bytes → validated decision/outcome records.
+"""Event schema (docs/events.md): bytes → validated decision/outcome records.
 
 The public names of :mod:`fairwatch.streaming.schema` (the schema and the
 per-event validator), :mod:`fairwatch.streaming.batch` (the batch fast path)

@@ -1,4 +1,4 @@
-"""Event schema (DESIGN §2) and per-event validation: bytes → one decision/outcome record.
+"""Event schema (docs/events.md) and per-event validation: bytes → one decision/outcome record.
 
 Every rejection carries a stable machine-readable ``reason`` (used as the
 ``reason`` label of ``fairwatch_events_total`` and in dead letters) and a
@@ -59,7 +59,7 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_ID_CHARS = 128
 MAX_NAME_CHARS = 128
 MAX_ATTRIBUTES = 32
-#: Plausible event-time range (DESIGN §2): epoch milliseconds sent as seconds land outside.
+#: Plausible event-time range (docs/events.md, "Invalid events"): epoch milliseconds sent as seconds land outside.
 MIN_TS = 946684800.0  # 2000-01-01T00:00:00Z
 MAX_TS = 4102444800.0  # 2100-01-01T00:00:00Z
 MISSING_GROUP = "__missing__"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.packaging import ROOT, copy_sources
 
 
 def _lint(site: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -30,9 +30,10 @@ def _lint(site: Path, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = tmp_path_factory.mktemp("site")
+    src = copy_sources(tmp_path_factory.mktemp("src") / "fairwatch")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), "."],
-        cwd=ROOT,
+        cwd=src,
         check=True,
         timeout=600,
     )

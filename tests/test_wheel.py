@@ -8,7 +8,6 @@ installs) from a copy of the sources, so a stale ``build/`` folder cannot leak f
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,16 +16,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.packaging import ROOT, copy_sources
+
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 DATA_SUFFIXES = (".yml", ".yaml", ".json", ".md", ".html", ".txt", ".j2", ".typed")
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = tmp_path_factory.mktemp("src") / "fairwatch"
-    ignore = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
-    shutil.copytree(ROOT, src, ignore=ignore)
+    src = copy_sources(tmp_path_factory.mktemp("src") / "fairwatch")
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],

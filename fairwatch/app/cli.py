@@ -133,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--file", required=True, metavar="DECISIONS.jsonl", help="decision events, JSON lines")
     rep.add_argument("--outcomes", metavar="OUTCOMES.jsonl", help="outcome events, JSON lines")
-    rep.add_argument("--snapshot", metavar="OUT.json", help="write the final metric snapshot (DESIGN §7 format) here")
+    rep.add_argument(
+        "--snapshot", metavar="OUT.json", help="write the final metric snapshot (format: docs/files.md) here"
+    )
     rep.add_argument("--dead-letter", metavar="FILE", help="where rejected lines go (default: <file>.deadletter.jsonl)")
     rep.add_argument("--batch-size", type=_positive_int, default=10_000, help="events per micro-batch (default: 10000)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -130,7 +130,7 @@ class SchedulerConfig(_Section):
 
 
 class AuditConfig(_Section):
-    """Per-day statistics for the monthly audit export, its schedule and retention (DESIGN §8).
+    """Per-day statistics for the monthly audit export, its schedule and retention (docs/files.md).
 
     The audit log itself is ``alerts.audit_path``.
     """

@@ -1,4 +1,4 @@
-"""``fairwatch audit export``: the monthly audit report (DESIGN §8).
+"""``fairwatch audit export``: the monthly audit report (docs/files.md, "Monthly export bundle").
 
 From the persisted per-day counts (:mod:`fairwatch.monitor.daily`) it computes, with
 :func:`fairwatch.monitor.metrics.attribute_metrics` — the function behind every live
