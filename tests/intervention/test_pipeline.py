@@ -152,6 +152,9 @@ def test_remediation_plan_follows_template_with_measured_numbers(passed_run):
     for c in rec["candidates"]:
         if c["name"] in rec["chain"]:
             assert f"{c['metrics']['dp_ratio']:.3f}" in md and c["name"] in md
+    for c in rec["candidates"]:  # KS integrity: the repaired features' change is reported, not a failure
+        for f, v in (c["params"].get("repaired_feature_change") or {}).items():
+            assert f"{f} (KS p {v['p_value']:.3f})" in md and "other than those being repaired" in md
     inv = json.loads((out / "investigation.json").read_text())
     assert inv["id"] in md and f"{inv['metric_value']['current']:.3f}" in md
     assert "@" not in md  # no e-mail addresses, no people
