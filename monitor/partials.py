@@ -39,7 +39,7 @@ from fairwatch.monitor.engine import Engine, EngineSettings
 from fairwatch.monitor.engine_state import ModelState
 from fairwatch.monitor.groups import GroupTable
 from fairwatch.monitor.samples import VERSION, counter_samples
-from fairwatch.monitor.snapshot import FAMILIES, Sample
+from fairwatch.monitor.snapshot import Sample
 
 __all__ = [
     "PARTIAL",
@@ -236,7 +236,7 @@ def _merge_model(model: str, parts: list[Partial], settings: EngineSettings) -> 
 
 def merged_gauges(samples: Iterable[Sample]) -> list[Sample]:
     """The ``fairness_*`` gauges of a snapshot: what only the evaluator exports."""
-    return [s for s in samples if s.name.startswith("fairness_") and FAMILIES[s.name].kind == "gauge"]
+    return [s for s in samples if s.name.startswith("fairness_") and not s.name.endswith("_total")]
 
 
 def local_samples(engines: Iterable[Engine]) -> list[Sample]:

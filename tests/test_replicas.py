@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from fairwatch.monitor.snapshot import FAMILIES
 from fairwatch.streaming.schema import parse_timestamp
 
+from fairwatch.app.families import FAMILIES
 from tests.test_kafka import DaemonProcess, Topics, events_total, make_events, replay_samples, write_files
 
 pytestmark = pytest.mark.integration
