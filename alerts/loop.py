@@ -82,6 +82,11 @@ class AlertLoop:
 
     def evaluate(self, snap: Snapshot, engine: Any | None = None) -> Snapshot:
         """Judge one snapshot, act, verify rollbacks; returns the snapshot with alert samples."""
+        self.judge(snap, engine)
+        return snap.with_samples(self.samples())
+
+    def judge(self, snap: Snapshot, engine: Any | None = None) -> None:
+        """Judge one snapshot (its counters and gauges describe the whole model), act, verify rollbacks."""
         now = max(snap.event_time.values(), default=snap.created)
         self._learn(snap)
         counts = None
@@ -96,7 +101,6 @@ class AlertLoop:
         self.responder.handle(changes, now=now, versions=versions)
         if self.rollback is not None:
             self.verified.extend(self.rollback.verify(versions, now, self._tier_of))
-        return snap.with_samples(self.samples())
 
     def _tier_of(self, rec: RollbackRecord) -> int | None:
         if rec.window is None or rec.metric is None or rec.attribute is None:

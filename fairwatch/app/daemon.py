@@ -336,9 +336,11 @@ class Daemon:
         with self.lock:  # copies of this replica's statistics; the merge and the actions run outside
             own = {p: partial_of(self.engines[p]) for p in self.ledgers}
             local = local_samples(self.engines[p] for p in self.ledgers)
-        snap, merged = self.evaluator.evaluate(own, local)
-        if merged is not None and self.alerts is not None:  # only the evaluator acts
-            snap = self.alerts.evaluate(snap, merged)
+        ev = self.evaluator.evaluate(own, local)
+        snap = ev.export
+        if ev.engine is not None and self.alerts is not None:  # only the evaluator acts, on the whole model
+            self.alerts.judge(ev.whole, ev.engine)
+            snap = snap.with_samples(self.alerts.samples())
         extra = [
             Sample("fairwatch_consumer_lag", {"topic": t, "partition": str(p)}, float(v))
             for (t, p), v in sorted(self.lag.items())

@@ -21,13 +21,14 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from fairwatch.monitor.engine import Engine, EngineSettings
 from fairwatch.monitor.partials import PARTIAL, Partial, merge, merged_gauges, read_partial
 from fairwatch.monitor.snapshot import Sample, Snapshot
 
-__all__ = ["Evaluator", "Leadership", "lock_key", "replica_name"]
+__all__ = ["Evaluation", "Evaluator", "Leadership", "lock_key", "replica_name"]
 
 log = logging.getLogger("fairwatch.evaluator")
 
@@ -108,8 +109,23 @@ class Leadership:
                 self.conn = None
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation's result.
+
+    ``export``: what this replica's ``/metrics`` shows — its own counters, and, when it is the
+    evaluator, the merged gauges. ``engine`` and ``whole`` (the evaluator only): the merged
+    statistics and their snapshot, counters included, which is what the alert loop judges:
+    the evidence of a whole model, never of one replica's share of its partitions.
+    """
+
+    export: Snapshot
+    engine: Engine | None = None
+    whole: Snapshot | None = None
+
+
 class Evaluator:
-    """Each evaluation: this replica's counters; if it leads, the merged gauges and the engine to act on."""
+    """Each evaluation: this replica's counters; if it leads, the merged statistics to act on."""
 
     def __init__(self, url: str, group: str, settings: EngineSettings, *, replica: str | None = None):
         self.leadership = Leadership(url, group)
@@ -118,7 +134,7 @@ class Evaluator:
         self.last_merge_s = 0.0
         self.partitions_merged = 0
 
-    def evaluate(self, own: dict[int, list[Partial]], local: list[Sample]) -> tuple[Snapshot, Engine | None]:
+    def evaluate(self, own: dict[int, list[Partial]], local: list[Sample]) -> Evaluation:
         """``own``: this replica's partitions' statistics; ``local``: its counters."""
         leader = self.leadership.check()
         merged = None
@@ -139,10 +155,11 @@ class Evaluator:
                 self.partitions_merged = len(parts)
         samples = [*local, Sample("fairwatch_evaluator", {"replica": self.replica}, float(leader))]
         if merged is None:
-            return Snapshot(time.time(), tuple(samples)), None
-        snap = merged.snapshot()
-        gauges = tuple(merged_gauges(snap.samples))
-        return Snapshot(snap.created, gauges + tuple(samples), snap.windows, snap.event_time), merged
+            return Evaluation(Snapshot(time.time(), tuple(samples)))
+        whole = merged.snapshot()
+        gauges = tuple(merged_gauges(whole.samples))
+        export = Snapshot(whole.created, gauges + tuple(samples), whole.windows, whole.event_time)
+        return Evaluation(export, merged, whole)
 
     def close(self) -> None:
         self.leadership.close()
