@@ -247,7 +247,9 @@ def test_dp_drop_through_two_replicas_rolls_back_once_and_only_the_evaluator_act
         # 30 min after the drop at 10 decisions/s: the sequential evidence needs about 600 of the
         # dropped group's decisions at the default budget (docs/alerts.md); 3/s for 30 min gives ~700
         # and `fairwatch backtest` of that stream raises nothing; of this one it rolls back 430 s after the drop.
-        produce_by_id(kafka_bootstrap, topics, isoformat_events(seed=71, hours=1.0, rate=10.0))
+        events = isoformat_events(seed=71, hours=1.0, rate=10.0)
+        cut = int(len(events) * 0.75)  # 15 min after the drop; the rest comes after the evaluator dies
+        produce_by_id(kafka_bootstrap, topics, events[:cut])
         deadline = time.monotonic() + 120
         while (
             time.monotonic() < deadline
@@ -258,16 +260,34 @@ def test_dp_drop_through_two_replicas_rolls_back_once_and_only_the_evaluator_act
         time.sleep(3.0)  # more evaluations of the same incident: none may act again
         leaders = [r for r in reps if is_evaluator(r.metrics())]
         assert len(leaders) == 1
+        (leader,) = leaders
+        (other,) = [r for r in reps if r is not leader]
+        # The evaluator dies with the incident open: the other replica takes over from the
+        # alert memory the evaluator saved with its checkpoints, so it acts on nothing again.
+        leader.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not is_evaluator_now(other):
+            time.sleep(0.2)
+        assert is_evaluator_now(other), "no takeover"
+        # 15 more minutes of the dropped rate: evidence enough for a fresh loop to raise and act again
+        produce_by_id(kafka_bootstrap, topics, events[cut:])
+        want = sum(1 for o, _, _ in events if not o)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and events_total(other.metrics(), topics.decisions) != want:
+            time.sleep(0.3)
+        assert events_total(other.metrics(), topics.decisions) == want, "the survivor did not count every decision"
+        time.sleep(3.0)  # evaluations of the new evaluator (0.5 s apart) over all of it
     finally:
-        # The other replica first: stopping the evaluator first would hand it the lock, and a
-        # new evaluator does not inherit the alert loop's open incidents (docs/replicas.md).
-        for r in sorted(reps, key=is_evaluator_now):
-            r.stop()
+        for r in reps:
+            if r.proc.poll() is None:
+                r.stop()
     kinds = {}
     for i, r in enumerate(reps):
         log = tmp_path / f"r{i}" / "fairwatch-audit.jsonl"
-        kinds[r] = Counter(json.loads(line)["kind"] for line in log.read_text().splitlines() if line.strip())
-    leader = leaders[0]
-    (other,) = [r for r in reps if r is not leader]
+        entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        kinds[r] = Counter(e["kind"] for e in entries)
     assert kinds[leader]["rollback.execute"] == 1, kinds[leader]
-    assert {k for k in kinds[other] if k.startswith(("rollback.", "action.", "tier."))} == set(), kinds[other]
+    again = ("rollback.detect", "rollback.assess", "rollback.decide", "rollback.execute", "action.", "tier.")
+    acted = {k for k in kinds[other] if k.startswith(again)}
+    assert acted == set(), f"the new evaluator acted again on the open incident: {kinds[other]}"
+    assert json.loads(flags.read_text())["flags"]["loan-model"]["defaultVariant"] == "v2"

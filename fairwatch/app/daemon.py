@@ -30,6 +30,7 @@ from contextlib import ExitStack
 
 import orjson
 
+from fairwatch.alerts import durable as alert_state
 from fairwatch.app.config import Config, ConfigError
 from fairwatch.app.evaluator import Evaluator
 from fairwatch.app.families import FAMILIES
@@ -73,6 +74,10 @@ class Daemon:
         self.closing = False
         self.alerts = None
         self.pipelines = None
+        # The alert loop's memory (incidents, evidence, rollbacks): saved with every checkpoint
+        # while this replica is the evaluator, resumed from the store whenever it becomes one.
+        self.alerts_blob: bytes | None = None
+        self.alerts_resumed = False
         # Merges every partition's statistics when this replica is the elected evaluator.
         self.evaluator = Evaluator(config.state.url, self.kc.group_id, config.engine_settings())
         # kafka-python runs rebalance callbacks on its IO thread, concurrently with this
@@ -94,6 +99,21 @@ class Daemon:
 
     def _key(self, partition: int) -> str:
         return f"{self.kc.group_id}/{partition}"
+
+    def _alerts_key(self) -> str:
+        return f"{self.kc.group_id}/alerts"
+
+    def _resume_alerts(self) -> None:
+        """On becoming the evaluator (or starting): the alert loop goes on from the saved memory."""
+        self.alerts_resumed = True
+        try:
+            cp = self.store.load([self._alerts_key()]).get(self._alerts_key())
+        except Exception as exc:  # the store is away: act from this replica's own memory
+            log.warning("alert state unreadable", extra={"error": type(exc).__name__})
+            self.alerts_resumed = False
+            return
+        if cp is not None:
+            alert_state.restore(self.alerts, cp.state)
 
     def _offsets_of(self, partition: int) -> dict[str, int]:
         return {k: v for k, v in self.positions.items() if int(k.rpartition(":")[2]) == partition}
@@ -174,7 +194,8 @@ class Daemon:
         self.settle(wait=wait)
         with self.lock:
             parts = sorted(self.ledgers if partitions is None else set(partitions) & set(self.ledgers))
-            if not parts:
+            alerts = self.alerts_blob if self.evaluator.leadership.held else None
+            if not parts and alerts is None:
                 return
             cps = {
                 self._key(p): Checkpoint(
@@ -184,6 +205,8 @@ class Daemon:
                 for p in parts
             }
             cps.update({self._key(p) + PARTIAL: Checkpoint(partial_blob(self.engines[p])) for p in parts})
+            if alerts is not None:
+                cps[self._alerts_key()] = Checkpoint(alerts)
             redo = {}
             if self.daily is not None:  # per-day counts since the last checkpoint, saved with it
                 redo = {self._key(p) + DAILY: self.daily.take(self._key(p)) for p in parts}
@@ -338,8 +361,16 @@ class Daemon:
             local = local_samples(self.engines[p] for p in self.ledgers)
         ev = self.evaluator.evaluate(own, local)
         snap = ev.export
-        if ev.engine is not None and self.alerts is not None:  # only the evaluator acts, on the whole model
+        if self.alerts is not None and ev.engine is None:
+            self.alerts_resumed = False  # another replica acts: its memory is the one to resume from
+        elif self.alerts is not None:  # only the evaluator acts, on the whole model
+            if not self.alerts_resumed:
+                self._resume_alerts()
+            before = len(self.alerts.changes)
             self.alerts.judge(ev.whole, ev.engine)
+            self.alerts_blob = alert_state.dump(self.alerts)
+            if len(self.alerts.changes) != before:
+                self.wake["checkpoint"].set()  # what was acted on is durable at once, not at the next period
             snap = snap.with_samples(self.alerts.samples())
         extra = [
             Sample("fairwatch_consumer_lag", {"topic": t, "partition": str(p)}, float(v))
