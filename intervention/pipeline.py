@@ -13,7 +13,6 @@ fitted on the *validation* split; models on the *train* split.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -30,6 +29,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from . import plots
+from .artifacts import write_json
 from .causal import causal_analysis, load_expert_knowledge, write_dot
 from .config import PipelineConfig
 from .data import Split, binary_outcome, load_adult, load_table, make_encoder, split_data
@@ -43,6 +43,7 @@ from .gates import (
     postprocess_gate,
     preprocess_gate,
     target_met,
+    target_metric,
 )
 from .inprocess import FairConstrainedLogisticRegression, convergence_report, make_reductions
 from .metrics import ece_by_group, expected_calibration_error, fairness_summary
@@ -54,35 +55,16 @@ from .models import (
     fit_quietly,
     make_base_estimator,
 )
+from .plan import write_investigation_and_plan
 from .postprocess import GroupCalibrator, effective_thresholds, make_threshold_optimizer, threshold_sanity
 from .preprocess import DisparateImpactRemover, ks_integrity, reweighing_weights
+from .report import write_summary_html
 
 __all__ = ["PipelineContext", "Candidate", "run_pipeline", "prepare_context", "headline", "write_json"]
 
 log = logging.getLogger("fairwatch.intervention")
 
 STAGES = ("causal", "preprocess", "inprocess", "postprocess", "evaluation")
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (numpy scalars and paths converted)."""
-
-    def default(o: Any) -> Any:
-        if isinstance(o, np.integer):
-            return int(o)
-        if isinstance(o, np.floating):
-            return None if not np.isfinite(o) else float(o)
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        if isinstance(o, set):
-            return sorted(o)
-        raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=default, allow_nan=False) + "\n", encoding="utf-8")
-    return path
 
 
 # ---------------------------------------------------------------------------- resources
@@ -145,10 +127,25 @@ class Candidate:
     metrics: dict[str, Any]
     details: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    parent: str | None = None
+    gates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def gates_passed(self) -> bool:
+        """Every gate checked on this candidate passed (vacuously true for the baseline)."""
+        return all(g["passed"] for g in self.gates)
+
+    @property
+    def final_gate(self) -> dict[str, Any] | None:
+        return next((g for g in self.gates if g["gate"] == "final_validation"), None)
 
     def record(self) -> dict[str, Any]:
+        fg = self.final_gate
         return {"name": self.name, "stage": self.stage, "iteration": self.iteration, "params": self.params,
-                "metrics": self.metrics, "model_path": self.path}  # fmt: skip
+                "metrics": self.metrics, "model_path": self.path, "parent": self.parent,
+                "gates": self.gates, "final_gate_passed": None if fg is None else fg["passed"],
+                "failed_checks": [f"{g['gate']}.{c['name']}" for g in self.gates for c in g["checks"]
+                                  if not c["passed"]]}  # fmt: skip
 
 
 @dataclass
@@ -235,6 +232,10 @@ def headline(ctx: PipelineContext, y_true: np.ndarray, y_pred: np.ndarray, y_pro
         "worst_accuracy_deviation": inter["worst_accuracy_deviation"],
         "worst_outcome_ratio": inter["worst_outcome_ratio"],
         "worst_accuracy_group": inter["worst_accuracy_group"],
+        # groups under min_group_size: reported, left out of every ratio, gap and maximum
+        "small_groups": {**{a: {g: s["attributes"][a]["groups"][g]["n"]
+                                for g in s["attributes"][a]["insufficient_groups"]} for a in cfg.protected},
+                         "intersectional": {g: inter["groups"][g]["n"] for g in inter["insufficient_groups"]}},
     }  # fmt: skip
 
 
@@ -316,6 +317,7 @@ class Prepared:
     weights: np.ndarray | None
     remover: DisparateImpactRemover | None
     params: dict[str, Any]
+    source: str | None = None  # the pre-processing candidate it came from
 
 
 def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Candidate, iteration: int,
@@ -333,7 +335,7 @@ def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Can
         inner, _ = _fit_tabular(ctx, new_train, ctx.features, est, "di_inner")
         model: Any = RepairedModel(remover, inner)
         weights = None
-        integrity = ks_integrity(train, new_train, ctx.features)
+        integrity = ks_integrity(train, new_train, ctx.features, repaired=repair_features)
         name = f"di_remover_{params['repair_level']:.2f}"
         p = {"technique": technique, "repair_level": params["repair_level"], "features": repair_features}
         new_train.to_csv(d / f"train_{name}.csv.gz", index=False)
@@ -347,18 +349,22 @@ def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Can
         np.save(d / "reweighing_weights.npy", weights)
     metrics, _, _ = _evaluate(ctx, model)
     cand = _add_candidate(ctx, Candidate(f"{name}_it{iteration}", "preprocess", iteration, p, model, metrics,
-                                         {"integrity": integrity}))  # fmt: skip
+                                         {"integrity": integrity}, parent=baseline.name))  # fmt: skip
     gate = preprocess_gate(baseline.metrics, metrics, integrity, target=cfg.target_fairness, technique=technique,
                            repair_level=params.get("repair_level"), t=cfg.gates)  # fmt: skip
+    cand.gates.append(gate.to_dict())
     write_json(d / f"preprocess_report_it{iteration}.json", {
         "technique": technique, "params": p, "before": baseline.metrics, "after": metrics,
         "fairness_change": {"dp_ratio": [baseline.metrics["dp_ratio"], metrics["dp_ratio"]],
                             "min_disparate_impact": [baseline.metrics["min_disparate_impact"],
                                                      metrics["min_disparate_impact"]]},
         "accuracy_change": [baseline.metrics["accuracy"], metrics["accuracy"]],
-        "integrity": integrity, "gate": gate.to_dict()})  # fmt: skip
+        "integrity": integrity, "gate": gate.to_dict(),
+        "repaired_features_change": {f: v for f, v in integrity.items() if v.get("repaired")},
+        "integrity_note": "KS and outlier checks cover the non-protected features other than the repaired ones; "
+                          "the repaired features' change is the intervention and is reported, not gated"})  # fmt: skip
     ctx.event("gate", iteration=iteration, **gate.to_dict())
-    return Prepared(technique, new_train, weights, remover, p), cand, gate
+    return Prepared(technique, new_train, weights, remover, p, cand.name), cand, gate
 
 
 def _weight_table(train: pd.DataFrame, w: np.ndarray, attr: str, outcome: str) -> dict[str, float]:
@@ -394,10 +400,16 @@ def stage_inprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Cand
         full = RepairedModel(prepared.remover, model)
     metrics, _, prob = _evaluate(ctx, full)
     conv = convergence_report(model.estimator, prob, warns)
-    cand = _add_candidate(ctx, Candidate(name, "inprocess", iteration, p, full, metrics, {"convergence": conv}))
+    if prepared is not None and prepared.source is not None:
+        name = f"{prepared.source.rsplit('_it', 1)[0]}+{name}"
+    p["data"] = prepared.source if prepared is not None and prepared.source else "original training data"
+    cand = _add_candidate(ctx, Candidate(name, "inprocess", iteration, p, full, metrics, {"convergence": conv},
+                                         parent=prepared.source if prepared is not None and prepared.source
+                                         else baseline.name))  # fmt: skip
     gate = inprocess_gate(baseline.metrics, metrics, conv, target=cfg.target_fairness, technique=technique,
                           constraint_weight=params["constraint_weight"], t=cfg.gates)  # fmt: skip
-    write_json(ctx.out / "inprocess" / f"inprocess_report_it{iteration}.json", {
+    cand.gates.append(gate.to_dict())
+    write_json(ctx.out / "inprocess" / f"inprocess_report_{name}.json", {
         "technique": technique, "params": p, "excluded_proxies": sorted(set(ctx.features) - set(features)),
         "baseline": baseline.metrics, "after": metrics, "convergence": conv, "gate": gate.to_dict()})  # fmt: skip
     ctx.event("gate", iteration=iteration, **gate.to_dict())
@@ -420,6 +432,7 @@ def stage_postprocess(
     val, test = ctx.part("validation"), ctx.part("test")
     yv, yt = ctx.y_part("validation"), ctx.y_part("test")
     model: Any = source.model
+    tag = f"{source.name}-it{iteration}"  # file names: one per (source, post-processing iteration)
     p_before = model.predict_proba(test)[:, 1]
     calib = {
         "method": None,
@@ -428,7 +441,7 @@ def stage_postprocess(
     }
     curves = {g: (yt[test[cfg.primary].to_numpy() == g], p_before[test[cfg.primary].to_numpy() == g])
               for g in sorted(test[cfg.primary].unique())}  # fmt: skip
-    plots.plot_reliability(curves, d / f"reliability_before_it{iteration}.png",
+    plots.plot_reliability(curves, d / f"reliability_before_{tag}.png",
                            title=f"Reliability before calibration ({source.name})")  # fmt: skip
     steps = []
     if calibrate:
@@ -443,7 +456,7 @@ def stage_postprocess(
         )
         curves = {g: (yt[test[cfg.primary].to_numpy() == g], p_after[test[cfg.primary].to_numpy() == g])
                   for g in sorted(test[cfg.primary].unique())}  # fmt: skip
-        plots.plot_reliability(curves, d / f"reliability_after_it{iteration}.png",
+        plots.plot_reliability(curves, d / f"reliability_after_{tag}.png",
                                title=f"Reliability after group {params['calibration']} calibration")  # fmt: skip
         steps.append(f"group_{params['calibration']}")
     thr_report = None
@@ -466,13 +479,15 @@ def stage_postprocess(
     name = "+".join([source.name.rsplit("_it", 1)[0], *steps]) + f"_it{iteration}"
     cand = _add_candidate(ctx, Candidate(name, "postprocess", iteration,
                                          {"source": source.name, "steps": steps, "calibration": calib["method"]},
-                                         model, metrics, {"calibration": calib, "thresholds": thr_report}))  # fmt: skip
+                                         model, metrics, {"calibration": calib, "thresholds": thr_report},
+                                         parent=source.name))  # fmt: skip
     gate = postprocess_gate(baseline.metrics, metrics, thresholds=sanity, target=cfg.target_fairness,
                             calibration_method=calib["method"], constraint_weight=params["constraint_weight"],
                             t=cfg.gates)  # fmt: skip
-    write_json(d / f"calibration_report_it{iteration}.json", calib)
+    cand.gates.append(gate.to_dict())
+    write_json(d / f"calibration_report_{tag}.json", calib)
     if thr_report is not None:
-        write_json(d / f"threshold_report_it{iteration}.json", thr_report)
+        write_json(d / f"threshold_report_{tag}.json", thr_report)
     ctx.event("gate", iteration=iteration, **gate.to_dict())
     return cand, gate
 
@@ -484,11 +499,12 @@ def assess_calibration(ctx: PipelineContext, cand: Candidate, iteration: int) ->
     test, yt = ctx.part("test"), ctx.y_part("test")
     p = cand.model.predict_proba(test)[:, 1]
     g = test[cfg.primary].to_numpy()
+    tag = f"{cand.name}-it{iteration}"
     rep = {"model": cand.name, "method": None, "ece_before": expected_calibration_error(yt, p),
            "ece_by_group_before": ece_by_group(yt, p, sensitive_features=g)}  # fmt: skip
     plots.plot_reliability({k: (yt[g == k], p[g == k]) for k in sorted(set(g.tolist()))},
-                           d / f"reliability_before_it{iteration}.png", title=f"Reliability ({cand.name})")  # fmt: skip
-    write_json(d / f"calibration_report_it{iteration}.json", rep)
+                           d / f"reliability_before_{tag}.png", title=f"Reliability ({cand.name})")  # fmt: skip
+    write_json(d / f"calibration_report_{tag}.json", rep)
     return rep
 
 
@@ -556,180 +572,377 @@ def run_pipeline(
     record["finished"] = datetime.now(UTC).isoformat()
     record["timings"] = ctx.timer.records
     write_json(ctx.out / "run.json", record)
-    from .report import write_summary_html
-
     write_summary_html(ctx.out, record)
-    if cfg.incident is not None or cfg.decisions is not None:
-        from .plan import write_investigation_and_plan
-
-        with ctx.timer.stage("investigation_plan"):
-            record["documents"] = write_investigation_and_plan(ctx.out, record, cfg)
-        record["timings"] = ctx.timer.records
-        write_json(ctx.out / "run.json", record)
-        write_summary_html(ctx.out, record)
+    # every run writes its plan: passed, draft (DAG awaits expert review) or escalated
+    with ctx.timer.stage("investigation_plan"):
+        record["documents"] = write_investigation_and_plan(ctx.out, record, cfg)
+    record["timings"] = ctx.timer.records
+    write_json(ctx.out / "run.json", record)
+    write_summary_html(ctx.out, record)
     return record
+
+
+@dataclass
+class Search:
+    """State of the alternative search: attempts per component, the time bound, the record.
+
+    Each component (pre-, in-, post-processing) makes at most ``gates.max_iterations``
+    attempts (post-processing: per source model); the whole search stops starting new
+    attempts once ``cfg.time_budget_seconds`` have passed (recorded, so a truncated
+    search is never mistaken for an exhausted one).
+    """
+
+    ctx: PipelineContext
+    baseline: Candidate
+    step: Callable[[str], None]
+    done: Callable[[], None]
+    deadline: float
+    iterations: list[dict[str, Any]] = field(default_factory=list)
+    budget_exhausted: str | None = None
+
+    def out_of_time(self, what: str) -> bool:
+        if time.monotonic() < self.deadline:
+            return False
+        if self.budget_exhausted is None:
+            self.budget_exhausted = what
+            self.ctx.event("time_budget", outcome="exhausted", skipped=what,
+                           budget_seconds=self.ctx.cfg.time_budget_seconds)  # fmt: skip
+        return True
+
+    def attempt(self, component: str, iteration: int, cand: Candidate, gate: GateResult,
+                params: dict[str, Any], nxt: dict[str, Any] | None = None) -> None:  # fmt: skip
+        rec = {
+            "component": component,
+            "iteration": iteration,
+            "start_stage": component,
+            "candidate": cand.name,
+            "params": dict(params),
+            "gates": [gate.to_dict()],
+            "outcome": "passed" if gate.passed else "failed",
+        }
+        if not gate.passed:
+            rec["failed_gate"] = gate.gate
+            rec["rollback"] = nxt or {"destination": "none", "adjustment": "no untried alternative left"}
+            self.ctx.event("rollback", iteration=iteration, component=component, gate=gate.gate,
+                           failure_modes=gate.failure_modes, action=rec["rollback"])  # fmt: skip
+        self.iterations.append(rec)
+
+
+def _technique_key(params: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted(params.items()))
+
+
+def _search_causal(s: Search) -> dict[str, Any]:
+    """Gate 1. Without an approved DAG the run goes on as a *draft*: nothing it finds is
+    deployed before domain experts review the (data-proposed) DAG."""
+    s.step("causal analysis")
+    with s.ctx.timer.stage("causal"):
+        causal, gate = stage_causal(s.ctx)
+    causal["gate_passed"] = gate.passed
+    s.iterations.append({"component": "causal", "iteration": 1, "start_stage": "causal", "params": {},
+                         "gates": [gate.to_dict()], "outcome": "passed" if gate.passed else "draft"})  # fmt: skip
+    if not gate.passed:
+        s.ctx.event("decision", point="1a: causal gate failed", outcome="continue as draft (awaits expert review)",
+                    failed_checks=gate.failed_checks())  # fmt: skip
+    s.done()
+    return causal
+
+
+def _search_preprocess(s: Search, causal: dict[str, Any]) -> list[tuple[Prepared, Candidate]]:
+    """Decision point 1 and gate 2, with the playbook's alternatives on failure: lower
+    ``repair_level``, reweighing instead of disparate-impact removal, or skipping
+    pre-processing (in-processing then trains on the original data)."""
+    ctx, cfg, t, baseline = s.ctx, s.ctx.cfg, s.ctx.cfg.gates, s.baseline
+    repair = cfg.repair_features or causal["biased_mediators"]
+    repair = [f for f in repair if f in ctx.features and pd.api.types.is_numeric_dtype(ctx.df[f])]
+    tech = cfg.preprocess_technique
+    if tech == "auto" or (tech == "disparate_impact_remover" and not repair):
+        tech = "disparate_impact_remover" if repair else "reweighing"
+    need = tech != "none" and (bool(causal["biased_mediators"]) or
+                               (baseline.metrics["min_disparate_impact"] or 0) < t.dp_ratio_min)  # fmt: skip
+    ctx.event("decision", point="1: pre-processing needed?", outcome="preprocess" if need else "skip",
+              technique=tech, biased_mediators=causal["biased_mediators"],
+              baseline_min_disparate_impact=baseline.metrics["min_disparate_impact"],
+              recommendation=causal["recommendation"]["strategy"])  # fmt: skip
+    s.done()
+    if not need:
+        return []
+    params: dict[str, Any] = {"preprocess_technique": tech, "repair_level": float(cfg.repair_level)}
+    tried: list[tuple[Any, ...]] = []
+    for it in range(1, t.max_iterations + 1):
+        if s.out_of_time(f"pre-processing iteration {it}"):
+            break
+        tried.append(_technique_key(params))
+        s.step(f"pre-processing: {params['preprocess_technique']} (iteration {it})")
+        with ctx.timer.stage("preprocess"):
+            prepared, cand, gate = stage_preprocess(ctx, params, baseline, it, repair)
+        nxt = None if gate.passed else _next_preprocess(params, gate, tried, it < t.max_iterations, bool(repair))
+        s.attempt("preprocess", it, cand, gate, params, nxt)
+        if gate.passed:
+            return [(prepared, cand)]
+        if nxt is None or nxt["destination"] != "preprocess":
+            break
+        params = {**params, **nxt["set"]}
+    return []
+
+
+def _next_preprocess(params: dict[str, Any], gate: GateResult, tried: list[tuple[Any, ...]],
+                     more: bool, can_repair: bool) -> dict[str, Any] | None:  # fmt: skip
+    """The next untried pre-processing configuration the failed gate points to."""
+    action = dict(gate.on_fail or {})
+    if (action.get("set") or {}).get("preprocess_technique") == "none":
+        return {"destination": "inprocess", "adjustment": "skip pre-processing; in-processing on the original data"}
+    if not more:
+        return {"destination": "inprocess", "adjustment": "iteration limit reached; in-processing on the original data"}
+    options = [action.get("set") or {}]
+    other = "reweighing" if params["preprocess_technique"] == "disparate_impact_remover" else "disparate_impact_remover"
+    options.append({"preprocess_technique": other})
+    for opt in options:
+        if opt.get("preprocess_technique") == "disparate_impact_remover" and not can_repair:
+            continue  # no numeric feature to repair
+        if opt and _technique_key({**params, **opt}) not in tried:
+            adj = action.get("adjustment") if opt is options[0] else f"switch technique -> {other}"
+            return {"destination": "preprocess", "adjustment": adj, "set": opt}
+    return {
+        "destination": "inprocess",
+        "adjustment": "no untried pre-processing left; in-processing on the original data",
+    }
+
+
+def _search_inprocess(s: Search, causal: dict[str, Any], prepared: Prepared | None) -> list[Candidate]:
+    """Gate 3 with its alternatives: constraint weight up or down, constrained LR ↔
+    reductions, and — when pre-processed data costs too much utility — the original data."""
+    ctx, cfg, t, baseline = s.ctx, s.ctx.cfg, s.ctx.cfg.gates, s.baseline
+    params: dict[str, Any] = {"inprocess_technique": cfg.inprocess_technique,
+                              "constraint_weight": float(cfg.constraint_weight)}  # fmt: skip
+    tried: list[tuple[Any, ...]] = []
+    last: dict[tuple[str, str | None], Any] = {}  # (technique, data) -> its latest target metric
+    for it in range(1, t.max_iterations + 1):
+        if s.out_of_time(f"in-processing iteration {it}"):
+            break
+        key = (*_technique_key(params), prepared.source if prepared is not None else None)
+        tried.append(key)
+        s.step(f"in-processing: {params['inprocess_technique']} (iteration {it})")
+        with ctx.timer.stage("inprocess"):
+            cand, gate = stage_inprocess(ctx, params, baseline, prepared, causal["proxies"], it)
+        if gate.passed:
+            s.attempt("inprocess", it, cand, gate, params)
+            return [cand]
+        action = dict(gate.on_fail or {"set": {}})
+        key_metric, higher = target_metric(cfg.target_fairness)
+        now = cand.metrics.get(key_metric)
+        slot = (params["inprocess_technique"], prepared.source if prepared is not None else None)
+        before = last.get(slot)
+        last[slot] = now
+        if ("fairness_insufficient" in gate.failure_modes and before is not None and now is not None
+                and (now <= before if higher else now >= before)):  # fmt: skip
+            # a stronger constraint did not move the target: the playbook's other path
+            action = {"destination": "inprocess", "adjustment": "constraint weight did not help; switch technique",
+                      "set": {"inprocess_technique": "switch"}}  # fmt: skip
+        new = dict(params)
+        for k, v in (action.get("set") or {}).items():
+            if k == "inprocess_technique" and v == "switch":
+                v = "reductions" if params["inprocess_technique"] == "constrained_lr" else "constrained_lr"
+            new[k] = v
+        new_prepared = prepared
+        if "utility_cost" in gate.failure_modes and prepared is not None:
+            # playbook: skip pre-processing and go on to in-processing on the original data
+            new, new_prepared = dict(params), None
+            action = {"destination": "inprocess", "adjustment": "drop pre-processing: train on the original data"}
+        if (*_technique_key(new), new_prepared.source if new_prepared is not None else None) in tried:
+            new["constraint_weight"] = round(max(0.0, new["constraint_weight"] - 0.2), 2)
+            action = {**action, "adjustment": f"configuration already tried; soften constraint_weight -> "
+                                              f"{new['constraint_weight']}"}  # fmt: skip
+        if "utility_cost" in gate.failure_modes:
+            ctx.event("decision", point="3: in-processing utility cost too high",
+                      outcome="threshold optimization on the models without in-processing",
+                      accuracy=cand.metrics["accuracy"], f1=cand.metrics["f1"])  # fmt: skip
+        if it == t.max_iterations:
+            action = {"destination": "postprocess", "adjustment": f"iteration limit ({t.max_iterations}) reached; "
+                      "post-processing goes on with the models validated so far"}  # fmt: skip
+        s.attempt("inprocess", it, cand, gate, params, action)
+        params, prepared = new, new_prepared
+    return []
+
+
+def _search_postprocess(s: Search, source: Candidate) -> None:
+    """Decision point 3 and gate 4 on one source model, with the alternatives: the other
+    calibration method when ECE fails, thresholds when calibration alone misses the target."""
+    ctx, cfg, t, baseline = s.ctx, s.ctx.cfg, s.ctx.cfg.gates, s.baseline
+    m = source.metrics
+    fair = target_met(m, cfg.target_fairness, t)
+    calib_ok = (m["ece"] or 1) < t.ece_overall_max and (m["max_group_ece"] or 1) < t.ece_group_max
+    calibrate, thresholds = not calib_ok, not fair
+    ctx.event("decision", point="3: post-processing needed?", source=source.name,
+              outcome=("skip" if not (calibrate or thresholds) else
+                       "+".join(x for x, on in (("calibration", calibrate), ("thresholds", thresholds)) if on)),
+              fairness_target_met=fair, ece=m["ece"], max_group_ece=m["max_group_ece"])  # fmt: skip
+    methods = [cfg.calibration, *[c for c in ("platt", "isotonic") if c != cfg.calibration]]
+    params = {"calibration": methods[0], "constraint_weight": float(cfg.constraint_weight)}
+    used = {methods[0]} if calibrate else set()
+    for it in range(1, t.max_iterations + 1):
+        if s.out_of_time(f"post-processing of {source.name}, iteration {it}"):
+            return
+        s.step(f"post-processing {source.name} (iteration {it})")
+        with ctx.timer.stage("postprocess"):
+            if calibrate or thresholds:
+                cand, gate = stage_postprocess(ctx, params, baseline, source, it, calibrate=calibrate,
+                                               thresholds=thresholds)  # fmt: skip
+            else:
+                cand = source
+                assess_calibration(ctx, source, it)
+                gate = postprocess_gate(
+                    baseline.metrics,
+                    m,
+                    thresholds=None,
+                    target=cfg.target_fairness,
+                    calibration_method=None,
+                    constraint_weight=params["constraint_weight"],
+                    t=t,
+                )
+                source.gates.append(gate.to_dict())
+                ctx.event("gate", iteration=it, **gate.to_dict())
+        nxt: dict[str, Any] | None = None
+        if not gate.passed and it < t.max_iterations:
+            left = [c for c in methods if c not in used]
+            if "calibration" in gate.failure_modes and left:
+                nxt = {"destination": "postprocess", "adjustment": f"switch calibration -> {left[0]}",
+                       "set": {"calibration": left[0]}}  # fmt: skip
+            elif "fairness_insufficient" in gate.failure_modes and not (thresholds or cand.details.get("thresholds")):
+                nxt = {"destination": "postprocess", "adjustment": "add group threshold optimization", "set": {}}
+        s.attempt("postprocess", it, cand, gate, {**params, "source": source.name, "calibrate": calibrate,
+                                                  "thresholds": thresholds}, nxt)  # fmt: skip
+        if gate.passed or nxt is None:
+            return
+        if "calibration" in nxt["set"]:
+            params = {**params, **nxt["set"]}
+            used.add(params["calibration"])
+            calibrate = True
+        else:
+            thresholds = True
+
+
+def _lineage(ctx: PipelineContext, cand: Candidate) -> list[Candidate]:
+    by = {c.name: c for c in ctx.candidates}
+    out, cur = [], cand
+    while cur is not None:
+        out.append(cur)
+        cur = by.get(cur.parent) if cur.parent else None
+    return out[::-1]
+
+
+def eligible(ctx: PipelineContext) -> list[Candidate]:
+    """Candidates whose final gate passed and whose every ancestor passed its own gates."""
+    return [c for c in ctx.candidates if c.final_gate is not None and all(a.gates_passed for a in _lineage(ctx, c))]
+
+
+def _rank_key(ctx: PipelineContext, c: Candidate) -> tuple[float, float, str]:
+    key, higher = target_metric(ctx.cfg.target_fairness)
+    v = c.metrics.get(key)
+    fair = -1e9 if v is None else (v if higher else -v)
+    return (-(c.metrics["accuracy"] or 0.0), -fair, c.name)
+
+
+def tradeoffs(ctx: PipelineContext, limit: int = 6) -> list[dict[str, Any]]:
+    """The Pareto frontier (accuracy vs the target metric) of the finally validated
+    candidates and the baseline, best accuracy first — the table of an escalation."""
+    key, higher = target_metric(ctx.cfg.target_fairness)
+    pool = [c for c in ctx.candidates if c.final_gate is not None or c.stage == "baseline"]
+    pts = [{"name": c.name, "accuracy": c.metrics["accuracy"], key: c.metrics[key]} for c in pool]
+    front = set(pareto_frontier(pts, x="accuracy", y=key, maximize=(True, higher)))
+    rows = sorted((c for c in pool if c.name in front), key=lambda c: _rank_key(ctx, c))[:limit]
+    return [{"name": c.name, "stage": c.stage, "accuracy": c.metrics["accuracy"],
+             "accuracy_loss": accuracy_loss(ctx.candidates[0].metrics, c.metrics), "f1": c.metrics["f1"],
+             "dp_ratio": c.metrics["dp_ratio"], "eo_gap": c.metrics["eo_gap"],
+             "max_group_ece": c.metrics["max_group_ece"],
+             "target_met": target_met(c.metrics, ctx.cfg.target_fairness, ctx.cfg.gates),
+             "failed_checks": c.record()["failed_checks"]} for c in rows]  # fmt: skip
+
+
+def best_tradeoff(ctx: PipelineContext) -> Candidate:
+    """The escalation's proposal: the most accurate finally validated candidate that meets
+    the fairness target within the final accuracy limit; else the frontier's fairest."""
+    t = ctx.cfg.gates
+    pool = [c for c in ctx.candidates if c.final_gate is not None]
+    ok = [c for c in pool if target_met(c.metrics, ctx.cfg.target_fairness, t)
+          and (accuracy_loss(ctx.candidates[0].metrics, c.metrics) or 0) <= t.final_max_accuracy_loss]  # fmt: skip
+    if ok:
+        return sorted(ok, key=lambda c: _rank_key(ctx, c))[0]
+    key, higher = target_metric(ctx.cfg.target_fairness)
+    scored = [c for c in pool if c.metrics.get(key) is not None] or [ctx.candidates[0]]
+    return sorted(scored, key=lambda c: ((-1 if higher else 1) * (c.metrics.get(key) or 0), c.name))[0]
+
+
+def _conclude(s: Search, causal: dict[str, Any]) -> tuple[str, Candidate, dict[str, Any] | None]:
+    """Decision point 4: the best candidate passing every gate, or an escalation."""
+    ctx = s.ctx
+    ok = sorted(eligible(ctx), key=lambda c: _rank_key(ctx, c))
+    if ok:
+        best = ok[0]
+        result = "passed" if causal["gate_passed"] else "draft"
+        ctx.event("decision", point="4: deploy or iterate?", model=best.name, eligible=[c.name for c in ok],
+                  outcome="deploy (pending stakeholder approval)" if result == "passed" else
+                  "draft: the causal DAG awaits expert review; nothing is deployed")  # fmt: skip
+        return result, best, None
+    best = best_tradeoff(ctx)
+    pick = best.name
+    rows = tradeoffs(ctx)
+    if pick not in {r["name"] for r in rows}:
+        rows = [*rows[:-1], *[r for r in tradeoffs(ctx, limit=len(ctx.candidates)) if r["name"] == pick]]
+    counts = {
+        k: sum(1 for r in s.iterations if r["component"] == k) for k in ("preprocess", "inprocess", "postprocess")
+    }
+    escalation = {"reason": "no candidate passed every gate" + (f" (time budget exhausted before {s.budget_exhausted})"
+                                                                if s.budget_exhausted else ""),
+                  "attempts": counts, "best_tradeoff": pick, "tradeoffs": rows,
+                  "options": ["accept the current fairness-utility trade-off (document rationale)",
+                              "delay deployment for a fundamental redesign",
+                              "revise fairness targets (if legally permissible)",
+                              "deploy with human oversight"]}  # fmt: skip
+    ctx.event("decision", point="4: deploy or iterate?", outcome="escalate to the executive sponsor", model=pick)
+    ctx.event("escalation", **escalation)
+    return "escalated", best, escalation
 
 
 def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], None]) -> dict[str, Any]:
     cfg = ctx.cfg
-    t = cfg.gates
-    params: dict[str, Any] = {
-        "preprocess_technique": cfg.preprocess_technique, "repair_level": float(cfg.repair_level),
-        "inprocess_technique": cfg.inprocess_technique, "constraint_weight": float(cfg.constraint_weight),
-        "calibration": cfg.calibration,
-    }  # fmt: skip
     step("baseline")
     with ctx.timer.stage("baseline"):
         baseline = stage_baseline(ctx)
     done()
-    destination = "causal"
-    causal: dict[str, Any] | None = None
-    prepared: Prepared | None = None
-    pre_cand: Candidate | None = None
-    in_cand: Candidate | None = None
-    iterations: list[dict[str, Any]] = []
-    tried: list[dict[str, Any]] = []
-    result, final = "escalated", None
-    escalation: dict[str, Any] | None = None
-    for it in range(1, t.max_iterations + 1):
-        ctx.event("iteration", iteration=it, start_stage=destination, params=dict(params))
-        it_rec: dict[str, Any] = {"iteration": it, "start_stage": destination, "params": dict(params), "gates": []}
-        iterations.append(it_rec)
-        failed: GateResult | None = None
-        # ---- causal analysis (gate 1, decision point 1)
-        if destination == "causal" or causal is None:
-            step(f"causal analysis (iteration {it})")
-            with ctx.timer.stage("causal"):
-                causal, gate = stage_causal(ctx)
-            it_rec["gates"].append(gate.to_dict())
-            if not gate.passed:
-                escalation = {"reason": "causal validation gate failed", "failed_checks": gate.failed_checks(),
-                              "action": gate.on_fail}  # fmt: skip
-                break
-        done()
-        proxies = causal["proxies"] if causal else []
-        repair = cfg.repair_features or causal["biased_mediators"]
-        repair = [f for f in repair if f in ctx.features and pd.api.types.is_numeric_dtype(ctx.df[f])]
-        tech = params["preprocess_technique"]
-        if tech == "auto":
-            tech = "disparate_impact_remover" if repair else "reweighing"
-        if tech == "disparate_impact_remover" and not repair:
-            tech = "reweighing"
-        params["preprocess_technique"] = tech
-        need_pre = tech != "none" and (bool(causal["biased_mediators"]) or
-                                       (baseline.metrics["min_disparate_impact"] or 0) < t.dp_ratio_min)  # fmt: skip
-        ctx.event("decision", point="1: pre-processing needed?", outcome="preprocess" if need_pre else "skip",
-                  technique=tech, biased_mediators=causal["biased_mediators"],
-                  baseline_min_disparate_impact=baseline.metrics["min_disparate_impact"],
-                  recommendation=causal["recommendation"]["strategy"])  # fmt: skip
-        # ---- pre-processing (gate 2, decision point 2)
-        if destination in ("causal", "preprocess"):
-            prepared, pre_cand = None, None
-            if need_pre:
-                step(f"pre-processing: {tech} (iteration {it})")
-                with ctx.timer.stage("preprocess"):
-                    prepared, pre_cand, gate = stage_preprocess(ctx, params, baseline, it, repair)
-                it_rec["gates"].append(gate.to_dict())
-                if not gate.passed:
-                    failed = gate
-        done()
-        if failed is None:
-            current = pre_cand or baseline
-            skip_in = pre_cand is not None and target_met(pre_cand.metrics, cfg.target_fairness, t) and (
-                (accuracy_loss(baseline.metrics, pre_cand.metrics) or 0) <= t.preprocess_max_accuracy_loss)  # fmt: skip
-            ctx.event("decision", point="2: fairness target met after pre-processing?",
-                      outcome="skip in-processing" if skip_in else "in-processing",
-                      dp_ratio=current.metrics["dp_ratio"], eo_gap=current.metrics["eo_gap"])  # fmt: skip
-            # ---- in-processing (gate 3, decision point 3)
-            if not skip_in and destination in ("causal", "preprocess", "inprocess"):
-                step(f"in-processing: {params['inprocess_technique']} (iteration {it})")
-                with ctx.timer.stage("inprocess"):
-                    in_cand, gate = stage_inprocess(ctx, params, baseline, prepared, proxies, it)
-                it_rec["gates"].append(gate.to_dict())
-                if not gate.passed:
-                    failed = gate
-            elif skip_in:
-                in_cand = None
-        done()
-        if failed is None:
-            source = in_cand or pre_cand or baseline
-            m = source.metrics
-            fair = target_met(m, cfg.target_fairness, t)
-            calib_ok = (m["ece"] or 1) < t.ece_overall_max and (m["max_group_ece"] or 1) < t.ece_group_max
-            calibrate = not calib_ok or destination == "postprocess"
-            thresholds = not fair
-            ctx.event("decision", point="3: post-processing needed?",
-                      outcome=("skip" if not (calibrate or thresholds) else
-                               "+".join(x for x, on in (("calibration", calibrate), ("thresholds", thresholds)) if on)),
-                      fairness_target_met=fair, ece=m["ece"], max_group_ece=m["max_group_ece"])  # fmt: skip
-            # ---- post-processing + final validation (gate 4, decision point 4)
-            step(f"post-processing (iteration {it})")
-            with ctx.timer.stage("postprocess"):
-                if calibrate or thresholds:
-                    post, gate = stage_postprocess(ctx, params, baseline, source, it, calibrate=calibrate,
-                                                   thresholds=thresholds)  # fmt: skip
-                else:
-                    post = source
-                    assess_calibration(ctx, source, it)
-                    gate = postprocess_gate(baseline.metrics, m, thresholds=None, target=cfg.target_fairness,
-                                            calibration_method=None, constraint_weight=params["constraint_weight"],
-                                            t=t)  # fmt: skip
-                    ctx.event("gate", iteration=it, **gate.to_dict())
-            it_rec["gates"].append(gate.to_dict())
-            final = post
-            if not gate.passed:
-                failed = gate
-        done()
-        if failed is None:
-            chain = [c.name for c in (pre_cand, in_cand) if c is not None]
-            if final is not None and final.name not in chain:
-                chain.append(final.name)
-            ctx.event("decision", point="4: deploy or iterate?", outcome="deploy (pending stakeholder approval)",
-                      model=final.name if final else None)  # fmt: skip
-            it_rec["outcome"] = "passed"
-            result = "passed"
-            break
-        it_rec["outcome"] = "failed"
-        it_rec["failed_gate"] = failed.gate
-        it_rec["rollback"] = failed.on_fail
-        ctx.event("rollback", iteration=it, gate=failed.gate, failure_modes=failed.failure_modes,
-                  action=failed.on_fail)  # fmt: skip
-        if it == t.max_iterations:
-            escalation = {"reason": f"{t.max_iterations} iterations failed", "last_failed_gate": failed.gate,
-                          "failure_modes": failed.failure_modes,
-                          "options": ["accept the current fairness-utility trade-off (document rationale)",
-                                      "delay deployment for a fundamental redesign",
-                                      "revise fairness targets (if legally permissible)",
-                                      "deploy with human oversight"]}  # fmt: skip
-            break
-        action = failed.on_fail or {"destination": "inprocess", "set": {}}
-        destination = action["destination"]
-        tried.append(dict(params))
-        for k, v in (action.get("set") or {}).items():
-            if k == "inprocess_technique" and v == "switch":
-                v = "reductions" if params["inprocess_technique"] == "constrained_lr" else "constrained_lr"
-            params[k] = v
-        if params in tried and destination != "escalate":
-            # Never repeat a failed configuration: soften the constraint instead (playbook:
-            # "reduce constraint_weight ... (softer fairness constraint)").
-            params["constraint_weight"] = round(max(0.0, params["constraint_weight"] - 0.2), 2)
-            ctx.event("adjustment", iteration=it, reason="configuration already tried",
-                      constraint_weight=params["constraint_weight"])  # fmt: skip
-        if destination == "escalate":
-            break
-    if result != "passed":
-        result = "escalated"
-        ctx.event("escalation", **(escalation or {}))
-    chosen = final or (ctx.candidates[-1] if ctx.candidates else baseline)
-    if result != "passed":
-        chain = [c.name for c in (pre_cand, in_cand) if c is not None]
-        if chosen.name not in chain and chosen is not baseline:
-            chain.append(chosen.name)
+    s = Search(ctx, baseline, step, done, deadline=time.monotonic() + float(cfg.time_budget_seconds))
+    causal = _search_causal(s)
+    pre = _search_preprocess(s, causal)
+    pre_cand = pre[0][1] if pre else None
+    skip_in = pre_cand is not None and target_met(pre_cand.metrics, cfg.target_fairness, cfg.gates) and (
+        (accuracy_loss(baseline.metrics, pre_cand.metrics) or 0) <= cfg.gates.preprocess_max_accuracy_loss)  # fmt: skip
+    ctx.event("decision", point="2: fairness target met after pre-processing?",
+              outcome="skip in-processing" if skip_in else "in-processing",
+              dp_ratio=(pre_cand or baseline).metrics["dp_ratio"],
+              eo_gap=(pre_cand or baseline).metrics["eo_gap"])  # fmt: skip
+    inproc = [] if skip_in else _search_inprocess(s, causal, pre[0][0] if pre else None)
+    done()
+    # Post-processing sources: what in-processing validated, the validated pre-processing
+    # model, and the baseline — decision point 3's threshold path needs no retraining, so it
+    # is always tried (it is also what a reviewer compares the pipeline against).
+    sources = [*inproc, *([pre_cand] if pre_cand is not None else []), baseline]
+    for src in sources:
+        _search_postprocess(s, src)
+    done()
+    result, chosen, escalation = _conclude(s, causal)
     step("evaluation")
     with ctx.timer.stage("evaluation"):
         evaluation = stage_evaluation(ctx, chosen)
         joblib.dump(chosen.model, ctx.out / "models" / "final.joblib")
     done()
+    return _record(ctx, s, result, chosen, escalation, causal, baseline, evaluation)
+
+
+def _record(ctx: PipelineContext, s: Search, result: str, chosen: Candidate, escalation: dict[str, Any] | None,
+            causal: dict[str, Any], baseline: Candidate, evaluation: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    cfg = ctx.cfg
+    per = {k: max((r["iteration"] for r in s.iterations if r["component"] == k), default=0)
+           for k in ("preprocess", "inprocess", "postprocess")}  # fmt: skip
     return {
         "run_id": ctx.out.name,
         "result": result,
@@ -742,14 +955,20 @@ def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], N
             "protected": cfg.protected,
             "primary_attribute": cfg.primary,
             "outcome": cfg.outcome,
+            "small_groups": baseline.metrics.get("small_groups", {}),
+            "min_group_size": cfg.min_group_size,
         },  # fmt: skip
-        "iterations": iterations,
-        "iteration_count": len(iterations),
+        "iterations": s.iterations,
+        "iteration_count": max(per.values()),
+        "iterations_per_component": per,
+        "time_budget": {"seconds": cfg.time_budget_seconds, "exhausted_before": s.budget_exhausted},
         "escalation": escalation,
         "causal": causal,
         "baseline": baseline.record(),
         "final": chosen.record(),
-        "chain": chain,
+        "recommended": chosen.name if result != "escalated" else None,
+        "eligible": [c.name for c in sorted(eligible(ctx), key=lambda c: _rank_key(ctx, c))],
+        "chain": [c.name for c in _lineage(ctx, chosen) if c is not baseline],
         "candidates": [c.record() for c in ctx.candidates],
         "evaluation": evaluation,
         "events": ctx.events,
