@@ -1,80 +1,229 @@
-"""Benchmark: the full intervention pipeline (`pipeline run`) on UCI Adult (48,842 rows).
+"""Benchmark: the intervention pipeline's search on Adult, German credit and the simulator's loans.
 
-Measures wall time and peak resident memory per stage and in total, and writes
-``benchmarks/results/pipeline.json``. Target: under 5 minutes in total on 2 cores.
+For each data set: one ``run_pipeline`` (the whole alternative search, seeded), its wall
+time, and a table of the best candidate of each technique — disparate-impact removal,
+reweighing, constrained LR, reductions, threshold optimization, group calibration —
+with DP ratio, EO gap, worst-group ECE, accuracy and F1 on the test split. A technique
+the search did not need is run once on its own (same split, playbook defaults) so the
+table is complete; its row says so. The same run compares the recommendation with
+fairlearn's ``ThresholdOptimizer`` alone on the same base model and split, and asserts
+the claim of :func:`fairwatch.intervention.compare.recommendation_holds`. Writes
+``benchmarks/results/pipeline.json``; exit code 1 if a claim fails or Adult exceeds 5 min.
 
-    python benchmarks/pipeline.py [--adult-dir ../shared/datasets/adult] [--output DIR]
+    nice -n 5 python benchmarks/pipeline.py [--datasets-dir ../shared/datasets] [--only adult]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import platform
-import resource
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from fairwatch.intervention.compare import (  # noqa: E402
+    meets_target_within_limit,
+    recommendation_holds,
+    threshold_optimizer_alone,
+)
 from fairwatch.intervention.config import PipelineConfig  # noqa: E402
-from fairwatch.intervention.pipeline import run_pipeline  # noqa: E402
+from fairwatch.intervention.data import load_adult  # noqa: E402
+from fairwatch.intervention.gates import postprocess_gate  # noqa: E402
+from fairwatch.intervention.pipeline import (  # noqa: E402
+    prepare_context,
+    run_pipeline,
+    stage_baseline,
+    stage_inprocess,
+    stage_postprocess,
+    stage_preprocess,
+)
+from fairwatch.streaming.simulator import LoanSimulator  # noqa: E402
 
 TARGET_SECONDS = 300.0
+TECHNIQUES = ("disparate_impact_remover", "reweighing", "constrained_lr", "reductions", "thresholds", "calibration")
+METRICS = ("dp_ratio", "eo_gap", "max_group_ece", "accuracy", "f1")
+
+#: Statlog German credit columns (UCI documentation); A91–A95 encode personal status and sex.
+GERMAN_COLUMNS = [
+    "checking_status", "duration", "credit_history", "purpose", "credit_amount", "savings", "employment",
+    "installment_rate", "personal_status_sex", "other_debtors", "residence_since", "property", "age",
+    "other_installment_plans", "housing", "existing_credits", "job", "num_dependents", "telephone",
+    "foreign_worker", "credit_risk",
+]  # fmt: skip
+
+
+def load_german(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path, sep=" ", header=None, names=GERMAN_COLUMNS)
+    df["sex"] = df["personal_status_sex"].map({"A91": "male", "A92": "female", "A93": "male", "A94": "male",
+                                               "A95": "female"})  # fmt: skip
+    df["age_group"] = (df["age"] > 25).map({True: "over_25", False: "25_or_under"})
+    df["good_credit"] = (df["credit_risk"] == 1).astype(int)
+    return df.drop(columns=["credit_risk"])
+
+
+def simulator_loans(n: int = 6000, seed: int = 9) -> pd.DataFrame:
+    frame = LoanSimulator(seed=seed).decisions_frame(n)
+    cols = ["race", "sex", "zip_code", "employment_history", "income", "credit_score", "label", "decision"]
+    return frame[cols].rename(columns={"decision": "approved", "label": "repaid"}).astype({"race": str, "sex": str})
+
+
+def datasets(root: Path, out: Path) -> dict[str, tuple[PipelineConfig, pd.DataFrame]]:
+    common = {"progress": False, "target_fairness": "demographic_parity", "seed": 0}
+    adult = load_adult(root / "adult" / "adult.data", root / "adult" / "adult.test")
+    return {
+        "adult": (PipelineConfig(protected=["sex", "race"], outcome="income", model_name="adult-income",
+                                 expert_knowledge=str(ROOT / "tests" / "data" / "adult_expert_knowledge.json"),
+                                 output=str(out / "adult"), **common), adult),
+        "german": (PipelineConfig(protected=["sex", "age_group"], outcome="good_credit", model_name="german-credit",
+                                  exclude=["personal_status_sex", "age"], output=str(out / "german"), **common),
+                   load_german(root / "german" / "german.data")),
+        "simulator_loans": (PipelineConfig(protected=["race", "sex"], outcome="approved", exclude=["repaid"],
+                                           model_name="loan-approval", output=str(out / "simulator_loans"),
+                                           **common), simulator_loans()),
+    }  # fmt: skip
+
+
+def technique_of(c: dict[str, Any]) -> str | None:
+    p = c["params"]
+    if c["stage"] in ("preprocess", "inprocess"):
+        return p.get("technique")
+    if c["stage"] == "postprocess":
+        return "thresholds" if any(s.startswith("thresholds") for s in p.get("steps", [])) else "calibration"
+    return None
+
+
+def _row(c: dict[str, Any], base: dict[str, Any], cfg: PipelineConfig, origin: str, passed: bool) -> dict[str, Any]:
+    return {"candidate": c["name"], "origin": origin, **{k: c["metrics"][k] for k in METRICS},
+            "target_met_within_accuracy_limit": meets_target_within_limit(base, c["metrics"], cfg),
+            "passes_every_gate": passed, "failed_checks": c["failed_checks"]}  # fmt: skip
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(rows, key=lambda r: (not r["passes_every_gate"], not r["target_met_within_accuracy_limit"],
+                                       -(r["accuracy"] or 0), r["candidate"]))[0]  # fmt: skip
+
+
+def sweep(cfg: PipelineConfig, df: pd.DataFrame, missing: list[str], repair: list[str]) -> list[dict[str, Any]]:
+    """Each missing technique once on its own, on the same split, with playbook defaults."""
+    ctx = prepare_context(dataclasses.replace(cfg, output=str(Path(cfg.output) / "sweep")), df)
+    baseline = stage_baseline(ctx)
+    out = []
+    for tech in missing:
+        if tech in ("disparate_impact_remover", "reweighing"):
+            if tech == "disparate_impact_remover" and not repair:
+                continue
+            params = {"preprocess_technique": tech, "repair_level": cfg.repair_level}
+            _, cand, _ = stage_preprocess(ctx, params, baseline, 1, repair)
+        elif tech in ("constrained_lr", "reductions"):
+            params = {"inprocess_technique": tech, "constraint_weight": cfg.constraint_weight}
+            cand, _ = stage_inprocess(ctx, params, baseline, None, [], 1)
+        else:
+            params = {"calibration": cfg.calibration, "constraint_weight": cfg.constraint_weight}
+            cand, _ = stage_postprocess(ctx, params, baseline, baseline, 1, calibrate=tech == "calibration",
+                                        thresholds=tech == "thresholds")  # fmt: skip
+        if cand.final_gate is None:  # a standalone pre/in-processing model is validated as a final model too
+            fg = postprocess_gate(
+                baseline.metrics,
+                cand.metrics,
+                thresholds=None,
+                target=cfg.target_fairness,
+                calibration_method=None,
+                constraint_weight=cfg.constraint_weight,
+                t=cfg.gates,
+            )
+            cand.gates.append(fg.to_dict())
+        rec = cand.record()
+        out.append((tech, _row(rec, baseline.metrics, cfg, "standalone (not needed by the search)",
+                               cand.gates_passed)))  # fmt: skip
+    return out
+
+
+def bench(name: str, cfg: PipelineConfig, df: pd.DataFrame) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    rec = run_pipeline(cfg, df=df)
+    wall = time.perf_counter() - t0
+    base = rec["baseline"]["metrics"]
+    eligible = set(rec["eligible"])
+    by_tech: dict[str, list[dict[str, Any]]] = {t: [] for t in TECHNIQUES}
+    for c in rec["candidates"]:
+        tech = technique_of(c)
+        if tech in by_tech:
+            by_tech[tech].append(_row(c, base, cfg, "pipeline search", c["name"] in eligible))
+    repair = next((c["params"]["features"] for c in rec["candidates"]
+                   if c["params"].get("technique") == "disparate_impact_remover"), None)  # fmt: skip
+    if repair is None:
+        numeric = [f for f in rec["data"]["features"] if pd.api.types.is_numeric_dtype(df[f])]
+        repair = cfg.repair_features or [f for f in rec["causal"]["biased_mediators"] if f in numeric]
+    for tech, row in sweep(cfg, df, [t for t, rows in by_tech.items() if not rows], repair):
+        by_tech[tech].append(row)
+    ref = threshold_optimizer_alone(cfg, cfg.output, df=df)
+    claim = recommendation_holds(rec, ref, cfg)
+    final = rec["final"]
+    return {
+        "rows": rec["data"]["rows"], "split": rec["data"]["split"], "protected": cfg.protected,
+        "primary_attribute": cfg.primary, "dag": rec["causal"]["dag_source"], "result": rec["result"],
+        "wall_seconds": round(wall, 2), "candidates": len(rec["candidates"]),
+        "iterations_per_component": rec["iterations_per_component"],
+        "baseline": {k: base[k] for k in METRICS},
+        "techniques": {t: (_best(rows) if rows else None) for t, rows in by_tech.items()},
+        "recommended": {"candidate": final["name"], "as": "recommendation" if rec["recommended"] else
+                        "best trade-off of the escalation", **{k: final["metrics"][k] for k in METRICS}},
+        "threshold_optimizer_alone": {**{k: ref["metrics"][k] for k in METRICS},
+                                      "meets_target_within_accuracy_limit": ref["meets_target_within_accuracy_limit"],
+                                      "passes_final_gate": ref["final_gate_passed"],
+                                      "failed_checks": ref["failed_checks"]},
+        "claim": claim,
+        "timings": rec["timings"],
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--adult-dir", default=str(ROOT.parent / "shared" / "datasets" / "adult"))
-    ap.add_argument("--output", default=None, help="run folder (default: a temporary directory)")
+    ap.add_argument("--datasets-dir", default=str(ROOT.parent / "shared" / "datasets"))
+    ap.add_argument("--output", default=None, help="run folders (default: a temporary directory)")
+    ap.add_argument("--only", action="append", help="data set(s) to run (default: all)")
     ap.add_argument("--result", default=str(ROOT / "benchmarks" / "results" / "pipeline.json"))
     args = ap.parse_args(argv)
-    adult = Path(args.adult_dir)
-    out = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="fairwatch-bench-")) / "adult-run"
-    cfg = PipelineConfig(
-        data=[str(adult / "adult.data"), str(adult / "adult.test")],
-        protected=["sex", "race"],
-        outcome="income",
-        expert_knowledge=str(ROOT / "tests" / "data" / "adult_expert_knowledge.json"),
-        target_fairness="demographic_parity",
-        model_name="adult-income",
-        output=str(out),
-        progress=sys.stderr.isatty(),
-    )
-    t0 = time.perf_counter()
-    record = run_pipeline(cfg)
-    total = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {
-        "benchmark": "intervention pipeline run on UCI Adult",
+    out = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="fairwatch-bench-"))
+    results = {}
+    for name, (cfg, df) in datasets(Path(args.datasets_dir), out).items():
+        if args.only and name not in args.only:
+            continue
+        print(f"{name}: {len(df)} rows …", file=sys.stderr, flush=True)
+        results[name] = bench(name, cfg, df)
+        r = results[name]
+        print(f"{name}: {r['result']} in {r['wall_seconds']} s, claim holds: {r['claim']['holds']}", file=sys.stderr)
+    ok = all(r["claim"]["holds"] for r in results.values())
+    fast = results.get("adult", {}).get("wall_seconds", 0) < TARGET_SECONDS
+    doc = {
+        "benchmark": "intervention pipeline search: best candidate per technique vs ThresholdOptimizer alone",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "nice -n 5 python benchmarks/pipeline.py",
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "cpus_available": len(__import__("os").sched_getaffinity(0)),
-        },
-        "rows": record["data"]["rows"],
-        "split": record["data"]["split"],
-        "result": record["result"],
-        "iterations": record["iteration_count"],
-        "candidates": len(record["candidates"]),
-        "final_candidate": record["final"]["name"],
-        "baseline_metrics": {k: record["baseline"]["metrics"][k] for k in ("accuracy", "dp_ratio", "eo_gap", "ece")},
-        "final_metrics": {k: record["final"]["metrics"][k] for k in ("accuracy", "dp_ratio", "eo_gap", "ece")},
-        "stages": record["timings"],
-        "total_wall_seconds": round(total, 2),
-        "peak_rss_mib": round(peak, 1),
-        "target_seconds": TARGET_SECONDS,
-        "within_target": total < TARGET_SECONDS,
-        "run_folder": str(out),
+            "cpus_available": len(os.sched_getaffinity(0)),
+        },  # fmt: skip
+        "target_seconds_adult": TARGET_SECONDS,
+        "adult_within_target": fast,
+        "claim_holds_everywhere": ok,
+        "datasets": results,
     }
     Path(args.result).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.result).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=2))
-    return 0 if result["within_target"] else 1
+    Path(args.result).write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    print(json.dumps({k: {"result": v["result"], "wall_seconds": v["wall_seconds"], "claim": v["claim"]["holds"]}
+                      for k, v in results.items()}, indent=2))  # fmt: skip
+    return 0 if ok and fast else 1
 
 
 if __name__ == "__main__":

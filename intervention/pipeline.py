@@ -709,31 +709,47 @@ def _next_preprocess(params: dict[str, Any], gate: GateResult, tried: list[tuple
     }
 
 
-def _search_inprocess(s: Search, causal: dict[str, Any], prepared: Prepared | None) -> list[Candidate]:
+@dataclass
+class InprocessState:
+    """Where the in-processing search stands: it resumes here when post-processing of
+    its validated model fails (the playbook's rollback from post- to in-processing)."""
+
+    params: dict[str, Any]
+    prepared: Prepared | None
+    iteration: int = 0
+    tried: list[tuple[Any, ...]] = field(default_factory=list)
+    last: dict[tuple[str, str | None], Any] = field(default_factory=dict)  # (technique, data) -> target metric
+
+    def key(self, params: dict[str, Any], prepared: Prepared | None) -> tuple[Any, ...]:
+        return (*_technique_key(params), prepared.source if prepared is not None else None)
+
+
+def _switch(technique: str) -> str:
+    return "reductions" if technique == "constrained_lr" else "constrained_lr"
+
+
+def _search_inprocess(s: Search, causal: dict[str, Any], st: InprocessState) -> Candidate | None:
     """Gate 3 with its alternatives: constraint weight up or down, constrained LR ↔
     reductions, and — when pre-processed data costs too much utility — the original data."""
     ctx, cfg, t, baseline = s.ctx, s.ctx.cfg, s.ctx.cfg.gates, s.baseline
-    params: dict[str, Any] = {"inprocess_technique": cfg.inprocess_technique,
-                              "constraint_weight": float(cfg.constraint_weight)}  # fmt: skip
-    tried: list[tuple[Any, ...]] = []
-    last: dict[tuple[str, str | None], Any] = {}  # (technique, data) -> its latest target metric
-    for it in range(1, t.max_iterations + 1):
+    while st.iteration < t.max_iterations:
+        it = st.iteration = st.iteration + 1
+        params, prepared = st.params, st.prepared
         if s.out_of_time(f"in-processing iteration {it}"):
-            break
-        key = (*_technique_key(params), prepared.source if prepared is not None else None)
-        tried.append(key)
+            return None
+        st.tried.append(st.key(params, prepared))
         s.step(f"in-processing: {params['inprocess_technique']} (iteration {it})")
         with ctx.timer.stage("inprocess"):
             cand, gate = stage_inprocess(ctx, params, baseline, prepared, causal["proxies"], it)
         if gate.passed:
             s.attempt("inprocess", it, cand, gate, params)
-            return [cand]
+            return cand
         action = dict(gate.on_fail or {"set": {}})
         key_metric, higher = target_metric(cfg.target_fairness)
         now = cand.metrics.get(key_metric)
         slot = (params["inprocess_technique"], prepared.source if prepared is not None else None)
-        before = last.get(slot)
-        last[slot] = now
+        before = st.last.get(slot)
+        st.last[slot] = now
         if ("fairness_insufficient" in gate.failure_modes and before is not None and now is not None
                 and (now <= before if higher else now >= before)):  # fmt: skip
             # a stronger constraint did not move the target: the playbook's other path
@@ -741,15 +757,13 @@ def _search_inprocess(s: Search, causal: dict[str, Any], prepared: Prepared | No
                       "set": {"inprocess_technique": "switch"}}  # fmt: skip
         new = dict(params)
         for k, v in (action.get("set") or {}).items():
-            if k == "inprocess_technique" and v == "switch":
-                v = "reductions" if params["inprocess_technique"] == "constrained_lr" else "constrained_lr"
-            new[k] = v
+            new[k] = _switch(params["inprocess_technique"]) if k == "inprocess_technique" and v == "switch" else v
         new_prepared = prepared
         if "utility_cost" in gate.failure_modes and prepared is not None:
             # playbook: skip pre-processing and go on to in-processing on the original data
             new, new_prepared = dict(params), None
             action = {"destination": "inprocess", "adjustment": "drop pre-processing: train on the original data"}
-        if (*_technique_key(new), new_prepared.source if new_prepared is not None else None) in tried:
+        if st.key(new, new_prepared) in st.tried:
             new["constraint_weight"] = round(max(0.0, new["constraint_weight"] - 0.2), 2)
             action = {**action, "adjustment": f"configuration already tried; soften constraint_weight -> "
                                               f"{new['constraint_weight']}"}  # fmt: skip
@@ -761,8 +775,20 @@ def _search_inprocess(s: Search, causal: dict[str, Any], prepared: Prepared | No
             action = {"destination": "postprocess", "adjustment": f"iteration limit ({t.max_iterations}) reached; "
                       "post-processing goes on with the models validated so far"}  # fmt: skip
         s.attempt("inprocess", it, cand, gate, params, action)
-        params, prepared = new, new_prepared
-    return []
+        st.params, st.prepared = new, new_prepared
+    return None
+
+
+def _rollback_to_inprocess(s: Search, st: InprocessState, cand: Candidate) -> None:
+    """Post-processing could not validate ``cand``: back to in-processing with the other
+    technique (playbook: post-processing cannot fix a poor base model)."""
+    new = {**st.params, "inprocess_technique": _switch(st.params["inprocess_technique"])}
+    if st.key(new, st.prepared) in st.tried:
+        new = {**st.params, "constraint_weight": round(max(0.0, st.params["constraint_weight"] - 0.2), 2)}
+    s.ctx.event("rollback", component="postprocess", source=cand.name, action={
+        "destination": "inprocess", "adjustment": f"post-processing could not validate {cand.name}; "
+        f"in-processing with {new['inprocess_technique']}, constraint_weight {new['constraint_weight']}"})  # fmt: skip
+    st.params = new
 
 
 def _search_postprocess(s: Search, source: Candidate) -> None:
@@ -914,19 +940,32 @@ def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], N
     causal = _search_causal(s)
     pre = _search_preprocess(s, causal)
     pre_cand = pre[0][1] if pre else None
-    skip_in = pre_cand is not None and target_met(pre_cand.metrics, cfg.target_fairness, cfg.gates) and (
-        (accuracy_loss(baseline.metrics, pre_cand.metrics) or 0) <= cfg.gates.preprocess_max_accuracy_loss)  # fmt: skip
-    ctx.event("decision", point="2: fairness target met after pre-processing?",
-              outcome="skip in-processing" if skip_in else "in-processing",
-              dp_ratio=(pre_cand or baseline).metrics["dp_ratio"],
-              eo_gap=(pre_cand or baseline).metrics["eo_gap"])  # fmt: skip
-    inproc = [] if skip_in else _search_inprocess(s, causal, pre[0][0] if pre else None)
+    # decision point 2 (and, without pre-processing, the same question of the baseline):
+    # a model that already meets the target goes straight to post-processing
+    current = pre_cand or baseline
+    skip_in = target_met(current.metrics, cfg.target_fairness, cfg.gates) and (
+        (accuracy_loss(baseline.metrics, current.metrics) or 0) <= cfg.gates.preprocess_max_accuracy_loss)  # fmt: skip
+    ctx.event(
+        "decision",
+        point="2: fairness target met after pre-processing?",
+        outcome="skip in-processing" if skip_in else "in-processing",
+        model=current.name,
+        dp_ratio=current.metrics["dp_ratio"],
+        eo_gap=current.metrics["eo_gap"],
+    )
+    if not skip_in:
+        start = {"inprocess_technique": cfg.inprocess_technique, "constraint_weight": float(cfg.constraint_weight)}
+        st = InprocessState(start, pre[0][0] if pre else None)
+        while (cand := _search_inprocess(s, causal, st)) is not None:
+            _search_postprocess(s, cand)
+            if any(cand in _lineage(ctx, e) for e in eligible(ctx)) or st.iteration >= cfg.gates.max_iterations:
+                break
+            _rollback_to_inprocess(s, st, cand)
     done()
-    # Post-processing sources: what in-processing validated, the validated pre-processing
-    # model, and the baseline — decision point 3's threshold path needs no retraining, so it
-    # is always tried (it is also what a reviewer compares the pipeline against).
-    sources = [*inproc, *([pre_cand] if pre_cand is not None else []), baseline]
-    for src in sources:
+    # Then the validated pre-processing model and the baseline: decision point 3's threshold
+    # path needs no retraining, so it is always tried (it is also what a reviewer compares
+    # the pipeline against: fairlearn's ThresholdOptimizer on the baseline model).
+    for src in [*([pre_cand] if pre_cand is not None else []), baseline]:
         _search_postprocess(s, src)
     done()
     result, chosen, escalation = _conclude(s, causal)

@@ -24,6 +24,7 @@ from markdown_it import MarkdownIt
 
 from .artifacts import write_json
 from .gates import target_metric
+from .investigation import monitored_numbers
 
 __all__ = [
     "PLAN_SECTIONS",
@@ -116,6 +117,20 @@ def markdown_to_html(md: str, *, title: str) -> str:
 # ---------------------------------------------------------------------------- investigation
 
 
+def _monitored_lines(m: Mapping[str, Any] | None) -> list[str]:
+    """The incident as the monitor measured it (metric, groups, windows, value, evidence)."""
+    if not m:
+        return []
+    ci = m.get("ci")
+    return ["## What the monitor measured", "",
+            "| Incident | Metric | Attribute | Groups | Tier | Value (CI) | Windows | Evidence |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {m.get('id') or 'n/a'} | `{m.get('metric')}` | `{m.get('attribute')}` | "
+            f"{', '.join(m.get('groups') or []) or 'all'} | {m.get('tier', 'n/a')} | {f3(m.get('value'))}"
+            f"{f' [{f3(ci[0])}, {f3(ci[1])}]' if ci else ''} | {m.get('windows_text')} | "
+            f"{m.get('evidence') or 'n/a'} |"]  # fmt: skip
+
+
 def render_investigation(inv: Mapping[str, Any], ident: str, date: datetime) -> str:
     """The Drift Investigation Report in Markdown."""
     mv = inv["metric_value"]
@@ -146,7 +161,7 @@ def render_investigation(inv: Mapping[str, Any], ident: str, date: datetime) -> 
 
         lines.append(f"| {grp} | {e['n']['baseline']} / {e['n']['current']} | {cell('selection_rate')} | "
                      f"{cell('tpr')} | {cell('fpr')} | {cell('accuracy')} | {cell('ece')} |")  # fmt: skip
-    lines += ["", "## For whom", ""]
+    lines += ["", *_monitored_lines(inv.get("monitored")), "", "## For whom", ""]
     for grp in inv["most_affected_groups"]:
         e = inv["groups"][grp]
         lines.append(f"- **{grp}**: selection rate {f3(e['selection_rate']['baseline'])} → "
@@ -273,7 +288,7 @@ def _tradeoff_table(record: Mapping[str, Any]) -> list[str]:
 
 
 def _problem_summary(record: Mapping[str, Any], investigation: Mapping[str, Any] | None,
-                     investigation_id: str | None) -> str:  # fmt: skip
+                     investigation_id: str | None, monitored: Mapping[str, Any] | None) -> str:  # fmt: skip
     base = record["baseline"]["metrics"]
     attr = record["data"]["primary_attribute"]
     parts = []
@@ -282,19 +297,21 @@ def _problem_summary(record: Mapping[str, Any], investigation: Mapping[str, Any]
         who = ", ".join(investigation["most_affected_groups"]) or "no single group"
         causes = "; ".join(f"`{r['feature']}` shifted for {r['group']} (statistic {f3(r['statistic'])})"
                            for r in investigation["shifted_features"][:3]) or "no significant shift"  # fmt: skip
-        monitored = investigation.get("monitored") or {}
-        quoted = ""
-        if monitored.get("value") is not None:
-            quoted = (f" The monitor measured `{monitored.get('metric')}` = {f3(monitored['value'])} "
-                      f"(tier {monitored.get('tier', 'n/a')}, "
-                      f"windows {monitored.get('windows_text', 'n/a')}).")  # fmt: skip
         parts.append(
             f"`{investigation['metric']}` over `{investigation['attribute']}` moved from {f3(mv['baseline'])} to "
             f"{f3(mv['current'])} (investigation {investigation_id}), since {investigation['since'] or 'n/a'}. "
             f"Most affected: {who}. Root cause(s): {causes}; the selection-rate change of the most affected "
-            f"group is driven by {investigation['primary_driver'] or 'undetermined factors'}.{quoted}")  # fmt: skip
-    else:
+            f"group is driven by {investigation['primary_driver'] or 'undetermined factors'}.")  # fmt: skip
+    elif monitored is None:
         parts.append("No drift investigation is attached: the run was started without an incident.")
+    if monitored is not None:
+        ci = monitored.get("ci")
+        parts.append(
+            f"The monitor raised incident {monitored.get('id') or 'n/a'} at tier {monitored.get('tier', 'n/a')}: "
+            f"`{monitored.get('metric')}` over `{monitored.get('attribute')}` = {f3(monitored.get('value'))}"
+            f"{f' (CI {f3(ci[0])} … {f3(ci[1])})' if ci else ''} in windows {monitored.get('windows_text')}"
+            f"{'; groups ' + ', '.join(monitored['groups']) if monitored.get('groups') else ''}; evidence: "
+            f"{monitored.get('evidence') or 'n/a'}.")  # fmt: skip
     parts.append(
         f"On the held-out test split ({record['data']['split']['test']} rows) the current, fairness-unaware "
         f"model has demographic parity ratio {f3(base['dp_ratio'])} for `{attr}` (lowest disparate impact "
@@ -388,6 +405,7 @@ def render_plan(
     investigation: Mapping[str, Any] | None,
     investigation_id: str | None,
     date: datetime,
+    incident: Mapping[str, Any] | None = None,
 ) -> str:
     """The Fairness Drift Remediation Plan in Markdown: ``templates/remediation_plan.md``
     filled from the run record (``run.json``) and the investigation."""
@@ -395,6 +413,7 @@ def render_plan(
     g = cfg["gates"]
     base = record["baseline"]["metrics"]
     final = record["final"]["metrics"]
+    monitored = (investigation or {}).get("monitored") or (monitored_numbers(incident) if incident else None)
     key = target_metric(cfg["target_fairness"])[0]
     acc_loss = _loss(base, final)
     causal = record.get("causal") or {}
@@ -424,7 +443,7 @@ def render_plan(
                    " and awaits domain-expert review; nothing is deployed automatically" if draft else
                    ("ready for stakeholder review" if record["result"] == "passed" else
                     "escalated — executive decision required")),
-        "problem_summary": _problem_summary(record, investigation, investigation_id),
+        "problem_summary": _problem_summary(record, investigation, investigation_id, monitored),
         "goals": _goals(record), "interventions": interventions,
         "phases": "\n".join(f"| {ph} | {act} | {deliv} | {date + timedelta(days=d):%Y-%m-%d} | {owner} |"
                             for ph, act, deliv, d, owner in phases),
@@ -484,7 +503,7 @@ def write_investigation_and_plan(out: Path, record: dict[str, Any], cfg: Any, *,
         docs["investigation_id"] = inv_id
     plan_id = allocate_id(registry, now)
     md = render_plan(record, plan_id=plan_id, assessment_id=assessment_id, investigation=inv,
-                     investigation_id=inv_id, date=now)  # fmt: skip
+                     investigation_id=inv_id, date=now, incident=cfg.incident)  # fmt: skip
     (out / "remediation_plan.md").write_text(md, encoding="utf-8")
     (out / "remediation_plan.html").write_text(markdown_to_html(md, title=f"Remediation Plan {plan_id}"),
                                                encoding="utf-8")  # fmt: skip

@@ -35,6 +35,9 @@ def workspace(tmp_path_factory):
                 "groups": ["Black"],
                 "tier": 2,
                 "windows": {"baseline": ["2026-10-01", "2026-11-01"], "current": ["2026-11-16", "2026-12-01"]},
+                "value": 0.6137,
+                "ci": [0.571, 0.655],
+                "reason": "dp_ratio upper confidence bound 0.655 below 0.75 in the current window",
             }
         )
     )
@@ -338,3 +341,17 @@ def test_time_budget_stops_starting_new_attempts(workspace):
     assert rec["time_budget"]["exhausted_before"] is not None
     assert [c["name"] for c in rec["candidates"]] == ["baseline"] and rec["result"] == "escalated" and code == 1
     assert "time budget exhausted" in rec["escalation"]["reason"]
+
+
+def test_incident_runs_quote_the_monitored_numbers(passed_run):
+    _, out, _ = passed_run
+    inv = json.loads((out / "investigation.json").read_text())
+    m = inv["monitored"]
+    assert (m["metric"], m["attribute"], m["groups"], m["tier"], m["value"]) == (
+        "demographic_parity_ratio", "race", ["Black"], 2, 0.6137)  # fmt: skip
+    md = (out / "investigation.md").read_text()
+    assert "## What the monitor measured" in md and "0.614 [0.571, 0.655]" in md
+    assert "baseline 2026-10-01 … 2026-11-01; current 2026-11-16 … 2026-12-01" in md
+    assert "below 0.75 in the current window" in md
+    plan = (out / "remediation_plan.md").read_text()
+    assert "inc-2026-11-race-dp at tier 2" in plan and "= 0.614 (CI 0.571 … 0.655)" in plan
