@@ -49,6 +49,8 @@ from fairwatch.intervention.pipeline import (  # noqa: E402
 )
 from fairwatch.streaming.simulator import LoanSimulator  # noqa: E402
 
+from fairwatch.app.demo_pipeline import SIMULATOR_PIPELINE, simulator_loan_data  # noqa: E402
+
 TARGET_SECONDS = 300.0
 TECHNIQUES = ("disparate_impact_remover", "reweighing", "constrained_lr", "reductions", "thresholds", "calibration")
 METRICS = ("dp_ratio", "eo_gap", "max_group_ece", "accuracy", "f1")
@@ -72,9 +74,8 @@ def load_german(path: Path) -> pd.DataFrame:
 
 
 def simulator_loans(n: int = 6000, seed: int = 9) -> pd.DataFrame:
-    frame = LoanSimulator(seed=seed).decisions_frame(n)
-    cols = ["race", "sex", "zip_code", "employment_history", "income", "credit_score", "label", "decision"]
-    return frame[cols].rename(columns={"decision": "approved", "label": "repaid"}).astype({"race": str, "sex": str})
+    """What the demo's dp-drop incident runs on: the drifted candidate version's decisions."""
+    return simulator_loan_data(LoanSimulator(seed=seed, scenario="dp-drop", drift_at=0.0), n)
 
 
 def datasets(root: Path, out: Path) -> dict[str, tuple[PipelineConfig, pd.DataFrame]]:
@@ -87,9 +88,8 @@ def datasets(root: Path, out: Path) -> dict[str, tuple[PipelineConfig, pd.DataFr
         "german": (PipelineConfig(protected=["sex", "age_group"], outcome="good_credit", model_name="german-credit",
                                   exclude=["personal_status_sex", "age"], output=str(out / "german"), **common),
                    load_german(root / "german" / "german.data")),
-        "simulator_loans": (PipelineConfig(protected=["race", "sex"], outcome="approved", exclude=["repaid"],
-                                           model_name="loan-approval", output=str(out / "simulator_loans"),
-                                           **common), simulator_loans()),
+        "simulator_loans": (PipelineConfig(**{**SIMULATOR_PIPELINE, **common}, model_name="loan-approval",
+                                           output=str(out / "simulator_loans")), simulator_loans()),
     }  # fmt: skip
 
 
@@ -130,7 +130,7 @@ def sweep(cfg: PipelineConfig, df: pd.DataFrame, missing: list[str], repair: lis
         else:
             params = {"calibration": cfg.calibration, "constraint_weight": cfg.constraint_weight}
             cand, _ = stage_postprocess(ctx, params, baseline, baseline, 1, calibrate=tech == "calibration",
-                                        thresholds=tech == "thresholds")  # fmt: skip
+                                        thresholds=tech == "thresholds", recheck_target=False)  # fmt: skip
         if cand.final_gate is None:  # a standalone pre/in-processing model is validated as a final model too
             fg = postprocess_gate(
                 baseline.metrics,
@@ -161,9 +161,9 @@ def bench(name: str, cfg: PipelineConfig, df: pd.DataFrame) -> dict[str, Any]:
             by_tech[tech].append(_row(c, base, cfg, "pipeline search", c["name"] in eligible))
     repair = next((c["params"]["features"] for c in rec["candidates"]
                    if c["params"].get("technique") == "disparate_impact_remover"), None)  # fmt: skip
-    if repair is None:
+    if repair is None:  # the biased mediators, else every numeric feature (as `pipeline preprocess` does)
         numeric = [f for f in rec["data"]["features"] if pd.api.types.is_numeric_dtype(df[f])]
-        repair = cfg.repair_features or [f for f in rec["causal"]["biased_mediators"] if f in numeric]
+        repair = cfg.repair_features or [f for f in rec["causal"]["biased_mediators"] if f in numeric] or numeric
     for tech, row in sweep(cfg, df, [t for t, rows in by_tech.items() if not rows], repair):
         by_tech[tech].append(row)
     ref = threshold_optimizer_alone(cfg, cfg.output, df=df)

@@ -425,7 +425,12 @@ def stage_postprocess(
     *,
     calibrate: bool,
     thresholds: bool,
+    recheck_target: bool = True,
 ) -> tuple[Candidate, GateResult]:
+    """Group calibration and/or group thresholds on ``source``; gate 4 on the result.
+
+    With ``recheck_target`` a calibration that loses the fairness target gets thresholds
+    too (the pipeline's path); without, calibration alone is measured."""
     cfg = ctx.cfg
     d = ctx.out / "postprocess"
     d.mkdir(parents=True, exist_ok=True)
@@ -461,7 +466,7 @@ def stage_postprocess(
         steps.append(f"group_{params['calibration']}")
     thr_report = None
     sanity = None
-    if calibrate and not thresholds:
+    if calibrate and not thresholds and recheck_target:
         # Group calibration can undo a fairness gain (Pleiss et al. 2017): re-check the target.
         interim, _, _ = _evaluate(ctx, model)
         thresholds = not target_met(interim, cfg.target_fairness, cfg.gates)
