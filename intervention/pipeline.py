@@ -875,10 +875,10 @@ def _rank_key(ctx: PipelineContext, c: Candidate) -> tuple[float, float, str]:
 
 
 def tradeoffs(ctx: PipelineContext, limit: int = 6) -> list[dict[str, Any]]:
-    """The Pareto frontier (accuracy vs the target metric) of the finally validated
-    candidates and the baseline, best accuracy first — the table of an escalation."""
+    """The Pareto frontier (accuracy vs the target metric) of every candidate, best
+    accuracy first, each with the checks it failed — the table of an escalation."""
     key, higher = target_metric(ctx.cfg.target_fairness)
-    pool = [c for c in ctx.candidates if c.final_gate is not None or c.stage == "baseline"]
+    pool = list(ctx.candidates)
     pts = [{"name": c.name, "accuracy": c.metrics["accuracy"], key: c.metrics[key]} for c in pool]
     front = set(pareto_frontier(pts, x="accuracy", y=key, maximize=(True, higher)))
     rows = sorted((c for c in pool if c.name in front), key=lambda c: _rank_key(ctx, c))[:limit]
@@ -887,6 +887,7 @@ def tradeoffs(ctx: PipelineContext, limit: int = 6) -> list[dict[str, Any]]:
              "dp_ratio": c.metrics["dp_ratio"], "eo_gap": c.metrics["eo_gap"],
              "max_group_ece": c.metrics["max_group_ece"],
              "target_met": target_met(c.metrics, ctx.cfg.target_fairness, ctx.cfg.gates),
+             "final_validated": c.final_gate is not None,
              "failed_checks": c.record()["failed_checks"]} for c in rows]  # fmt: skip
 
 

@@ -280,7 +280,9 @@ def _tradeoff_table(record: Mapping[str, Any]) -> list[str]:
     lines = ["| Candidate | Accuracy (loss) | F1 | DP ratio | EO gap | Worst-group ECE | Target met | Failed checks |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
-        fails = ", ".join(f"`{x}`" for x in r["failed_checks"]) or "none"
+        fails = ", ".join(f"`{x}`" for x in r["failed_checks"]) or (
+            "no intervention" if r["stage"] == "baseline" else
+            "none (passed its gate; the search went on)" if not r.get("final_validated") else "none")  # fmt: skip
         lines.append(f"| `{r['name']}` | {f3(r['accuracy'])} ({pct(-(r['accuracy_loss'] or 0))}) | {f3(r['f1'])} | "
                      f"{f3(r['dp_ratio'])} | {f3(r['eo_gap'])} | {f3(r['max_group_ece'])} | "
                      f"{'yes' if r['target_met'] else 'no'} | {fails} |")  # fmt: skip
@@ -354,7 +356,7 @@ def _interventions_section(record: Mapping[str, Any], date: datetime) -> tuple[s
             "### Escalation", "",
             f"The pipeline escalated: {esc.get('reason')}. The interventions above are the best trade-off found "
             f"(`{esc.get('best_tradeoff')}`), not a validated remedy. Best trade-offs (Pareto frontier of accuracy "
-            f"and the fairness target over every finally validated candidate, test split):", "",
+            f"and the fairness target over every candidate evaluated, test split):", "",
             *_tradeoff_table(record), "",
             "Options for the executive decision: " + "; ".join(esc.get("options", [])) + ".",
         ]  # fmt: skip
