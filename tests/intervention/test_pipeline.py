@@ -355,3 +355,23 @@ def test_incident_runs_quote_the_monitored_numbers(passed_run):
     assert "below 0.75 in the current window" in md
     plan = (out / "remediation_plan.md").read_text()
     assert "inc-2026-11-race-dp at tier 2" in plan and "= 0.614 (CI 0.571 … 0.655)" in plan
+
+
+def test_a_strongly_repaired_feature_no_longer_blocks_the_search(workspace):
+    """The issue's first case: the repaired feature's KS fails at every repair level. It is
+    the repair, not corruption: the gate checks the other features and the search goes on."""
+    import pandas as pd
+
+    df = pd.read_csv(workspace / "loan_data.csv")
+    df.loc[df["race"] == "Black", "credit_score"] -= 80  # a large historical penalty on the biased mediator
+    df.to_csv(workspace / "loan_data_penalty.csv", index=False)
+    code = main(["pipeline", "run", "--config", str(_config(workspace, "penalty", data="loan_data_penalty.csv"))])
+    rec = json.loads((workspace / "runs" / "penalty" / "run.json").read_text())
+    pre = [c for c in rec["candidates"] if c["params"].get("technique") == "disparate_impact_remover"]
+    assert pre
+    report = json.loads((workspace / "runs" / "penalty" / "preprocess" / "preprocess_report_it1.json").read_text())
+    assert report["repaired_features_change"]["credit_score"]["p_value"] <= 0.05  # the repair moved it a lot
+    ks = next(c for c in pre[0]["gates"][0]["checks"] if c["name"] == "ks_min_p_value")
+    assert ks["passed"]  # ... and that is not corruption
+    assert {c["stage"] for c in rec["candidates"]} >= {"preprocess", "postprocess"}
+    assert code in (0, 1, 4) and len(rec["candidates"]) >= 3
