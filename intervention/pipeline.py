@@ -337,7 +337,11 @@ def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Can
         weights = None
         integrity = ks_integrity(train, new_train, ctx.features, repaired=repair_features)
         name = f"di_remover_{params['repair_level']:.2f}"
-        p = {"technique": technique, "repair_level": params["repair_level"], "features": repair_features}
+        # the repair's own change (reported in run.json and the plan, not gated)
+        moved = {f: {"ks_statistic": integrity[f]["ks_statistic"], "p_value": integrity[f]["p_value"]}
+                 for f in repair_features if f in integrity}  # fmt: skip
+        p = {"technique": technique, "repair_level": params["repair_level"], "features": repair_features,
+             "repaired_features_change": moved}  # fmt: skip
         new_train.to_csv(d / f"train_{name}.csv.gz", index=False)
     else:
         weights = reweighing_weights(train, protected=[cfg.primary], outcome=cfg.outcome)

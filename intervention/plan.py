@@ -380,9 +380,11 @@ def _integrity(record: Mapping[str, Any]) -> str:
     g = next((x for x in pre[0]["gates"] if x["gate"] == "preprocess_validation"), {"checks": []})
     ks = next((c for c in g["checks"] if c["name"] == "ks_min_p_value"), None)
     changed = pre[0]["params"].get("features") or []
+    moved = pre[0]["params"].get("repaired_features_change") or {}
+    named = ", ".join(f"`{f}`" + (f" (KS p {f3(moved[f]['p_value'])})" if f in moved else "") for f in changed)
     return (
         f"{rule}. Lowest KS p over the checked features: {f3(ks['value'] if ks else None)}; repaired "
-        f"feature(s): {', '.join(f'`{f}`' for f in changed) or 'none (reweighing changes weights, not values)'} "
+        f"feature(s): {named or 'none (reweighing changes weights, not values)'} "
         f"(see `preprocess/preprocess_report_it{pre[0]['iteration']}.json`, `repaired_features_change`)."
     )
 

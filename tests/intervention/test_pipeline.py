@@ -10,6 +10,7 @@ import joblib
 import pytest
 import yaml
 from fairwatch.intervention.cli import main
+from fairwatch.intervention.gates import accuracy_loss
 from fairwatch.intervention.plan import PLAN_SECTIONS
 from fairwatch.intervention.synthetic import LOAN_EXPERT_KNOWLEDGE, loan_applications, loan_decisions
 
@@ -135,11 +136,28 @@ def test_escalation_after_every_alternative_failed(strict_run):
     esc = [e for e in rec["events"] if e["kind"] == "escalation"]
     assert len(esc) == 1 and esc[0]["reason"] == "no candidate passed every gate"
     rows = rec["escalation"]["tradeoffs"]
-    assert rows and rec["escalation"]["best_tradeoff"] in {r["name"] for r in rows}
+    assert rows and len(rows) <= 6 and rec["escalation"]["best_tradeoff"] in {r["name"] for r in rows}
+    by = {c["name"]: c for c in rec["candidates"]}
+    for r in rows:  # each row says why it is not recommended: a failed check, or never finally validated
+        assert r["failed_checks"] or not r["final_validated"], r["name"]
+        assert r["accuracy_loss"] == pytest.approx(accuracy_loss(rec["baseline"]["metrics"], by[r["name"]]["metrics"]))
+        if r["name"] != rec["escalation"]["best_tradeoff"]:  # the Pareto frontier: no row is dominated
+            assert not any(c["metrics"]["accuracy"] > r["accuracy"] and c["metrics"]["dp_ratio"] > r["dp_ratio"]
+                           for c in rec["candidates"]), r["name"]  # fmt: skip
+    assert f"best trade-off shown: {rec['final']['name']}" in (out / "summary.html").read_text()
     md = (out / "remediation_plan.md").read_text()
     assert "### Escalation" in md and "| Candidate | Accuracy (loss) |" in md
     for r in rows:
         assert f"`{r['name']}`" in md and f"{r['accuracy']:.3f}" in md
+
+
+def test_at_most_three_iterations_per_component(passed_run, strict_run):
+    for _, _, rec in (passed_run, strict_run):
+        per = rec["iterations_per_component"]
+        assert max(per.values()) <= 3 and rec["iteration_count"] == max(per.values())
+        for comp in ("preprocess", "inprocess"):
+            its = [it["iteration"] for it in rec["iterations"] if it["component"] == comp]
+            assert its == list(range(1, len(its) + 1)) and len(its) == per[comp]
 
 
 def test_every_candidate_keeps_its_gate_results(passed_run, strict_run):
@@ -152,9 +170,16 @@ def test_every_candidate_keeps_its_gate_results(passed_run, strict_run):
 
 
 def test_recommendation_is_the_most_accurate_candidate_passing_every_gate(passed_run):
-    _, _, rec = passed_run
+    _, out, rec = passed_run
     by = {c["name"]: c for c in rec["candidates"]}
     assert rec["recommended"] == rec["final"]["name"] == rec["eligible"][0]
+    final = rec["final"]
+    assert final["failed_checks"] == [] and final["gates"][-1]["gate"] == "final_validation"
+    assert all(g["passed"] for g in final["gates"]) and len(rec["candidates"]) >= 3
+    assert (
+        f"<b>Recommended</b> (passes every gate, least accuracy loss): {final['name']}"
+        in (out / "summary.html").read_text()
+    )
     for name in rec["eligible"]:
         c = by[name]
         assert c["final_gate_passed"] and not c["failed_checks"]
@@ -273,7 +298,15 @@ def test_ks_integrity_gates_the_other_features_and_reports_the_repaired_ones(pas
     ks = next(c for c in report["gate"]["checks"] if c["name"] == "ks_min_p_value")
     others = [v["p_value"] for v in report["integrity"].values() if v["kind"] == "numeric" and not v["repaired"]]
     assert ks["passed"] and ks["value"] == pytest.approx(min(others, default=1.0))
-    assert "other than those being repaired" in (out / "remediation_plan.md").read_text()
+    md = (out / "remediation_plan.md").read_text()
+    assert "other than those being repaired" in md
+    for c in pre:  # the candidate's own record carries the repair's change, as the report does
+        moved = c["params"]["repaired_features_change"]
+        assert set(moved) == set(c["params"]["features"])
+        if c["name"] in rec["chain"]:  # the plan states it for the proposed chain
+            for f, v in moved.items():
+                assert f"`{f}` (KS p {v['p_value']:.3f})" in md
+    assert moved == {f: {k: repaired[f][k] for k in ("ks_statistic", "p_value")} for f in repaired}
 
 
 @pytest.mark.parametrize("run", ["passed_run", "strict_run", "draft_run"])
@@ -320,6 +353,38 @@ def test_recommendation_at_least_matches_threshold_optimizer_alone(workspace, pa
     assert verdicts["relaxed"]["recommendation_meets"] and verdicts["relaxed"]["equal_or_better_accuracy"]
     # the draft run's reference fails the threshold-spread check: a validated candidate is recommended instead
     assert verdicts["draft"]["reference_fails_other_final_checks"] or verdicts["draft"]["equal_or_better_accuracy"]
+
+
+def test_threshold_optimizer_reference_recomputed_by_hand(workspace, passed_run):
+    """fairlearn's ThresholdOptimizer on the run's base model, split and DP ratio computed
+    here without the pipeline's helpers: the same numbers as the pipeline's own candidate."""
+    import numpy as np
+    import pandas as pd
+    from fairlearn.postprocessing import ThresholdOptimizer
+    from fairwatch.intervention.data import binary_outcome, split_data
+
+    _, out, rec = passed_run
+    cfg = rec["config"]
+    base = joblib.load(out / rec["baseline"]["model_path"])
+    d = pd.read_csv(workspace / "loan_data.csv")
+    for a in cfg["protected"]:
+        d[a] = d[a].astype(object).where(d[a].notna(), "__missing__").astype(str)
+    y = binary_outcome(d[cfg["outcome"]])
+    s = split_data(d, outcome=cfg["outcome"], protected=cfg["protected"], fractions=tuple(cfg["split"]),
+                   random_state=cfg["seed"])  # fmt: skip
+    val, test = d.iloc[s.validation].reset_index(drop=True), d.iloc[s.test].reset_index(drop=True)
+    to = ThresholdOptimizer(estimator=base, constraints="demographic_parity", objective="accuracy_score",
+                            grid_size=1000, prefit=True, predict_method="predict_proba")  # fmt: skip
+    to.fit(val, y[s.validation], sensitive_features=val["race"].to_numpy())
+    pred = np.asarray(to.predict(test, sensitive_features=test["race"].to_numpy(), random_state=cfg["seed"]))
+    g = test["race"].to_numpy()
+    rates = [pred[g == k].mean() for k in np.unique(g) if (g == k).sum() >= cfg["min_group_size"]]
+    same = next(c for c in rec["candidates"] if c["parent"] == "baseline" and c["stage"] == "postprocess"
+                and "thresholds_demographic_parity" in c["params"]["steps"])  # fmt: skip
+    assert float((pred == y[s.test]).mean()) == pytest.approx(same["metrics"]["accuracy"], abs=1e-6)
+    assert min(rates) / max(rates) == pytest.approx(same["metrics"]["dp_ratio"], abs=1e-6)
+    # the recommendation meets the target and is at least as accurate (the data makes it non-vacuous)
+    assert min(rates) / max(rates) >= 0.8 and rec["final"]["metrics"]["accuracy"] >= same["metrics"]["accuracy"]
 
 
 def test_search_is_deterministic_for_a_seed(workspace, passed_run):
