@@ -440,3 +440,17 @@ def test_a_strongly_repaired_feature_no_longer_blocks_the_search(workspace):
     assert ks["passed"]  # ... and that is not corruption
     assert {c["stage"] for c in rec["candidates"]} >= {"preprocess", "postprocess"}
     assert code in (0, 1, 4) and len(rec["candidates"]) >= 3
+
+
+def test_thresholds_alone_on_the_baseline_are_tried_when_the_baseline_meets_the_target(workspace):
+    """The reference a recommendation must beat is a candidate even when post-processing of
+    the baseline needed only calibration (German credit by age escalated below it before)."""
+    code = main(["pipeline", "run", "--config", str(_config(workspace, "lenient", gates={"dp_ratio_min": 0.5}))])
+    rec = json.loads((workspace / "runs" / "lenient" / "run.json").read_text())
+    assert rec["baseline"]["metrics"]["dp_ratio"] >= 0.5  # the baseline meets this target
+    ref = [c for c in rec["candidates"] if c["parent"] == "baseline" and c["params"].get("steps") == [
+        "thresholds_demographic_parity"]]  # fmt: skip
+    assert len(ref) == 1
+    base_its = [it for it in rec["iterations"] if it["params"].get("source") == "baseline"]
+    assert 1 <= len(base_its) <= 3 and base_its[-1]["candidate"] == ref[0]["name"]
+    assert code in (0, 1, 4)
