@@ -64,6 +64,23 @@ GERMAN_COLUMNS = [
 ]  # fmt: skip
 
 
+# Illustrative causal assumptions for German credit with age as the primary attribute
+# (benchmark only, not reviewed by domain experts; issue-17b's case).
+GERMAN_AGE_KNOWLEDGE = {
+    "description": "Illustrative causal assumptions for German credit (benchmark only).",
+    "approved": True,
+    "edges": [
+        ["sex", "employment"], ["sex", "job"], ["sex", "savings"], ["age_group", "employment"],
+        ["age_group", "savings"], ["employment", "good_credit"], ["savings", "good_credit"], ["job", "good_credit"],
+        ["checking_status", "good_credit"], ["credit_history", "good_credit"], ["duration", "good_credit"],
+        ["credit_amount", "good_credit"], ["credit_amount", "duration"],
+    ],
+    "proxies": [],
+    "resolving": ["credit_history", "checking_status"],
+    "biased_mediators": [],
+}  # fmt: skip
+
+
 def load_german(path: Path) -> pd.DataFrame:
     df = pd.read_csv(path, sep=" ", header=None, names=GERMAN_COLUMNS)
     df["sex"] = df["personal_status_sex"].map({"A91": "male", "A92": "female", "A93": "male", "A94": "male",
@@ -88,6 +105,11 @@ def datasets(root: Path, out: Path) -> dict[str, tuple[PipelineConfig, pd.DataFr
         "german": (PipelineConfig(protected=["sex", "age_group"], outcome="good_credit", model_name="german-credit",
                                   exclude=["personal_status_sex", "age"], output=str(out / "german"), **common),
                    load_german(root / "german" / "german.data")),
+        "german_age": (PipelineConfig(protected=["age_group", "sex"], outcome="good_credit",
+                                      model_name="german-credit", exclude=["personal_status_sex", "age"],
+                                      expert_knowledge=GERMAN_AGE_KNOWLEDGE, min_group_size=20,
+                                      output=str(out / "german_age"), **common),
+                       load_german(root / "german" / "german.data")),
         "simulator_loans": (PipelineConfig(**{**SIMULATOR_PIPELINE, **common}, model_name="loan-approval",
                                            output=str(out / "simulator_loans")), simulator_loans()),
     }  # fmt: skip
@@ -195,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--result", default=str(ROOT / "benchmarks" / "results" / "pipeline.json"))
     args = ap.parse_args(argv)
     out = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="fairwatch-bench-"))
-    results = {}
+    results: dict[str, Any] = {}
+    previous = Path(args.result)
+    if args.only and previous.exists():  # a partial run keeps the other data sets' last results
+        results = {k: v for k, v in json.loads(previous.read_text())["datasets"].items() if k not in args.only}
     for name, (cfg, df) in datasets(Path(args.datasets_dir), out).items():
         if args.only and name not in args.only:
             continue
@@ -208,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "benchmark": "intervention pipeline search: best candidate per technique vs ThresholdOptimizer alone",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "nice -n 5 python benchmarks/pipeline.py",
+        "command": "nice -n 5 python benchmarks/pipeline.py" + "".join(f" --only {n}" for n in args.only or []),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
