@@ -207,6 +207,8 @@ class Responder:
                 "tier": tier,
                 "windows": dict(inc.windows),
                 "value": inc.value,
+                "ci": list(inc.ci) if inc.ci is not None else None,
+                "reason": inc.reason,  # the alert's evidence, quoted by the investigation report
                 "groups": [],
                 "pipeline": dict(self.pipeline),
             }

@@ -1,22 +1,24 @@
-"""Benchmark: the intervention pipeline's search on UCI Adult and German credit.
+"""Benchmark: the intervention pipeline's search on Adult, German credit and the simulator's loans.
 
-For each data set: the pipeline run (playbook gates, seed 0) with its wall time, the
-best candidate of each technique (disparate-impact removal, reweighing, constrained LR,
-reductions, threshold optimization, group calibration) with DP ratio, EO gap, worst-group
-ECE, accuracy and F1 on the test split, the recommended candidate, and fairlearn's
-``ThresholdOptimizer`` alone on the same base model and split — compared in the same run.
-Techniques the search did not reach on the default path come from a second run with
-disparate-impact removal (of named numeric features) and reductions configured.
-Writes ``benchmarks/results/pipeline.json``.
-Target: the Adult search under 5 minutes on 2 cores.
+For each data set: one ``run_pipeline`` (the whole alternative search, seeded), its wall
+time, and a table of the best candidate of each technique — disparate-impact removal,
+reweighing, constrained LR, reductions, threshold optimization, group calibration —
+with DP ratio, EO gap, worst-group ECE, accuracy and F1 on the test split. A technique
+the search did not need is run once on its own (same split, playbook defaults) so the
+table is complete; its row says so. The same run compares the recommendation with
+fairlearn's ``ThresholdOptimizer`` alone on the same base model and split, and asserts
+the claim of :func:`fairwatch.intervention.compare.recommendation_holds`. Writes
+``benchmarks/results/pipeline.json``; exit code 1 if a claim fails or Adult exceeds 5 min.
 
-    python benchmarks/pipeline.py [--datasets-dir ../shared/datasets] [--only adult|german]
+    nice -n 5 python benchmarks/pipeline.py [--datasets-dir ../shared/datasets] [--only adult]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -25,188 +27,228 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from fairwatch.intervention.compare import (  # noqa: E402
+    meets_target_within_limit,
+    recommendation_holds,
+    threshold_optimizer_alone,
+)
 from fairwatch.intervention.config import PipelineConfig  # noqa: E402
-from fairwatch.intervention.gates import accuracy_loss, target_met  # noqa: E402
-from fairwatch.intervention.models import ThresholdedModel  # noqa: E402
-from fairwatch.intervention.pipeline import headline, prepare_context, run_pipeline  # noqa: E402
-from fairwatch.intervention.postprocess import make_threshold_optimizer  # noqa: E402
+from fairwatch.intervention.data import load_adult  # noqa: E402
+from fairwatch.intervention.gates import postprocess_gate  # noqa: E402
+from fairwatch.intervention.pipeline import (  # noqa: E402
+    prepare_context,
+    run_pipeline,
+    stage_baseline,
+    stage_inprocess,
+    stage_postprocess,
+    stage_preprocess,
+)
+from fairwatch.streaming.simulator import LoanSimulator  # noqa: E402
+
+from fairwatch.app.demo_pipeline import SIMULATOR_PIPELINE, simulator_loan_data  # noqa: E402
 
 TARGET_SECONDS = 300.0
+TECHNIQUES = ("disparate_impact_remover", "reweighing", "constrained_lr", "reductions", "thresholds", "calibration")
 METRICS = ("dp_ratio", "eo_gap", "max_group_ece", "accuracy", "f1")
-GERMAN_COLUMNS = ["status", "duration", "credit_history", "purpose", "amount", "savings", "employment",
-                  "installment_rate", "personal_status_sex", "other_debtors", "residence_since", "property", "age",
-                  "other_installment", "housing", "existing_credits", "job", "people_liable", "telephone",
-                  "foreign_worker", "credit_risk"]  # fmt: skip
-# Illustrative assumptions for the benchmark only (not reviewed by domain experts).
-GERMAN_KNOWLEDGE = {
+
+#: Statlog German credit columns (UCI documentation); A91–A95 encode personal status and sex.
+GERMAN_COLUMNS = [
+    "checking_status", "duration", "credit_history", "purpose", "credit_amount", "savings", "employment",
+    "installment_rate", "personal_status_sex", "other_debtors", "residence_since", "property", "age",
+    "other_installment_plans", "housing", "existing_credits", "job", "num_dependents", "telephone",
+    "foreign_worker", "credit_risk",
+]  # fmt: skip
+
+
+# Illustrative causal assumptions for German credit with age as the primary attribute
+# (benchmark only, not reviewed by domain experts; issue-17b's case).
+GERMAN_AGE_KNOWLEDGE = {
     "description": "Illustrative causal assumptions for German credit (benchmark only).",
     "approved": True,
     "edges": [
-        ["sex", "employment"],
-        ["sex", "job"],
-        ["sex", "savings"],
-        ["age_group", "employment"],
-        ["age_group", "savings"],
-        ["employment", "good_credit"],
-        ["savings", "good_credit"],
-        ["job", "good_credit"],
-        ["status", "good_credit"],
-        ["credit_history", "good_credit"],
-        ["duration", "good_credit"],
-        ["amount", "good_credit"],
-        ["amount", "duration"],
-    ],  # fmt: skip
+        ["sex", "employment"], ["sex", "job"], ["sex", "savings"], ["age_group", "employment"],
+        ["age_group", "savings"], ["employment", "good_credit"], ["savings", "good_credit"], ["job", "good_credit"],
+        ["checking_status", "good_credit"], ["credit_history", "good_credit"], ["duration", "good_credit"],
+        ["credit_amount", "good_credit"], ["credit_amount", "duration"],
+    ],
     "proxies": [],
-    "resolving": ["credit_history", "status"],
+    "resolving": ["credit_history", "checking_status"],
     "biased_mediators": [],
-}
+}  # fmt: skip
 
 
 def load_german(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, sep=r"\s+", header=None, names=GERMAN_COLUMNS)
-    df["sex"] = np.where(df["personal_status_sex"].isin(["A92", "A95"]), "female", "male")
-    df["age_group"] = np.where(df["age"] > 25, "over_25", "25_or_under")
+    df = pd.read_csv(path, sep=" ", header=None, names=GERMAN_COLUMNS)
+    df["sex"] = df["personal_status_sex"].map({"A91": "male", "A92": "female", "A93": "male", "A94": "male",
+                                               "A95": "female"})  # fmt: skip
+    df["age_group"] = (df["age"] > 25).map({True: "over_25", False: "25_or_under"})
     df["good_credit"] = (df["credit_risk"] == 1).astype(int)
     return df.drop(columns=["credit_risk"])
 
 
-def technique(c: dict[str, Any]) -> str:
+def simulator_loans(n: int = 6000, seed: int = 9) -> pd.DataFrame:
+    """What the demo's dp-drop incident runs on: the drifted candidate version's decisions."""
+    return simulator_loan_data(LoanSimulator(seed=seed, scenario="dp-drop", drift_at=0.0), n)
+
+
+def datasets(root: Path, out: Path) -> dict[str, tuple[PipelineConfig, pd.DataFrame]]:
+    common = {"progress": False, "target_fairness": "demographic_parity", "seed": 0}
+    adult = load_adult(root / "adult" / "adult.data", root / "adult" / "adult.test")
+    return {
+        "adult": (PipelineConfig(protected=["sex", "race"], outcome="income", model_name="adult-income",
+                                 expert_knowledge=str(ROOT / "tests" / "data" / "adult_expert_knowledge.json"),
+                                 output=str(out / "adult"), **common), adult),
+        "german": (PipelineConfig(protected=["sex", "age_group"], outcome="good_credit", model_name="german-credit",
+                                  exclude=["personal_status_sex", "age"], output=str(out / "german"), **common),
+                   load_german(root / "german" / "german.data")),
+        "german_age": (PipelineConfig(protected=["age_group", "sex"], outcome="good_credit",
+                                      model_name="german-credit", exclude=["personal_status_sex", "age"],
+                                      expert_knowledge=GERMAN_AGE_KNOWLEDGE, min_group_size=20,
+                                      output=str(out / "german_age"), **common),
+                       load_german(root / "german" / "german.data")),
+        "simulator_loans": (PipelineConfig(**{**SIMULATOR_PIPELINE, **common}, model_name="loan-approval",
+                                           output=str(out / "simulator_loans")), simulator_loans()),
+    }  # fmt: skip
+
+
+def technique_of(c: dict[str, Any]) -> str | None:
+    p = c["params"]
     if c["stage"] in ("preprocess", "inprocess"):
-        return c["params"]["technique"]
+        return p.get("technique")
     if c["stage"] == "postprocess":
-        steps = c["params"].get("steps", [])
-        return "threshold_optimization" if any(s.startswith("thresholds") for s in steps) else "group_calibration"
-    return c["stage"]
+        return "thresholds" if any(s.startswith("thresholds") for s in p.get("steps", [])) else "calibration"
+    return None
 
 
-def best_per_technique(candidates: list[dict[str, Any]], cfg: PipelineConfig, base: dict[str, Any]) -> dict:
-    """Per technique: the most accurate candidate passing every gate; else the most accurate
-    meeting the target within the final accuracy limit; else the fairest."""
-    t = cfg.gates
-    out: dict[str, Any] = {}
-    for tech in sorted({technique(c) for c in candidates}):
-        cs = [c for c in candidates if technique(c) == tech]
-        ok = [c for c in cs if target_met(c["metrics"], cfg.target_fairness, t)
-              and (accuracy_loss(base, c["metrics"]) or 0) <= t.final_max_accuracy_loss]  # fmt: skip
-        passing = [c for c in cs if c["passes_every_gate"]]
-        pick = (max(passing or ok, key=lambda c: c["metrics"]["accuracy"]) if passing or ok
-                else max(cs, key=lambda c: c["metrics"]["dp_ratio"] or 0))  # fmt: skip
-        out[tech] = {"candidate": pick["name"], "passes_every_gate": pick["passes_every_gate"],
-                     "failed_checks": pick["failed_checks"], **{k: pick["metrics"][k] for k in METRICS}}  # fmt: skip
+def _row(c: dict[str, Any], base: dict[str, Any], cfg: PipelineConfig, origin: str, passed: bool) -> dict[str, Any]:
+    return {"candidate": c["name"], "origin": origin, **{k: c["metrics"][k] for k in METRICS},
+            "target_met_within_accuracy_limit": meets_target_within_limit(base, c["metrics"], cfg),
+            "passes_every_gate": passed, "failed_checks": c["failed_checks"]}  # fmt: skip
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(rows, key=lambda r: (not r["passes_every_gate"], not r["target_met_within_accuracy_limit"],
+                                       -(r["accuracy"] or 0), r["candidate"]))[0]  # fmt: skip
+
+
+def sweep(cfg: PipelineConfig, df: pd.DataFrame, missing: list[str], repair: list[str]) -> list[dict[str, Any]]:
+    """Each missing technique once on its own, on the same split, with playbook defaults."""
+    ctx = prepare_context(dataclasses.replace(cfg, output=str(Path(cfg.output) / "sweep")), df)
+    baseline = stage_baseline(ctx)
+    out = []
+    for tech in missing:
+        if tech in ("disparate_impact_remover", "reweighing"):
+            if tech == "disparate_impact_remover" and not repair:
+                continue
+            params = {"preprocess_technique": tech, "repair_level": cfg.repair_level}
+            _, cand, _ = stage_preprocess(ctx, params, baseline, 1, repair)
+        elif tech in ("constrained_lr", "reductions"):
+            params = {"inprocess_technique": tech, "constraint_weight": cfg.constraint_weight}
+            cand, _ = stage_inprocess(ctx, params, baseline, None, [], 1)
+        else:
+            params = {"calibration": cfg.calibration, "constraint_weight": cfg.constraint_weight}
+            cand, _ = stage_postprocess(ctx, params, baseline, baseline, 1, calibrate=tech == "calibration",
+                                        thresholds=tech == "thresholds", recheck_target=False)  # fmt: skip
+        if cand.final_gate is None:  # a standalone pre/in-processing model is validated as a final model too
+            fg = postprocess_gate(
+                baseline.metrics,
+                cand.metrics,
+                thresholds=None,
+                target=cfg.target_fairness,
+                calibration_method=None,
+                constraint_weight=cfg.constraint_weight,
+                t=cfg.gates,
+            )
+            cand.gates.append(fg.to_dict())
+        rec = cand.record()
+        out.append((tech, _row(rec, baseline.metrics, cfg, "standalone (not needed by the search)",
+                               cand.gates_passed)))  # fmt: skip
     return out
 
 
-def threshold_optimizer_alone(cfg: PipelineConfig, df: pd.DataFrame, record: dict[str, Any]) -> dict[str, Any]:
-    """fairlearn's ThresholdOptimizer on the run's base model, fitted on the same validation split."""
-    import joblib
-
-    ctx = prepare_context(cfg, df)
-    base = joblib.load(Path(cfg.output) / record["baseline"]["model_path"])
-    val, test = ctx.part("validation"), ctx.part("test")
-    with threadpool_limits(limits=1, user_api="blas"):
-        to = make_threshold_optimizer(base, cfg.threshold_constraint or cfg.target_fairness)
-        to.fit(val, ctx.y_part("validation"), sensitive_features=val[cfg.primary].to_numpy())
-        model = ThresholdedModel(to, cfg.primary, random_state=cfg.seed)
-        pred = model.predict(test)
-        m = headline(ctx, ctx.y_part("test"), pred, model.predict_proba(test)[:, 1], test)
-    loss = accuracy_loss(record["baseline"]["metrics"], m)
-    return {**{k: m[k] for k in METRICS}, "accuracy_loss": loss,
-            "meets_target_within_accuracy_limit": target_met(m, cfg.target_fairness, cfg.gates)
-            and (loss or 0) <= cfg.gates.final_max_accuracy_loss}  # fmt: skip
-
-
-TECHNIQUES = ("disparate_impact_remover", "reweighing", "constrained_lr", "reductions", "threshold_optimization",
-              "group_calibration")  # fmt: skip
-
-
-def bench(name: str, df: pd.DataFrame, base_cfg: dict[str, Any], repair: list[str], out: Path) -> dict[str, Any]:
-    cfg = PipelineConfig(**base_cfg, output=str(out / name), progress=False)
+def bench(name: str, cfg: PipelineConfig, df: pd.DataFrame) -> dict[str, Any]:
     t0 = time.perf_counter()
-    record = run_pipeline(cfg, df=df)
+    rec = run_pipeline(cfg, df=df)
     wall = time.perf_counter() - t0
-    alt = PipelineConfig(**base_cfg, output=str(out / f"{name}-alt"), progress=False,
-                         preprocess_technique="disparate_impact_remover", repair_features=repair,
-                         inprocess_technique="reductions")  # fmt: skip
-    t1 = time.perf_counter()
-    alt_record = run_pipeline(alt, df=df)
-    alt_wall = time.perf_counter() - t1
-    base = record["baseline"]["metrics"]
-    cands = record["candidates"] + [{**c, "name": f"alt:{c['name']}"} for c in alt_record["candidates"]
-                                    if c["stage"] != "baseline"]  # fmt: skip
-    to = threshold_optimizer_alone(cfg, df, record)
-    rec = next((c for c in record["candidates"] if c["name"] == record["recommended"]), None)
-    final = record["final"]
-    holds = trade_off_holds = None
-    if to["meets_target_within_accuracy_limit"]:
-        holds = rec is not None and rec["metrics"]["accuracy"] >= to["accuracy"]
-        trade_off_holds = target_met(final["metrics"], cfg.target_fairness, cfg.gates) and (
-            final["metrics"]["accuracy"] >= to["accuracy"])  # fmt: skip
-    best = best_per_technique(cands, cfg, base)
+    base = rec["baseline"]["metrics"]
+    eligible = set(rec["eligible"])
+    by_tech: dict[str, list[dict[str, Any]]] = {t: [] for t in TECHNIQUES}
+    for c in rec["candidates"]:
+        tech = technique_of(c)
+        if tech in by_tech:
+            by_tech[tech].append(_row(c, base, cfg, "pipeline search", c["name"] in eligible))
+    repair = next((c["params"]["features"] for c in rec["candidates"]
+                   if c["params"].get("technique") == "disparate_impact_remover"), None)  # fmt: skip
+    if repair is None:  # the biased mediators, else every numeric feature (as `pipeline preprocess` does)
+        numeric = [f for f in rec["data"]["features"] if pd.api.types.is_numeric_dtype(df[f])]
+        repair = cfg.repair_features or [f for f in rec["causal"]["biased_mediators"] if f in numeric] or numeric
+    for tech, row in sweep(cfg, df, [t for t, rows in by_tech.items() if not rows], repair):
+        by_tech[tech].append(row)
+    ref = threshold_optimizer_alone(cfg, cfg.output, df=df)
+    claim = recommendation_holds(rec, ref, cfg)
+    final = rec["final"]
     return {
-        "rows": record["data"]["rows"], "split": record["data"]["split"], "result": record["result"],
-        "wall_seconds": round(wall, 2), "within_target": wall < TARGET_SECONDS,
-        "alternative_run_wall_seconds": round(alt_wall, 2),
-        "iterations_by_component": record["iterations_by_component"], "candidates": len(record["candidates"]),
+        "rows": rec["data"]["rows"], "split": rec["data"]["split"], "protected": cfg.protected,
+        "primary_attribute": cfg.primary, "dag": rec["causal"]["dag_source"], "result": rec["result"],
+        "wall_seconds": round(wall, 2), "candidates": len(rec["candidates"]),
+        "iterations_per_component": rec["iterations_per_component"],
         "baseline": {k: base[k] for k in METRICS},
-        "best_per_technique": best,
-        "techniques_not_reached": [t for t in TECHNIQUES if t not in best],
-        "recommended": None if rec is None else {"candidate": rec["name"], **{k: rec["metrics"][k] for k in METRICS}},
-        "best_trade_off": {"candidate": final["name"], "passes_every_gate": final["passes_every_gate"],
-                           "failed_checks": final["failed_checks"], **{k: final["metrics"][k] for k in METRICS}},
-        "trade_offs": record["trade_offs"]["table"],
-        "threshold_optimizer_alone": to,
-        "recommendation_at_least_as_accurate_as_threshold_optimizer": holds,
-        "best_trade_off_meets_target_and_at_least_as_accurate_as_threshold_optimizer": trade_off_holds,
+        "techniques": {t: (_best(rows) if rows else None) for t, rows in by_tech.items()},
+        "recommended": {"candidate": final["name"], "as": "recommendation" if rec["recommended"] else
+                        "best trade-off of the escalation", **{k: final["metrics"][k] for k in METRICS}},
+        "threshold_optimizer_alone": {**{k: ref["metrics"][k] for k in METRICS},
+                                      "meets_target_within_accuracy_limit": ref["meets_target_within_accuracy_limit"],
+                                      "passes_final_gate": ref["final_gate_passed"],
+                                      "failed_checks": ref["failed_checks"]},
+        "claim": claim,
+        "timings": rec["timings"],
     }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets-dir", default=str(ROOT.parent / "shared" / "datasets"))
-    ap.add_argument("--only", choices=("adult", "german"), default=None)
     ap.add_argument("--output", default=None, help="run folders (default: a temporary directory)")
+    ap.add_argument("--only", action="append", help="data set(s) to run (default: all)")
     ap.add_argument("--result", default=str(ROOT / "benchmarks" / "results" / "pipeline.json"))
     args = ap.parse_args(argv)
-    data = Path(args.datasets_dir)
     out = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="fairwatch-bench-"))
     results: dict[str, Any] = {}
-    if args.only in (None, "adult"):
-        from fairwatch.intervention.data import load_adult
-
-        adult = load_adult(data / "adult" / "adult.data", data / "adult" / "adult.test")
-        results["adult"] = bench("adult", adult, {
-            "protected": ["sex", "race"], "outcome": "income", "target_fairness": "demographic_parity",
-            "expert_knowledge": str(ROOT / "tests" / "data" / "adult_expert_knowledge.json"),
-            "model_name": "adult-income"}, ["hours_per_week", "education_num"], out)  # fmt: skip
-    if args.only in (None, "german"):
-        german = load_german(data / "german" / "german.data")
-        results["german"] = bench("german", german, {
-            "protected": ["age_group", "sex"], "outcome": "good_credit", "target_fairness": "demographic_parity",
-            "exclude": ["personal_status_sex", "age"], "expert_knowledge": GERMAN_KNOWLEDGE,
-            "model_name": "german-credit", "min_group_size": 20}, ["amount", "duration"], out)  # fmt: skip
+    previous = Path(args.result)
+    if args.only and previous.exists():  # a partial run keeps the other data sets' last results
+        results = {k: v for k, v in json.loads(previous.read_text())["datasets"].items() if k not in args.only}
+    for name, (cfg, df) in datasets(Path(args.datasets_dir), out).items():
+        if args.only and name not in args.only:
+            continue
+        print(f"{name}: {len(df)} rows …", file=sys.stderr, flush=True)
+        results[name] = bench(name, cfg, df)
+        r = results[name]
+        print(f"{name}: {r['result']} in {r['wall_seconds']} s, claim holds: {r['claim']['holds']}", file=sys.stderr)
+    ok = all(r["claim"]["holds"] for r in results.values())
+    fast = results.get("adult", {}).get("wall_seconds", 0) < TARGET_SECONDS
     doc = {
-        "benchmark": "intervention pipeline search: best candidate per technique, recommendation, "
-        "ThresholdOptimizer alone",
+        "benchmark": "intervention pipeline search: best candidate per technique vs ThresholdOptimizer alone",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python benchmarks/pipeline.py" + (f" --only {args.only}" if args.only else ""),
+        "command": "nice -n 5 python benchmarks/pipeline.py" + "".join(f" --only {n}" for n in args.only or []),
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "cpus_available": len(__import__("os").sched_getaffinity(0)),
+            "cpus_available": len(os.sched_getaffinity(0)),
         },  # fmt: skip
-        "target_seconds": TARGET_SECONDS,
+        "target_seconds_adult": TARGET_SECONDS,
+        "adult_within_target": fast,
+        "claim_holds_everywhere": ok,
         "datasets": results,
     }
     Path(args.result).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.result).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(doc, indent=2))
-    return 0 if all(r["within_target"] for r in results.values()) else 1
+    Path(args.result).write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+    print(json.dumps({k: {"result": v["result"], "wall_seconds": v["wall_seconds"], "claim": v["claim"]["holds"]}
+                      for k, v in results.items()}, indent=2))  # fmt: skip
+    return 0 if ok and fast else 1
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ __all__ = [
     "sensitivity_analysis",
     "recommend_interventions",
     "write_dot",
+    "propose_dag",
     "causal_analysis",
 ]
 
@@ -371,6 +372,50 @@ def node_roles(
     return roles
 
 
+PROPOSAL_CRAMERS_V = 0.05
+
+
+def propose_dag(
+    df: pd.DataFrame,
+    *,
+    protected: Sequence[str],
+    outcome: str,
+    outcome_values: np.ndarray,
+    features: Sequence[str],
+    mediators: Sequence[str] = (),
+    primary: str,
+    min_v: float = PROPOSAL_CRAMERS_V,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """A DAG proposed from the data when no expert knowledge is given — never approved.
+
+    Edges ``A → f`` for every feature whose association with a protected attribute
+    ``A`` is significant (chi-square ``p < alpha``) and not negligible (Cramér's V ≥
+    ``min_v``), plus ``A → m`` for the stated ``mediators``; ``f → Y`` for every
+    feature. Protected attributes are taken as exogenous (nothing points into them).
+    Numeric features associated with the primary attribute (and the stated mediators)
+    are proposed as biased mediators. This is the "current data checks" route: no
+    causal-discovery library is used (the maintained ones pull in heavy stacks), and the
+    result is marked ``approved: False`` so the causal gate keeps the run a *draft*
+    until domain experts review it.
+    """
+    y = pd.Series(outcome_values, index=df.index)
+    edges = [[a, m] for a in protected for m in mediators]
+    biased = list(mediators)
+    for f in features:
+        for a in protected:
+            v, p = cramers_v(df[f], df[a])
+            if v >= min_v and p < alpha and [a, f] not in edges:
+                edges.append([a, f])
+                if a == primary and pd.api.types.is_numeric_dtype(df[f]) and cramers_v(df[f], y)[1] < alpha:
+                    biased.append(f)
+        edges.append([f, outcome])
+    return {"edges": edges, "proxies": [], "resolving": [], "biased_mediators": sorted(set(biased)),
+            "approved": False,
+            "description": f"proposed from data associations (Cramér's V >= {min_v}, chi-square p < {alpha}); "
+                           "not approved by domain experts — awaits expert review"}  # fmt: skip
+
+
 def causal_analysis(
     df: pd.DataFrame,
     *,
@@ -386,10 +431,11 @@ def causal_analysis(
     """Run the whole causal component; returns (report, DAG, node roles)."""
     check_columns("--protected", protected, df.columns)
     check_columns("--mediators", mediators, df.columns)
-    if knowledge is None:  # no expert DAG: protected → stated mediators → outcome, features → outcome
-        edges = [[a, m] for a in protected for m in mediators] + [[f, outcome] for f in features]
-        knowledge = {"edges": edges, "proxies": [], "resolving": [], "biased_mediators": list(mediators),
-                     "approved": False, "description": "derived from --mediators (no expert knowledge)"}  # fmt: skip
+    source = "expert knowledge"
+    if knowledge is None:
+        knowledge = propose_dag(df, protected=protected, outcome=outcome, outcome_values=outcome_values,
+                                features=features, mediators=mediators, primary=primary or protected[0])  # fmt: skip
+        source = "proposed from data"
     g = build_dag(knowledge, protected=protected, outcome=outcome)
     data_proxies = []
     proxy_scores = {}
@@ -427,6 +473,9 @@ def causal_analysis(
         "outcome": outcome,
         "dag": {"nodes": sorted(g.nodes), "edges": sorted([list(e) for e in g.edges])},
         "expert_approved": bool(knowledge.get("approved", False)),
+        "dag_source": source,
+        "dag_description": knowledge.get("description"),
+        "awaits_expert_review": not bool(knowledge.get("approved", False)),
         **classes,
         "data_driven_proxies": sorted(set(data_proxies)),
         "proxy_association": proxy_scores,

@@ -15,11 +15,12 @@ from typing import Any
 
 from .errors import PipelineInputError
 
-__all__ = ["add_pipeline_parser", "main", "EXIT_OK", "EXIT_ESCALATED", "EXIT_USAGE"]
+__all__ = ["add_pipeline_parser", "main", "EXIT_OK", "EXIT_ESCALATED", "EXIT_USAGE", "EXIT_DRAFT"]
 
 EXIT_OK = 0
 EXIT_ESCALATED = 1
 EXIT_USAGE = 2
+EXIT_DRAFT = 4  # a candidate passed every gate, but the causal DAG awaits expert review
 
 _CONSTRAINTS = ["demographic_parity", "equalized_odds", "equal_opportunity", "equality_of_opportunity"]
 
@@ -70,7 +71,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     rec = run_pipeline(cfg)
     _print({"run": str(Path(cfg.output)), "result": rec["result"], "iterations": rec["iteration_count"],
             "final": rec["final"]["name"], "documents": rec.get("documents")})  # fmt: skip
-    return EXIT_OK if rec["result"] == "passed" else EXIT_ESCALATED
+    return {"passed": EXIT_OK, "draft": EXIT_DRAFT}.get(rec["result"], EXIT_ESCALATED)
 
 
 def _cmd_causal(args: argparse.Namespace) -> int:
@@ -126,9 +127,9 @@ def _read_json(path: str | None, field: str) -> Any:
 def _cmd_investigate(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from .artifacts import write_json
     from .data import load_table
     from .investigation import investigate
-    from .pipeline import write_json
     from .plan import allocate_id, markdown_to_html, render_investigation
 
     incident = _read_json(args.incident, "--incident")

@@ -57,6 +57,7 @@ class PipelineConfig:
     seed: int = 0
     split: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
     min_group_size: int = 30
+    time_budget_seconds: float = 300.0
     sample: int | None = None
     progress: bool = True
     gates: GateThresholds = field(default_factory=GateThresholds)
@@ -97,6 +98,12 @@ class PipelineConfig:
                 BAD_VALUE.format(field="split", value=self.split, reason="three positive fractions summing to 1"),
                 field="split",
             )
+        if not isinstance(self.time_budget_seconds, int | float) or not self.time_budget_seconds > 0:
+            raise PipelineInputError(
+                BAD_VALUE.format(field="time_budget_seconds", value=self.time_budget_seconds,
+                                 reason="must be a positive number of seconds"),
+                field="time_budget_seconds",
+            )  # fmt: skip
         if self.sample is not None and int(self.sample) < 100:
             raise PipelineInputError(BAD_VALUE.format(field="sample", value=self.sample, reason="must be >= 100"),
                                      field="sample")  # fmt: skip

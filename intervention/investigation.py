@@ -35,7 +35,7 @@ from .metrics import (
     group_rates,
 )
 
-__all__ = ["INCIDENT_METRICS", "selection_rate_decomposition", "change_point", "investigate"]
+__all__ = ["INCIDENT_METRICS", "selection_rate_decomposition", "change_point", "monitored_numbers", "investigate"]
 
 INCIDENT_METRICS = (
     "demographic_parity_ratio",
@@ -124,6 +124,39 @@ def _window(df: pd.DataFrame, win: Sequence[Any] | None) -> pd.Series:
     lo = lo.tz_localize("UTC") if lo.tzinfo is None else lo
     hi = hi.tz_localize("UTC") if hi.tzinfo is None else hi
     return (df["ts"] >= lo) & (df["ts"] < hi)
+
+
+def monitored_numbers(incident: Mapping[str, Any]) -> dict[str, Any]:
+    """What the monitor measured when it raised the incident, as the daemon enqueued it.
+
+    The daemon's incident carries the metric, attribute, tier, the value and its
+    confidence interval, the tier of each window and the alert's reason (its evidence);
+    a hand-written incident may give date windows instead. Missing fields are ``None``.
+
+    >>> m = monitored_numbers({"id": "i1", "metric": "demographic_parity_ratio", "attribute": "race",
+    ...                        "tier": 3, "value": 0.61, "ci": [0.55, 0.67], "windows": {"1h": 3, "24h": 2},
+    ...                        "reason": "dp_ratio below 0.75 in 1h and 24h"})
+    >>> m["value"], m["windows_text"], m["ci"]
+    (0.61, '1h: tier 3, 24h: tier 2', [0.55, 0.67])
+    """
+    wins = incident.get("windows") or {}
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in wins.values()):
+        text = ", ".join(f"{w}: tier {int(t)}" for w, t in wins.items())
+    else:
+        text = "; ".join(f"{w} {' … '.join(str(x) for x in v)}" for w, v in wins.items())
+    ci = incident.get("ci")
+    return {
+        "id": incident.get("id"),
+        "metric": incident.get("metric"),
+        "attribute": incident.get("attribute"),
+        "groups": [str(g) for g in incident.get("groups") or []],
+        "tier": incident.get("tier"),
+        "value": incident.get("value"),
+        "ci": None if ci is None else [float(x) for x in ci],
+        "windows": dict(wins),
+        "windows_text": text or "n/a",
+        "evidence": incident.get("reason") or incident.get("evidence"),
+    }
 
 
 def investigate(
@@ -240,6 +273,7 @@ def investigate(
         driver = "model behaviour" if abs(dec["behaviour"] or 0) >= abs(dec["label_shift"] or 0) else "label shift"
     return {
         "incident": dict(incident),
+        "monitored": monitored_numbers(incident),
         "model": incident.get("model"),
         "attribute": attr,
         "metric": metric,

@@ -13,7 +13,6 @@ fitted on the *validation* split; models on the *train* split.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -30,6 +29,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from . import plots
+from .artifacts import write_json
 from .causal import causal_analysis, load_expert_knowledge, write_dot
 from .config import PipelineConfig
 from .data import Split, binary_outcome, load_adult, load_table, make_encoder, split_data
@@ -55,35 +55,16 @@ from .models import (
     fit_quietly,
     make_base_estimator,
 )
+from .plan import write_investigation_and_plan
 from .postprocess import GroupCalibrator, effective_thresholds, make_threshold_optimizer, threshold_sanity
 from .preprocess import DisparateImpactRemover, ks_integrity, reweighing_weights
+from .report import write_summary_html
 
 __all__ = ["PipelineContext", "Candidate", "run_pipeline", "prepare_context", "headline", "write_json"]
 
 log = logging.getLogger("fairwatch.intervention")
 
 STAGES = ("causal", "preprocess", "inprocess", "postprocess", "evaluation")
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (numpy scalars and paths converted)."""
-
-    def default(o: Any) -> Any:
-        if isinstance(o, np.integer):
-            return int(o)
-        if isinstance(o, np.floating):
-            return None if not np.isfinite(o) else float(o)
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        if isinstance(o, set):
-            return sorted(o)
-        raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=default, allow_nan=False) + "\n", encoding="utf-8")
-    return path
 
 
 # ---------------------------------------------------------------------------- resources
@@ -146,22 +127,25 @@ class Candidate:
     metrics: dict[str, Any]
     details: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    parent: str | None = None
+    gates: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def gates(self) -> list[dict[str, Any]]:
-        """The gate results along this candidate's path (its inputs' gates, its own, the final)."""
-        return self.details.setdefault("gates", [])
+    def gates_passed(self) -> bool:
+        """Every gate checked on this candidate passed (vacuously true for the baseline)."""
+        return all(g["passed"] for g in self.gates)
 
     @property
-    def passes_every_gate(self) -> bool:
-        return bool(self.gates) and all(g["passed"] for g in self.gates)
+    def final_gate(self) -> dict[str, Any] | None:
+        return next((g for g in self.gates if g["gate"] == "final_validation"), None)
 
     def record(self) -> dict[str, Any]:
+        fg = self.final_gate
         return {"name": self.name, "stage": self.stage, "iteration": self.iteration, "params": self.params,
-                "metrics": self.metrics, "model_path": self.path, "gates": self.gates,
-                "passes_every_gate": self.passes_every_gate,
-                "failed_checks": sorted({f"{g['gate']}.{c['name']}" for g in self.gates for c in g["checks"]
-                                         if not c["passed"]})}  # fmt: skip
+                "metrics": self.metrics, "model_path": self.path, "parent": self.parent,
+                "gates": self.gates, "final_gate_passed": None if fg is None else fg["passed"],
+                "failed_checks": [f"{g['gate']}.{c['name']}" for g in self.gates for c in g["checks"]
+                                  if not c["passed"]]}  # fmt: skip
 
 
 @dataclass
@@ -248,6 +232,10 @@ def headline(ctx: PipelineContext, y_true: np.ndarray, y_pred: np.ndarray, y_pro
         "worst_accuracy_deviation": inter["worst_accuracy_deviation"],
         "worst_outcome_ratio": inter["worst_outcome_ratio"],
         "worst_accuracy_group": inter["worst_accuracy_group"],
+        # groups under min_group_size: reported, left out of every ratio, gap and maximum
+        "small_groups": {**{a: {g: s["attributes"][a]["groups"][g]["n"]
+                                for g in s["attributes"][a]["insufficient_groups"]} for a in cfg.protected},
+                         "intersectional": {g: inter["groups"][g]["n"] for g in inter["insufficient_groups"]}},
     }  # fmt: skip
 
 
@@ -329,6 +317,7 @@ class Prepared:
     weights: np.ndarray | None
     remover: DisparateImpactRemover | None
     params: dict[str, Any]
+    source: str | None = None  # the pre-processing candidate it came from
 
 
 def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Candidate, iteration: int,
@@ -346,14 +335,13 @@ def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Can
         inner, _ = _fit_tabular(ctx, new_train, ctx.features, est, "di_inner")
         model: Any = RepairedModel(remover, inner)
         weights = None
-        # Playbook: KS integrity concerns the non-protected features *other than those being
-        # repaired*; the repaired features are meant to change, so their change is reported.
-        kept = [f for f in ctx.features if f not in repair_features]
-        integrity = ks_integrity(train, new_train, kept)
-        repaired = ks_integrity(train, new_train, repair_features)
+        integrity = ks_integrity(train, new_train, ctx.features, repaired=repair_features)
         name = f"di_remover_{params['repair_level']:.2f}"
+        # the repair's own change (reported in run.json and the plan, not gated)
+        moved = {f: {"ks_statistic": integrity[f]["ks_statistic"], "p_value": integrity[f]["p_value"]}
+                 for f in repair_features if f in integrity}  # fmt: skip
         p = {"technique": technique, "repair_level": params["repair_level"], "features": repair_features,
-             "repaired_feature_change": repaired}  # fmt: skip
+             "repaired_features_change": moved}  # fmt: skip
         new_train.to_csv(d / f"train_{name}.csv.gz", index=False)
     else:
         weights = reweighing_weights(train, protected=[cfg.primary], outcome=cfg.outcome)
@@ -365,19 +353,22 @@ def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Can
         np.save(d / "reweighing_weights.npy", weights)
     metrics, _, _ = _evaluate(ctx, model)
     cand = _add_candidate(ctx, Candidate(f"{name}_it{iteration}", "preprocess", iteration, p, model, metrics,
-                                         {"integrity": integrity}))  # fmt: skip
+                                         {"integrity": integrity}, parent=baseline.name))  # fmt: skip
     gate = preprocess_gate(baseline.metrics, metrics, integrity, target=cfg.target_fairness, technique=technique,
                            repair_level=params.get("repair_level"), t=cfg.gates)  # fmt: skip
+    cand.gates.append(gate.to_dict())
     write_json(d / f"preprocess_report_it{iteration}.json", {
         "technique": technique, "params": p, "before": baseline.metrics, "after": metrics,
         "fairness_change": {"dp_ratio": [baseline.metrics["dp_ratio"], metrics["dp_ratio"]],
                             "min_disparate_impact": [baseline.metrics["min_disparate_impact"],
                                                      metrics["min_disparate_impact"]]},
         "accuracy_change": [baseline.metrics["accuracy"], metrics["accuracy"]],
-        "integrity": integrity, "repaired_feature_change": p.get("repaired_feature_change"),
-        "gate": gate.to_dict()})  # fmt: skip
+        "integrity": integrity, "gate": gate.to_dict(),
+        "repaired_features_change": {f: v for f, v in integrity.items() if v.get("repaired")},
+        "integrity_note": "KS and outlier checks cover the non-protected features other than the repaired ones; "
+                          "the repaired features' change is the intervention and is reported, not gated"})  # fmt: skip
     ctx.event("gate", iteration=iteration, **gate.to_dict())
-    return Prepared(technique, new_train, weights, remover, p), cand, gate
+    return Prepared(technique, new_train, weights, remover, p, cand.name), cand, gate
 
 
 def _weight_table(train: pd.DataFrame, w: np.ndarray, attr: str, outcome: str) -> dict[str, float]:
@@ -413,10 +404,16 @@ def stage_inprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Cand
         full = RepairedModel(prepared.remover, model)
     metrics, _, prob = _evaluate(ctx, full)
     conv = convergence_report(model.estimator, prob, warns)
-    cand = _add_candidate(ctx, Candidate(name, "inprocess", iteration, p, full, metrics, {"convergence": conv}))
+    if prepared is not None and prepared.source is not None:
+        name = f"{prepared.source.rsplit('_it', 1)[0]}+{name}"
+    p["data"] = prepared.source if prepared is not None and prepared.source else "original training data"
+    cand = _add_candidate(ctx, Candidate(name, "inprocess", iteration, p, full, metrics, {"convergence": conv},
+                                         parent=prepared.source if prepared is not None and prepared.source
+                                         else baseline.name))  # fmt: skip
     gate = inprocess_gate(baseline.metrics, metrics, conv, target=cfg.target_fairness, technique=technique,
                           constraint_weight=params["constraint_weight"], t=cfg.gates)  # fmt: skip
-    write_json(ctx.out / "inprocess" / f"inprocess_report_it{iteration}.json", {
+    cand.gates.append(gate.to_dict())
+    write_json(ctx.out / "inprocess" / f"inprocess_report_{name}.json", {
         "technique": technique, "params": p, "excluded_proxies": sorted(set(ctx.features) - set(features)),
         "baseline": baseline.metrics, "after": metrics, "convergence": conv, "gate": gate.to_dict()})  # fmt: skip
     ctx.event("gate", iteration=iteration, **gate.to_dict())
@@ -432,13 +429,19 @@ def stage_postprocess(
     *,
     calibrate: bool,
     thresholds: bool,
+    recheck_target: bool = True,
 ) -> tuple[Candidate, GateResult]:
+    """Group calibration and/or group thresholds on ``source``; gate 4 on the result.
+
+    With ``recheck_target`` a calibration that loses the fairness target gets thresholds
+    too (the pipeline's path); without, calibration alone is measured."""
     cfg = ctx.cfg
     d = ctx.out / "postprocess"
     d.mkdir(parents=True, exist_ok=True)
     val, test = ctx.part("validation"), ctx.part("test")
     yv, yt = ctx.y_part("validation"), ctx.y_part("test")
     model: Any = source.model
+    tag = f"{source.name}-it{iteration}"  # file names: one per (source, post-processing iteration)
     p_before = model.predict_proba(test)[:, 1]
     calib = {
         "method": None,
@@ -447,7 +450,7 @@ def stage_postprocess(
     }
     curves = {g: (yt[test[cfg.primary].to_numpy() == g], p_before[test[cfg.primary].to_numpy() == g])
               for g in sorted(test[cfg.primary].unique())}  # fmt: skip
-    plots.plot_reliability(curves, d / f"reliability_before_it{iteration}.png",
+    plots.plot_reliability(curves, d / f"reliability_before_{tag}.png",
                            title=f"Reliability before calibration ({source.name})")  # fmt: skip
     steps = []
     if calibrate:
@@ -462,12 +465,12 @@ def stage_postprocess(
         )
         curves = {g: (yt[test[cfg.primary].to_numpy() == g], p_after[test[cfg.primary].to_numpy() == g])
                   for g in sorted(test[cfg.primary].unique())}  # fmt: skip
-        plots.plot_reliability(curves, d / f"reliability_after_it{iteration}.png",
+        plots.plot_reliability(curves, d / f"reliability_after_{tag}.png",
                                title=f"Reliability after group {params['calibration']} calibration")  # fmt: skip
         steps.append(f"group_{params['calibration']}")
     thr_report = None
     sanity = None
-    if calibrate and not thresholds:
+    if calibrate and not thresholds and recheck_target:
         # Group calibration can undo a fairness gain (Pleiss et al. 2017): re-check the target.
         interim, _, _ = _evaluate(ctx, model)
         thresholds = not target_met(interim, cfg.target_fairness, cfg.gates)
@@ -485,13 +488,15 @@ def stage_postprocess(
     name = "+".join([source.name.rsplit("_it", 1)[0], *steps]) + f"_it{iteration}"
     cand = _add_candidate(ctx, Candidate(name, "postprocess", iteration,
                                          {"source": source.name, "steps": steps, "calibration": calib["method"]},
-                                         model, metrics, {"calibration": calib, "thresholds": thr_report}))  # fmt: skip
+                                         model, metrics, {"calibration": calib, "thresholds": thr_report},
+                                         parent=source.name))  # fmt: skip
     gate = postprocess_gate(baseline.metrics, metrics, thresholds=sanity, target=cfg.target_fairness,
                             calibration_method=calib["method"], constraint_weight=params["constraint_weight"],
                             t=cfg.gates)  # fmt: skip
-    write_json(d / f"calibration_report_it{iteration}.json", calib)
+    cand.gates.append(gate.to_dict())
+    write_json(d / f"calibration_report_{tag}.json", calib)
     if thr_report is not None:
-        write_json(d / f"threshold_report_it{iteration}.json", thr_report)
+        write_json(d / f"threshold_report_{tag}.json", thr_report)
     ctx.event("gate", iteration=iteration, **gate.to_dict())
     return cand, gate
 
@@ -503,11 +508,12 @@ def assess_calibration(ctx: PipelineContext, cand: Candidate, iteration: int) ->
     test, yt = ctx.part("test"), ctx.y_part("test")
     p = cand.model.predict_proba(test)[:, 1]
     g = test[cfg.primary].to_numpy()
+    tag = f"{cand.name}-it{iteration}"
     rep = {"model": cand.name, "method": None, "ece_before": expected_calibration_error(yt, p),
            "ece_by_group_before": ece_by_group(yt, p, sensitive_features=g)}  # fmt: skip
     plots.plot_reliability({k: (yt[g == k], p[g == k]) for k in sorted(set(g.tolist()))},
-                           d / f"reliability_before_it{iteration}.png", title=f"Reliability ({cand.name})")  # fmt: skip
-    write_json(d / f"calibration_report_it{iteration}.json", rep)
+                           d / f"reliability_before_{tag}.png", title=f"Reliability ({cand.name})")  # fmt: skip
+    write_json(d / f"calibration_report_{tag}.json", rep)
     return rep
 
 
@@ -575,59 +581,87 @@ def run_pipeline(
     record["finished"] = datetime.now(UTC).isoformat()
     record["timings"] = ctx.timer.records
     write_json(ctx.out / "run.json", record)
-    from .report import write_summary_html
-
     write_summary_html(ctx.out, record)
-    if cfg.incident is not None or cfg.decisions is not None:
-        from .plan import write_investigation_and_plan
-
-        with ctx.timer.stage("investigation_plan"):
-            record["documents"] = write_investigation_and_plan(ctx.out, record, cfg)
-        record["timings"] = ctx.timer.records
-        write_json(ctx.out / "run.json", record)
-        write_summary_html(ctx.out, record)
+    # every run writes its plan: passed, draft (DAG awaits expert review) or escalated
+    with ctx.timer.stage("investigation_plan"):
+        record["documents"] = write_investigation_and_plan(ctx.out, record, cfg)
+    record["timings"] = ctx.timer.records
+    write_json(ctx.out / "run.json", record)
+    write_summary_html(ctx.out, record)
     return record
 
 
-def _final_gate(ctx: PipelineContext, baseline: Candidate, cand: Candidate) -> GateResult:
-    """Gate 4 on a candidate that was not post-processed (no thresholds to check)."""
-    return postprocess_gate(baseline.metrics, cand.metrics, thresholds=None, target=ctx.cfg.target_fairness,
-                            calibration_method=None, constraint_weight=ctx.cfg.constraint_weight,
-                            t=ctx.cfg.gates)  # fmt: skip
+@dataclass
+class Search:
+    """State of the alternative search: attempts per component, the time bound, the record.
+
+    Each component (pre-, in-, post-processing) makes at most ``gates.max_iterations``
+    attempts (post-processing: per source model); the whole search stops starting new
+    attempts once ``cfg.time_budget_seconds`` have passed (recorded, so a truncated
+    search is never mistaken for an exhausted one).
+    """
+
+    ctx: PipelineContext
+    baseline: Candidate
+    step: Callable[[str], None]
+    done: Callable[[], None]
+    deadline: float
+    iterations: list[dict[str, Any]] = field(default_factory=list)
+    budget_exhausted: str | None = None
+
+    def out_of_time(self, what: str) -> bool:
+        if time.monotonic() < self.deadline:
+            return False
+        if self.budget_exhausted is None:
+            self.budget_exhausted = what
+            self.ctx.event("time_budget", outcome="exhausted", skipped=what,
+                           budget_seconds=self.ctx.cfg.time_budget_seconds)  # fmt: skip
+        return True
+
+    def attempt(self, component: str, iteration: int, cand: Candidate, gate: GateResult,
+                params: dict[str, Any], nxt: dict[str, Any] | None = None) -> None:  # fmt: skip
+        rec = {
+            "component": component,
+            "iteration": iteration,
+            "start_stage": component,
+            "candidate": cand.name,
+            "params": dict(params),
+            "gates": [gate.to_dict()],
+            "outcome": "passed" if gate.passed else "failed",
+        }
+        if not gate.passed:
+            rec["failed_gate"] = gate.gate
+            rec["rollback"] = nxt or {"destination": "none", "adjustment": "no untried alternative left"}
+            self.ctx.event("rollback", iteration=iteration, component=component, gate=gate.gate,
+                           failure_modes=gate.failure_modes, action=rec["rollback"])  # fmt: skip
+        self.iterations.append(rec)
 
 
-def _iteration(ctx: PipelineContext, iterations: list[dict[str, Any]], component: str, it: int,
-               params: dict[str, Any], cand: Candidate, gate: GateResult) -> dict[str, Any]:  # fmt: skip
-    rec = {"component": component, "iteration": it, "start_stage": component, "params": dict(params),
-           "candidate": cand.name, "gates": [gate.to_dict()],
-           "outcome": "passed" if gate.passed else "failed"}  # fmt: skip
+def _technique_key(params: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted(params.items()))
+
+
+def _search_causal(s: Search) -> dict[str, Any]:
+    """Gate 1. Without an approved DAG the run goes on as a *draft*: nothing it finds is
+    deployed before domain experts review the (data-proposed) DAG."""
+    s.step("causal analysis")
+    with s.ctx.timer.stage("causal"):
+        causal, gate = stage_causal(s.ctx)
+    causal["gate_passed"] = gate.passed
+    s.iterations.append({"component": "causal", "iteration": 1, "start_stage": "causal", "params": {},
+                         "gates": [gate.to_dict()], "outcome": "passed" if gate.passed else "draft"})  # fmt: skip
     if not gate.passed:
-        rec["failed_gate"] = gate.gate
-        rec["rollback"] = gate.on_fail
-        ctx.event("rollback", component=component, iteration=it, gate=gate.gate, failure_modes=gate.failure_modes,
-                  action=gate.on_fail)  # fmt: skip
-    iterations.append(rec)
-    return rec
+        s.ctx.event("decision", point="1a: causal gate failed", outcome="continue as draft (awaits expert review)",
+                    failed_checks=gate.failed_checks())  # fmt: skip
+    s.done()
+    return causal
 
 
-def run_baseline_and_causal(ctx: PipelineContext) -> tuple[Candidate, dict[str, Any], GateResult]:
-    """The reference model (with its final-gate verdict) and causal analysis with gate 1."""
-    with ctx.timer.stage("baseline"):
-        baseline = stage_baseline(ctx)
-        baseline.gates.append(_final_gate(ctx, baseline, baseline).to_dict())
-    with ctx.timer.stage("causal"):
-        causal, gate = stage_causal(ctx)
-    return baseline, causal, gate
-
-
-def run_preprocess_component(ctx: PipelineContext, baseline: Candidate, causal: dict[str, Any],
-                             iterations: list[dict[str, Any]]) -> tuple[Prepared | None, Candidate | None]:  # fmt: skip
-    """Pre-processing alternatives (decision point 1, gate 2), ≤ max_iterations tries.
-
-    On a failed gate the playbook's alternatives are taken in turn: a lower repair level,
-    reweighing instead of disparate-impact removal, or skipping pre-processing. Returns
-    the passing preparation with the least accuracy loss, or ``(None, None)`` (skip)."""
-    cfg, t = ctx.cfg, ctx.cfg.gates
+def _search_preprocess(s: Search, causal: dict[str, Any]) -> list[tuple[Prepared, Candidate]]:
+    """Decision point 1 and gate 2, with the playbook's alternatives on failure: lower
+    ``repair_level``, reweighing instead of disparate-impact removal, or skipping
+    pre-processing (in-processing then trains on the original data)."""
+    ctx, cfg, t, baseline = s.ctx, s.ctx.cfg, s.ctx.cfg.gates, s.baseline
     repair = cfg.repair_features or causal["biased_mediators"]
     repair = [f for f in repair if f in ctx.features and pd.api.types.is_numeric_dtype(ctx.df[f])]
     tech = cfg.preprocess_technique
@@ -639,210 +673,350 @@ def run_preprocess_component(ctx: PipelineContext, baseline: Candidate, causal: 
               technique=tech, biased_mediators=causal["biased_mediators"],
               baseline_min_disparate_impact=baseline.metrics["min_disparate_impact"],
               recommendation=causal["recommendation"]["strategy"])  # fmt: skip
+    s.done()
+    if not need:
+        return []
     params: dict[str, Any] = {"preprocess_technique": tech, "repair_level": float(cfg.repair_level)}
-    passing: list[tuple[Prepared, Candidate]] = []
-    tried: list[dict[str, Any]] = []
+    tried: list[tuple[Any, ...]] = []
     for it in range(1, t.max_iterations + 1):
-        if not need or params["preprocess_technique"] == "none" or params in tried:
+        if s.out_of_time(f"pre-processing iteration {it}"):
             break
-        tried.append(dict(params))
+        tried.append(_technique_key(params))
+        s.step(f"pre-processing: {params['preprocess_technique']} (iteration {it})")
         with ctx.timer.stage("preprocess"):
             prepared, cand, gate = stage_preprocess(ctx, params, baseline, it, repair)
-        cand.gates.extend([gate.to_dict(), _final_gate(ctx, baseline, cand).to_dict()])
-        _iteration(ctx, iterations, "preprocess", it, params, cand, gate)
+        nxt = None if gate.passed else _next_preprocess(params, gate, tried, it < t.max_iterations, bool(repair))
+        s.attempt("preprocess", it, cand, gate, params, nxt)
         if gate.passed:
-            passing.append((prepared, cand))
+            return [(prepared, cand)]
+        if nxt is None or nxt["destination"] != "preprocess":
             break
-        params.update((gate.on_fail or {}).get("set") or {"preprocess_technique": "none"})
-    if not passing:
-        ctx.event("decision", point="1b: pre-processing alternatives exhausted or not needed",
-                  outcome="skip pre-processing, go on to in-processing on the original data")  # fmt: skip
-        return None, None
-    prepared, cand = max(passing, key=lambda pc: pc[1].metrics["accuracy"])
-    return prepared, cand
+        params = {**params, **nxt["set"]}
+    return []
 
 
-def run_inprocess_component(ctx: PipelineContext, baseline: Candidate, prepared: Prepared | None,
-                            pre_cand: Candidate | None, proxies: list[str],
-                            iterations: list[dict[str, Any]]) -> list[Candidate]:  # fmt: skip
-    """In-processing (gate 3) with the gate's adjustments, ≤ max_iterations tries; stops at
-    the first passing model. Skipped when the pre-processed model already passes every gate
-    (decision point 2)."""
-    cfg, t = ctx.cfg, ctx.cfg.gates
-    skip = pre_cand is not None and pre_cand.passes_every_gate
-    m = (pre_cand or baseline).metrics
-    ctx.event("decision", point="2: fairness target met after pre-processing?",
-              outcome="skip in-processing" if skip else "in-processing", dp_ratio=m["dp_ratio"],
-              eo_gap=m["eo_gap"])  # fmt: skip
-    if skip:
-        return []
-    params: dict[str, Any] = {"inprocess_technique": cfg.inprocess_technique,
-                              "constraint_weight": float(cfg.constraint_weight)}  # fmt: skip
-    tried: list[dict[str, Any]] = []
-    out: list[Candidate] = []
-    upstream = pre_cand.gates[:1] if pre_cand is not None else []
-    for it in range(1, t.max_iterations + 1):
-        tried.append(dict(params))
+def _next_preprocess(params: dict[str, Any], gate: GateResult, tried: list[tuple[Any, ...]],
+                     more: bool, can_repair: bool) -> dict[str, Any] | None:  # fmt: skip
+    """The next untried pre-processing configuration the failed gate points to."""
+    action = dict(gate.on_fail or {})
+    if (action.get("set") or {}).get("preprocess_technique") == "none":
+        return {"destination": "inprocess", "adjustment": "skip pre-processing; in-processing on the original data"}
+    if not more:
+        return {"destination": "inprocess", "adjustment": "iteration limit reached; in-processing on the original data"}
+    options = [action.get("set") or {}]
+    other = "reweighing" if params["preprocess_technique"] == "disparate_impact_remover" else "disparate_impact_remover"
+    options.append({"preprocess_technique": other})
+    for opt in options:
+        if opt.get("preprocess_technique") == "disparate_impact_remover" and not can_repair:
+            continue  # no numeric feature to repair
+        if opt and _technique_key({**params, **opt}) not in tried:
+            adj = action.get("adjustment") if opt is options[0] else f"switch technique -> {other}"
+            return {"destination": "preprocess", "adjustment": adj, "set": opt}
+    return {
+        "destination": "inprocess",
+        "adjustment": "no untried pre-processing left; in-processing on the original data",
+    }
+
+
+@dataclass
+class InprocessState:
+    """Where the in-processing search stands: it resumes here when post-processing of
+    its validated model fails (the playbook's rollback from post- to in-processing)."""
+
+    params: dict[str, Any]
+    prepared: Prepared | None
+    iteration: int = 0
+    tried: list[tuple[Any, ...]] = field(default_factory=list)
+    last: dict[tuple[str, str | None], Any] = field(default_factory=dict)  # (technique, data) -> target metric
+
+    def key(self, params: dict[str, Any], prepared: Prepared | None) -> tuple[Any, ...]:
+        return (*_technique_key(params), prepared.source if prepared is not None else None)
+
+
+def _switch(technique: str) -> str:
+    return "reductions" if technique == "constrained_lr" else "constrained_lr"
+
+
+def _search_inprocess(s: Search, causal: dict[str, Any], st: InprocessState) -> Candidate | None:
+    """Gate 3 with its alternatives: constraint weight up or down, constrained LR ↔
+    reductions, and — when pre-processed data costs too much utility — the original data."""
+    ctx, cfg, t, baseline = s.ctx, s.ctx.cfg, s.ctx.cfg.gates, s.baseline
+    while st.iteration < t.max_iterations:
+        it = st.iteration = st.iteration + 1
+        params, prepared = st.params, st.prepared
+        if s.out_of_time(f"in-processing iteration {it}"):
+            return None
+        st.tried.append(st.key(params, prepared))
+        s.step(f"in-processing: {params['inprocess_technique']} (iteration {it})")
         with ctx.timer.stage("inprocess"):
-            cand, gate = stage_inprocess(ctx, params, baseline, prepared, proxies, it)
-        cand.gates.extend([*upstream, gate.to_dict(), _final_gate(ctx, baseline, cand).to_dict()])
-        if pre_cand is not None:
-            cand.details["upstream"] = pre_cand.name
-        _iteration(ctx, iterations, "inprocess", it, params, cand, gate)
-        out.append(cand)
+            cand, gate = stage_inprocess(ctx, params, baseline, prepared, causal["proxies"], it)
         if gate.passed:
-            break
-        for k, v in ((gate.on_fail or {}).get("set") or {}).items():
-            if k == "inprocess_technique" and v == "switch":
-                v = "reductions" if params["inprocess_technique"] == "constrained_lr" else "constrained_lr"
-            params[k] = v
-        if params in tried:  # never repeat a configuration: soften the constraint instead
-            params["constraint_weight"] = round(max(0.0, params["constraint_weight"] - 0.2), 2)
-    return out
+            s.attempt("inprocess", it, cand, gate, params)
+            return cand
+        action = dict(gate.on_fail or {"set": {}})
+        key_metric, higher = target_metric(cfg.target_fairness)
+        now = cand.metrics.get(key_metric)
+        slot = (params["inprocess_technique"], prepared.source if prepared is not None else None)
+        before = st.last.get(slot)
+        st.last[slot] = now
+        if ("fairness_insufficient" in gate.failure_modes and before is not None and now is not None
+                and (now <= before if higher else now >= before)):  # fmt: skip
+            # a stronger constraint did not move the target: the playbook's other path
+            action = {"destination": "inprocess", "adjustment": "constraint weight did not help; switch technique",
+                      "set": {"inprocess_technique": "switch"}}  # fmt: skip
+        new = dict(params)
+        for k, v in (action.get("set") or {}).items():
+            new[k] = _switch(params["inprocess_technique"]) if k == "inprocess_technique" and v == "switch" else v
+        new_prepared = prepared
+        if "utility_cost" in gate.failure_modes and prepared is not None:
+            # playbook: skip pre-processing and go on to in-processing on the original data
+            new, new_prepared = dict(params), None
+            action = {"destination": "inprocess", "adjustment": "drop pre-processing: train on the original data"}
+        if st.key(new, new_prepared) in st.tried:
+            new["constraint_weight"] = round(max(0.0, new["constraint_weight"] - 0.2), 2)
+            action = {**action, "adjustment": f"configuration already tried; soften constraint_weight -> "
+                                              f"{new['constraint_weight']}"}  # fmt: skip
+        if "utility_cost" in gate.failure_modes:
+            ctx.event("decision", point="3: in-processing utility cost too high",
+                      outcome="threshold optimization on the models without in-processing",
+                      accuracy=cand.metrics["accuracy"], f1=cand.metrics["f1"])  # fmt: skip
+        if it == t.max_iterations:
+            action = {"destination": "postprocess", "adjustment": f"iteration limit ({t.max_iterations}) reached; "
+                      "post-processing goes on with the models validated so far"}  # fmt: skip
+        s.attempt("inprocess", it, cand, gate, params, action)
+        st.params, st.prepared = new, new_prepared
+    return None
 
 
-def _post_plan(ctx: PipelineContext, cand: Candidate) -> tuple[bool, bool]:
-    """(calibrate, thresholds) a candidate needs (decision point 3)."""
-    t, m = ctx.cfg.gates, cand.metrics
+def _rollback_to_inprocess(s: Search, st: InprocessState, cand: Candidate) -> None:
+    """Post-processing could not validate ``cand``: back to in-processing with the other
+    technique (playbook: post-processing cannot fix a poor base model)."""
+    new = {**st.params, "inprocess_technique": _switch(st.params["inprocess_technique"])}
+    if st.key(new, st.prepared) in st.tried:
+        new = {**st.params, "constraint_weight": round(max(0.0, st.params["constraint_weight"] - 0.2), 2)}
+    s.ctx.event("rollback", component="postprocess", source=cand.name, action={
+        "destination": "inprocess", "adjustment": f"post-processing could not validate {cand.name}; "
+        f"in-processing with {new['inprocess_technique']}, constraint_weight {new['constraint_weight']}"})  # fmt: skip
+    st.params = new
+
+
+def _search_postprocess(s: Search, source: Candidate) -> None:
+    """Decision point 3 and gate 4 on one source model, with the alternatives: the other
+    calibration method when ECE fails, thresholds when calibration alone misses the target."""
+    ctx, cfg, t, baseline = s.ctx, s.ctx.cfg, s.ctx.cfg.gates, s.baseline
+    m = source.metrics
+    fair = target_met(m, cfg.target_fairness, t)
     calib_ok = (m["ece"] or 1) < t.ece_overall_max and (m["max_group_ece"] or 1) < t.ece_group_max
-    return not calib_ok, not target_met(m, ctx.cfg.target_fairness, t)
-
-
-def run_postprocess_component(ctx: PipelineContext, baseline: Candidate, upstream: Candidate | None,
-                              iterations: list[dict[str, Any]]) -> list[Candidate]:  # fmt: skip
-    """Post-processing alternatives (decision points 3 and 4, gate 4), ≤ max_iterations tries.
-
-    Tries, in order: threshold optimization on the base model alone (the playbook's path
-    when in-processing's utility cost is too high; also the reference any recommendation
-    must beat), the upstream model with calibration and/or thresholds as it needs, and
-    the other calibration method for a try whose only shortfall was calibration."""
-    cfg, t = ctx.cfg, ctx.cfg.gates
-    queue: list[tuple[Candidate, bool, bool, str]] = []
-    cal_b, thr_b = _post_plan(ctx, baseline)
-    if thr_b or cal_b:
-        queue.append((baseline, False, thr_b, cfg.calibration) if thr_b else (baseline, True, False, cfg.calibration))
-    if upstream is not None and upstream is not baseline and not upstream.passes_every_gate:
-        cal_u, thr_u = _post_plan(ctx, upstream)
-        if cal_u or thr_u:
-            queue.append((upstream, cal_u, thr_u, cfg.calibration))
-    ctx.event("decision", point="3: post-processing needed?",
-              outcome="+".join(f"{s.name}:{'calibration' if c else ''}{'+' if c and h else ''}"
-                               f"{'thresholds' if h else ''}" for s, c, h, _ in queue) or "skip")  # fmt: skip
-    out: list[Candidate] = []
-    done: set[tuple[str, bool, bool, str]] = set()
-    it = 0
-    while queue and it < t.max_iterations:
-        source, calibrate, thresholds, method = queue.pop(0)
-        if (source.name, calibrate, thresholds, method) in done:
-            continue
-        done.add((source.name, calibrate, thresholds, method))
-        it += 1
-        params = {"calibration": method, "constraint_weight": float(cfg.constraint_weight)}
+    calibrate, thresholds = not calib_ok, not fair
+    ctx.event("decision", point="3: post-processing needed?", source=source.name,
+              outcome=("skip" if not (calibrate or thresholds) else
+                       "+".join(x for x, on in (("calibration", calibrate), ("thresholds", thresholds)) if on)),
+              fairness_target_met=fair, ece=m["ece"], max_group_ece=m["max_group_ece"])  # fmt: skip
+    methods = [cfg.calibration, *[c for c in ("platt", "isotonic") if c != cfg.calibration]]
+    params = {"calibration": methods[0], "constraint_weight": float(cfg.constraint_weight)}
+    used = {methods[0]} if calibrate else set()
+    for it in range(1, t.max_iterations + 1):
+        if s.out_of_time(f"post-processing of {source.name}, iteration {it}"):
+            return
+        s.step(f"post-processing {source.name} (iteration {it})")
         with ctx.timer.stage("postprocess"):
-            cand, gate = stage_postprocess(ctx, params, baseline, source, it, calibrate=calibrate,
-                                           thresholds=thresholds)  # fmt: skip
-        upstream_gates = [g for g in source.gates if g["gate"] != "final_validation"]
-        cand.gates.extend([*upstream_gates, gate.to_dict()])
-        cand.details["upstream"] = source.name
-        _iteration(ctx, iterations, "postprocess", it, params, cand, gate)
-        out.append(cand)
-        if gate.passed:
-            continue
-        if "calibration" in gate.failure_modes:
-            nxt = method if not calibrate else ("isotonic" if method != "isotonic" else "platt")
-            queue.append((source, True, thresholds, nxt))
-    return out
+            if calibrate or thresholds:
+                cand, gate = stage_postprocess(ctx, params, baseline, source, it, calibrate=calibrate,
+                                               thresholds=thresholds)  # fmt: skip
+            else:
+                cand = source
+                assess_calibration(ctx, source, it)
+                gate = postprocess_gate(
+                    baseline.metrics,
+                    m,
+                    thresholds=None,
+                    target=cfg.target_fairness,
+                    calibration_method=None,
+                    constraint_weight=params["constraint_weight"],
+                    t=t,
+                )
+                source.gates.append(gate.to_dict())
+                ctx.event("gate", iteration=it, **gate.to_dict())
+        nxt: dict[str, Any] | None = None
+        if not gate.passed and it < t.max_iterations:
+            left = [c for c in methods if c not in used]
+            if "calibration" in gate.failure_modes and left:
+                nxt = {"destination": "postprocess", "adjustment": f"switch calibration -> {left[0]}",
+                       "set": {"calibration": left[0]}}  # fmt: skip
+            elif "fairness_insufficient" in gate.failure_modes and not (thresholds or cand.details.get("thresholds")):
+                nxt = {"destination": "postprocess", "adjustment": "add group threshold optimization", "set": {}}
+        s.attempt("postprocess", it, cand, gate, {**params, "source": source.name, "calibrate": calibrate,
+                                                  "thresholds": thresholds}, nxt)  # fmt: skip
+        if gate.passed or nxt is None:
+            return
+        if "calibration" in nxt["set"]:
+            params = {**params, **nxt["set"]}
+            used.add(params["calibration"])
+            calibrate = True
+        else:
+            thresholds = True
 
 
-def _target_key(ctx: PipelineContext) -> str:
-    return target_metric(ctx.cfg.target_fairness)[0]
+def _search_reference(s: Search) -> None:
+    """Thresholds alone on the baseline — fairlearn's ThresholdOptimizer on the base model,
+    the reference a recommendation must beat — when the baseline's post-processing did not
+    try it (its baseline met the target, so only calibration was needed). Counts as one
+    more post-processing iteration of the baseline, within the limit."""
+    ctx, t, baseline = s.ctx, s.ctx.cfg.gates, s.baseline
+    if any(c.parent == baseline.name and c.params.get("steps") == [f"thresholds_{ctx.cfg.threshold_constraint}"]
+           for c in ctx.candidates):  # fmt: skip
+        return
+    it = 1 + sum(
+        1 for r in s.iterations if r["component"] == "postprocess" and r["params"].get("source") == baseline.name
+    )
+    if it > t.max_iterations or s.out_of_time(f"threshold optimization alone on {baseline.name}"):
+        return
+    ctx.event("decision", point="3: threshold optimization alone on the base model?", outcome="try (the reference)",
+              source=baseline.name)  # fmt: skip
+    params = {"calibration": None, "constraint_weight": float(ctx.cfg.constraint_weight)}
+    s.step(f"post-processing {baseline.name}: thresholds alone (iteration {it})")
+    with ctx.timer.stage("postprocess"):
+        cand, gate = stage_postprocess(ctx, params, baseline, baseline, it, calibrate=False, thresholds=True)
+    s.attempt("postprocess", it, cand, gate, {**params, "source": baseline.name, "calibrate": False,
+                                              "thresholds": True})  # fmt: skip
 
 
-def recommend(ctx: PipelineContext, baseline: Candidate) -> tuple[Candidate | None, list[dict[str, Any]]]:
-    """The best candidate passing every gate (least accuracy loss; ties: fairer, then name)
-    and a short Pareto table (accuracy vs the target metric) of the best trade-offs found."""
+def _lineage(ctx: PipelineContext, cand: Candidate) -> list[Candidate]:
+    by = {c.name: c for c in ctx.candidates}
+    out, cur = [], cand
+    while cur is not None:
+        out.append(cur)
+        cur = by.get(cur.parent) if cur.parent else None
+    return out[::-1]
+
+
+def eligible(ctx: PipelineContext) -> list[Candidate]:
+    """Candidates whose final gate passed and whose every ancestor passed its own gates."""
+    return [c for c in ctx.candidates if c.final_gate is not None and all(a.gates_passed for a in _lineage(ctx, c))]
+
+
+def _rank_key(ctx: PipelineContext, c: Candidate) -> tuple[float, float, str]:
     key, higher = target_metric(ctx.cfg.target_fairness)
+    v = c.metrics.get(key)
+    fair = -1e9 if v is None else (v if higher else -v)
+    return (-(c.metrics["accuracy"] or 0.0), -fair, c.name)
 
-    def fair(c: Candidate) -> float:
-        v = c.metrics.get(key)
-        return float("-inf") if v is None else (v if higher else -v)
 
-    passing = [c for c in ctx.candidates if c.passes_every_gate]
-    best = min(passing, key=lambda c: (-c.metrics["accuracy"], -fair(c), c.name)) if passing else None
-    front = [c for c in ctx.candidates
-             if not any(o.metrics["accuracy"] >= c.metrics["accuracy"] and fair(o) >= fair(c)
-                        and (o.metrics["accuracy"], fair(o)) != (c.metrics["accuracy"], fair(c))
-                        for o in ctx.candidates)]  # fmt: skip
-    front.sort(key=lambda c: (-fair(c), c.name))
-    table = [{"name": c.name, "stage": c.stage, "accuracy": c.metrics["accuracy"], "f1": c.metrics["f1"],
-              "dp_ratio": c.metrics["dp_ratio"], "eo_gap": c.metrics["eo_gap"],
-              "max_group_ece": c.metrics["max_group_ece"],
-              "accuracy_loss": accuracy_loss(baseline.metrics, c.metrics),
-              "target_met": target_met(c.metrics, ctx.cfg.target_fairness, ctx.cfg.gates),
-              "passes_every_gate": c.passes_every_gate, "failed_checks": c.record()["failed_checks"]}
-             for c in front[:6]]  # fmt: skip
-    return best, table
+def tradeoffs(ctx: PipelineContext, limit: int = 6) -> list[dict[str, Any]]:
+    """The Pareto frontier (accuracy vs the target metric) of every candidate, best
+    accuracy first, each with the checks it failed — the table of an escalation."""
+    key, higher = target_metric(ctx.cfg.target_fairness)
+    pool = list(ctx.candidates)
+    pts = [{"name": c.name, "accuracy": c.metrics["accuracy"], key: c.metrics[key]} for c in pool]
+    front = set(pareto_frontier(pts, x="accuracy", y=key, maximize=(True, higher)))
+    rows = sorted((c for c in pool if c.name in front), key=lambda c: _rank_key(ctx, c))[:limit]
+    return [{"name": c.name, "stage": c.stage, "accuracy": c.metrics["accuracy"],
+             "accuracy_loss": accuracy_loss(ctx.candidates[0].metrics, c.metrics), "f1": c.metrics["f1"],
+             "dp_ratio": c.metrics["dp_ratio"], "eo_gap": c.metrics["eo_gap"],
+             "max_group_ece": c.metrics["max_group_ece"],
+             "target_met": target_met(c.metrics, ctx.cfg.target_fairness, ctx.cfg.gates),
+             "final_validated": c.final_gate is not None,
+             "failed_checks": c.record()["failed_checks"]} for c in rows]  # fmt: skip
+
+
+def best_tradeoff(ctx: PipelineContext) -> Candidate:
+    """The escalation's proposal: the most accurate finally validated candidate that meets
+    the fairness target within the final accuracy limit; else the frontier's fairest."""
+    t = ctx.cfg.gates
+    pool = [c for c in ctx.candidates if c.final_gate is not None]
+    ok = [c for c in pool if target_met(c.metrics, ctx.cfg.target_fairness, t)
+          and (accuracy_loss(ctx.candidates[0].metrics, c.metrics) or 0) <= t.final_max_accuracy_loss]  # fmt: skip
+    if ok:
+        return sorted(ok, key=lambda c: _rank_key(ctx, c))[0]
+    key, higher = target_metric(ctx.cfg.target_fairness)
+    scored = [c for c in pool if c.metrics.get(key) is not None] or [ctx.candidates[0]]
+    return sorted(scored, key=lambda c: ((-1 if higher else 1) * (c.metrics.get(key) or 0), c.name))[0]
+
+
+def _conclude(s: Search, causal: dict[str, Any]) -> tuple[str, Candidate, dict[str, Any] | None]:
+    """Decision point 4: the best candidate passing every gate, or an escalation."""
+    ctx = s.ctx
+    ok = sorted(eligible(ctx), key=lambda c: _rank_key(ctx, c))
+    if ok:
+        best = ok[0]
+        result = "passed" if causal["gate_passed"] else "draft"
+        ctx.event("decision", point="4: deploy or iterate?", model=best.name, eligible=[c.name for c in ok],
+                  outcome="deploy (pending stakeholder approval)" if result == "passed" else
+                  "draft: the causal DAG awaits expert review; nothing is deployed")  # fmt: skip
+        return result, best, None
+    best = best_tradeoff(ctx)
+    pick = best.name
+    rows = tradeoffs(ctx)
+    if pick not in {r["name"] for r in rows}:
+        rows = [*rows[:-1], *[r for r in tradeoffs(ctx, limit=len(ctx.candidates)) if r["name"] == pick]]
+    counts = {
+        k: sum(1 for r in s.iterations if r["component"] == k) for k in ("preprocess", "inprocess", "postprocess")
+    }
+    escalation = {"reason": "no candidate passed every gate" + (f" (time budget exhausted before {s.budget_exhausted})"
+                                                                if s.budget_exhausted else ""),
+                  "attempts": counts, "best_tradeoff": pick, "tradeoffs": rows,
+                  "options": ["accept the current fairness-utility trade-off (document rationale)",
+                              "delay deployment for a fundamental redesign",
+                              "revise fairness targets (if legally permissible)",
+                              "deploy with human oversight"]}  # fmt: skip
+    ctx.event("decision", point="4: deploy or iterate?", outcome="escalate to the executive sponsor", model=pick)
+    ctx.event("escalation", **escalation)
+    return "escalated", best, escalation
 
 
 def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], None]) -> dict[str, Any]:
-    cfg, t = ctx.cfg, ctx.cfg.gates
-    step("baseline and causal analysis")
-    baseline, causal, cgate = run_baseline_and_causal(ctx)
-    iterations: list[dict[str, Any]] = [{"component": "causal", "iteration": 1, "start_stage": "causal",
-                                         "gates": [cgate.to_dict()],
-                                         "outcome": "passed" if cgate.passed else "failed"}]  # fmt: skip
+    cfg = ctx.cfg
+    step("baseline")
+    with ctx.timer.stage("baseline"):
+        baseline = stage_baseline(ctx)
     done()
-    escalation: dict[str, Any] | None = None
-    if not cgate.passed:
-        escalation = {"reason": "causal validation gate failed", "failed_checks": cgate.failed_checks(),
-                      "action": cgate.on_fail}  # fmt: skip
-    else:
-        step("pre-processing")
-        prepared, pre_cand = run_preprocess_component(ctx, baseline, causal, iterations)
-        done()
-        step("in-processing")
-        ins = run_inprocess_component(ctx, baseline, prepared, pre_cand, causal["proxies"], iterations)
-        done()
-        good_in = [c for c in ins if c.gates[-2]["passed"]]
-        upstream = max(good_in, key=lambda c: c.metrics["accuracy"]) if good_in else pre_cand
-        step("post-processing")
-        run_postprocess_component(ctx, baseline, upstream, iterations)
-        done()
-    best, table = recommend(ctx, baseline)
-    if best is not None:
-        result = "passed"
-        ctx.event("decision", point="4: deploy or iterate?", outcome="deploy (pending stakeholder approval)",
-                  model=best.name, candidates=len(ctx.candidates),
-                  passing=[c.name for c in ctx.candidates if c.passes_every_gate])  # fmt: skip
-    else:
-        result = "escalated"
-        if escalation is None:
-            escalation = {"reason": f"no candidate passes every gate after {len(ctx.candidates)} candidates "
-                                    f"(at most {t.max_iterations} iterations per component)",
-                          "options": ["accept one of the trade-offs below (document rationale)",
-                                      "delay deployment for a fundamental redesign",
-                                      "revise fairness targets (if legally permissible)",
-                                      "deploy with human oversight"]}  # fmt: skip
-        escalation["trade_offs"] = table
-        ctx.event("escalation", **escalation)
-    # the recommendation, or (escalated) the best trade-off: the most accurate that meets the
-    # fairness target within the final accuracy limit, else the fairest on the Pareto table
-    key = _target_key(ctx)
-    ok = [r for r in table if r["target_met"] and (r["accuracy_loss"] or 0) <= t.final_max_accuracy_loss]
-    pick = best.name if best else (max(ok, key=lambda r: r["accuracy"])["name"] if ok else
-                                   (table[0]["name"] if table else baseline.name))  # fmt: skip
-    chosen = next(c for c in ctx.candidates if c.name == pick)
-    chain: list[str] = []
-    by_name, cur = {c.name: c for c in ctx.candidates}, chosen
-    while cur is not None and cur is not baseline:
-        chain.insert(0, cur.name)
-        cur = by_name.get(cur.details.get("upstream", ""))
+    s = Search(ctx, baseline, step, done, deadline=time.monotonic() + float(cfg.time_budget_seconds))
+    causal = _search_causal(s)
+    pre = _search_preprocess(s, causal)
+    pre_cand = pre[0][1] if pre else None
+    # decision point 2 (and, without pre-processing, the same question of the baseline):
+    # a model that already meets the target goes straight to post-processing
+    current = pre_cand or baseline
+    skip_in = target_met(current.metrics, cfg.target_fairness, cfg.gates) and (
+        (accuracy_loss(baseline.metrics, current.metrics) or 0) <= cfg.gates.preprocess_max_accuracy_loss)  # fmt: skip
+    ctx.event(
+        "decision",
+        point="2: fairness target met after pre-processing?",
+        outcome="skip in-processing" if skip_in else "in-processing",
+        model=current.name,
+        dp_ratio=current.metrics["dp_ratio"],
+        eo_gap=current.metrics["eo_gap"],
+    )
+    if not skip_in:
+        start = {"inprocess_technique": cfg.inprocess_technique, "constraint_weight": float(cfg.constraint_weight)}
+        st = InprocessState(start, pre[0][0] if pre else None)
+        while (cand := _search_inprocess(s, causal, st)) is not None:
+            _search_postprocess(s, cand)
+            if any(cand in _lineage(ctx, e) for e in eligible(ctx)) or st.iteration >= cfg.gates.max_iterations:
+                break
+            _rollback_to_inprocess(s, st, cand)
+    done()
+    # Then the validated pre-processing model and the baseline; decision point 3's threshold
+    # path on the baseline needs no retraining, so it is always tried (it is what a reviewer
+    # compares the pipeline against: fairlearn's ThresholdOptimizer on the baseline model).
+    for src in [*([pre_cand] if pre_cand is not None else []), baseline]:
+        _search_postprocess(s, src)
+    _search_reference(s)
+    done()
+    result, chosen, escalation = _conclude(s, causal)
     step("evaluation")
     with ctx.timer.stage("evaluation"):
         evaluation = stage_evaluation(ctx, chosen)
         joblib.dump(chosen.model, ctx.out / "models" / "final.joblib")
     done()
-    comp = [it["component"] for it in iterations]
+    return _record(ctx, s, result, chosen, escalation, causal, baseline, evaluation)
+
+
+def _record(ctx: PipelineContext, s: Search, result: str, chosen: Candidate, escalation: dict[str, Any] | None,
+            causal: dict[str, Any], baseline: Candidate, evaluation: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    cfg = ctx.cfg
+    per = {k: max((r["iteration"] for r in s.iterations if r["component"] == k), default=0)
+           for k in ("preprocess", "inprocess", "postprocess")}  # fmt: skip
     return {
         "run_id": ctx.out.name,
         "result": result,
@@ -855,18 +1029,21 @@ def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], N
             "protected": cfg.protected,
             "primary_attribute": cfg.primary,
             "outcome": cfg.outcome,
+            "small_groups": baseline.metrics.get("small_groups", {}),
+            "min_group_size": cfg.min_group_size,
         },  # fmt: skip
-        "iterations": iterations,
-        "iteration_count": max(comp.count(c) for c in set(comp)),
-        "iterations_by_component": {c: comp.count(c) for c in sorted(set(comp))},
+        "iterations": s.iterations,
+        "iteration_count": max(per.values()),
+        "iterations_per_component": per,
+        "time_budget": {"seconds": cfg.time_budget_seconds, "exhausted_before": s.budget_exhausted},
         "escalation": escalation,
         "causal": causal,
         "baseline": baseline.record(),
-        "recommended": best.name if best else None,
         "final": chosen.record(),
-        "chain": chain,
+        "recommended": chosen.name if result != "escalated" else None,
+        "eligible": [c.name for c in sorted(eligible(ctx), key=lambda c: _rank_key(ctx, c))],
+        "chain": [c.name for c in _lineage(ctx, chosen) if c is not baseline],
         "candidates": [c.record() for c in ctx.candidates],
-        "trade_offs": {"fairness_metric": key, "utility_metric": "accuracy", "table": table},
         "evaluation": evaluation,
         "events": ctx.events,
         "pid": os.getpid(),

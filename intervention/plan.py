@@ -1,7 +1,9 @@
 """Drift Investigation Report and Fairness Drift Remediation Plan (Markdown + HTML).
 
-The plan follows ``templates/fairness-drift-remediation-plan.md`` section by section;
-every number comes from the run record (``run.json``) or the investigation, formatted
+The plan is ``templates/remediation_plan.md`` (package data; it mirrors the shared
+``fairness-drift-remediation-plan.md`` section by section, one ``templates/intervention.md``
+block per intervention) filled with ``string.Template``; every number comes from the run
+record (``run.json``) or the investigation, formatted
 with three decimals so a reader — or a test — can find it in the JSON. Owners are
 roles and teams, never people. IDs are ``FAF-yyyy-mm-NNN``, allocated sequentially per
 month by creating a marker file exclusively (safe across concurrent runs).
@@ -10,12 +12,19 @@ month by creating a marker file exclusively (safe across concurrent runs).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
+from string import Template
 from typing import Any
 
 from markdown_it import MarkdownIt
+
+from .artifacts import write_json
+from .gates import target_metric
+from .investigation import monitored_numbers
 
 __all__ = [
     "PLAN_SECTIONS",
@@ -108,6 +117,20 @@ def markdown_to_html(md: str, *, title: str) -> str:
 # ---------------------------------------------------------------------------- investigation
 
 
+def _monitored_lines(m: Mapping[str, Any] | None) -> list[str]:
+    """The incident as the monitor measured it (metric, groups, windows, value, evidence)."""
+    if not m:
+        return []
+    ci = m.get("ci")
+    return ["## What the monitor measured", "",
+            "| Incident | Metric | Attribute | Groups | Tier | Value (CI) | Windows | Evidence |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {m.get('id') or 'n/a'} | `{m.get('metric')}` | `{m.get('attribute')}` | "
+            f"{', '.join(m.get('groups') or []) or 'all'} | {m.get('tier', 'n/a')} | {f3(m.get('value'))}"
+            f"{f' [{f3(ci[0])}, {f3(ci[1])}]' if ci else ''} | {m.get('windows_text')} | "
+            f"{m.get('evidence') or 'n/a'} |"]  # fmt: skip
+
+
 def render_investigation(inv: Mapping[str, Any], ident: str, date: datetime) -> str:
     """The Drift Investigation Report in Markdown."""
     mv = inv["metric_value"]
@@ -138,7 +161,7 @@ def render_investigation(inv: Mapping[str, Any], ident: str, date: datetime) -> 
 
         lines.append(f"| {grp} | {e['n']['baseline']} / {e['n']['current']} | {cell('selection_rate')} | "
                      f"{cell('tpr')} | {cell('fpr')} | {cell('accuracy')} | {cell('ece')} |")  # fmt: skip
-    lines += ["", "## For whom", ""]
+    lines += ["", *_monitored_lines(inv.get("monitored")), "", "## For whom", ""]
     for grp in inv["most_affected_groups"]:
         e = inv["groups"][grp]
         lines.append(f"- **{grp}**: selection rate {f3(e['selection_rate']['baseline'])} → "
@@ -171,35 +194,9 @@ def render_investigation(inv: Mapping[str, Any], ident: str, date: datetime) -> 
 # ---------------------------------------------------------------------------- plan
 
 
-def _trade_off_table(record: Mapping[str, Any]) -> list[str]:
-    """The best trade-offs found (Pareto table of run.json) for the executive decision."""
-    rows = (record.get("trade_offs") or {}).get("table") or []
-    if not rows:
-        return []
-    out = ["**Best trade-offs found** (test split; Pareto frontier of accuracy against the fairness target):", "",
-           "| Candidate | Stage | DP ratio | EO gap | Worst-group ECE | Accuracy | F1 | Accuracy loss | "
-           "Target met | Failed checks |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        out.append(f"| {r['name']} | {r['stage']} | {f3(r['dp_ratio'])} | {f3(r['eo_gap'])} | "
-                   f"{f3(r['max_group_ece'])} | {f3(r['accuracy'])} | {f3(r['f1'])} | {pct(r['accuracy_loss'])} | "
-                   f"{'yes' if r['target_met'] else 'no'} | {', '.join(r['failed_checks']) or 'none'} |")  # fmt: skip
-    return [*out, ""]
-
-
-def _integrity_note(record: Mapping[str, Any]) -> list[str]:
-    """KS integrity as the playbook means it: repaired features are meant to change."""
-    out = []
-    for c in record["candidates"]:
-        change = c["params"].get("repaired_feature_change") if c["stage"] == "preprocess" else None
-        if not change:
-            continue
-        moved = ", ".join(f"{f} (KS p {f3(v.get('p_value'))})" for f, v in change.items())
-        out.append(f"- `{c['name']}`: repaired features changed as intended: {moved}.")
-    if not out:
-        return []
-    return ["**Data integrity**: the KS test checks that the distributions of the non-protected features other "
-            "than those being repaired are preserved (p > 0.05); the repaired features' change is reported here, "
-            "not treated as corruption.", "", *out, ""]  # fmt: skip
+def _template(name: str) -> Template:
+    """A plan template shipped as package data (``intervention/templates/``)."""
+    return Template(resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8"))
 
 
 def _interventions(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -230,6 +227,180 @@ def _interventions(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _loss(base: Mapping[str, Any], m: Mapping[str, Any]) -> float | None:
+    return (
+        None
+        if not base["accuracy"] or m.get("accuracy") is None
+        else (base["accuracy"] - m["accuracy"]) / base["accuracy"]
+    )
+
+
+def _bias_source(key: str, causal: Mapping[str, Any]) -> str:
+    return {"disparate_impact_remover": "biased mediators (" + ", ".join(causal.get("biased_mediators", [])) + ")",
+            "reweighing": "label imbalance between groups in the training data",
+            "constrained_lr": "model behaviour: proxies (" + (", ".join(causal.get("proxies", [])) or "none") +
+                              ") and group-correlated decision boundary",
+            "reductions": "model behaviour: group-correlated errors under the chosen constraint",
+            "calibration": "group-dependent miscalibration of scores",
+            "thresholds": "uniform threshold over groups with different base rates"}[key]  # fmt: skip
+
+
+def _intervention_blocks(record: Mapping[str, Any], date: datetime) -> tuple[list[str], list[str]]:
+    base = record["baseline"]["metrics"]
+    causal = record.get("causal") or {}
+    attr = record["data"]["primary_attribute"]
+    blocks, toc = [], []
+    start = date + timedelta(days=7)
+    tpl = _template("intervention.md")
+    for i, iv in enumerate(_interventions(record), 1):
+        c, m = iv["candidate"], iv["candidate"]["metrics"]
+        name, days = _TECHNIQUES[iv["key"]]
+        done = start + timedelta(days=days)
+        loss = _loss(base, m)
+        srs = ", ".join(f"{k} {f3(base['selection_rate_by_group'].get(k))} → {f3(v)}"
+                        for k, v in m["selection_rate_by_group"].items())  # fmt: skip
+        blocks.append(tpl.substitute(
+            index=i, name=name, detail=iv["detail"], candidate=c["name"], run_id=record["run_id"],
+            bias=_bias_source(iv["key"], causal), base_dp=f3(base["dp_ratio"]), dp=f3(m["dp_ratio"]),
+            base_eo=f3(base["eo_gap"]), eo=f3(m["eo_gap"]), base_eop=f3(base["eop_gap"]), eop=f3(m["eop_gap"]),
+            base_ece=f3(base["max_group_ece"]), ece=f3(m["max_group_ece"]), base_acc=f3(base["accuracy"]),
+            acc=f3(m["accuracy"]), acc_change=pct(-loss if loss is not None else None), base_f1=f3(base["f1"]),
+            f1=f3(m["f1"]), base_sr=f3(base["selection_rate"]), sr=f3(m["selection_rate"]), attribute=attr,
+            sr_by_group=srs, model_path=c.get("model_path"), days=days, done=f"{done:%Y-%m-%d}",
+        ).rstrip())  # fmt: skip
+        slug = re.sub(r"[^a-z0-9 -]", "", f"intervention {i} {name}".lower()).replace(" ", "-")
+        toc.append(f"    - [Intervention {i}: {name}](#{slug})")
+        start = done
+    return blocks, toc
+
+
+def _tradeoff_table(record: Mapping[str, Any]) -> list[str]:
+    esc = record.get("escalation") or {}
+    rows = esc.get("tradeoffs") or []
+    lines = ["| Candidate | Accuracy (loss) | F1 | DP ratio | EO gap | Worst-group ECE | Target met | Failed checks |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        fails = ", ".join(f"`{x}`" for x in r["failed_checks"]) or (
+            "no intervention" if r["stage"] == "baseline" else
+            "none (passed its gate; the search went on)" if not r.get("final_validated") else "none")  # fmt: skip
+        lines.append(f"| `{r['name']}` | {f3(r['accuracy'])} ({pct(-(r['accuracy_loss'] or 0))}) | {f3(r['f1'])} | "
+                     f"{f3(r['dp_ratio'])} | {f3(r['eo_gap'])} | {f3(r['max_group_ece'])} | "
+                     f"{'yes' if r['target_met'] else 'no'} | {fails} |")  # fmt: skip
+    return lines
+
+
+def _problem_summary(record: Mapping[str, Any], investigation: Mapping[str, Any] | None,
+                     investigation_id: str | None, monitored: Mapping[str, Any] | None) -> str:  # fmt: skip
+    base = record["baseline"]["metrics"]
+    attr = record["data"]["primary_attribute"]
+    parts = []
+    if investigation is not None:
+        mv = investigation["metric_value"]
+        who = ", ".join(investigation["most_affected_groups"]) or "no single group"
+        causes = "; ".join(f"`{r['feature']}` shifted for {r['group']} (statistic {f3(r['statistic'])})"
+                           for r in investigation["shifted_features"][:3]) or "no significant shift"  # fmt: skip
+        parts.append(
+            f"`{investigation['metric']}` over `{investigation['attribute']}` moved from {f3(mv['baseline'])} to "
+            f"{f3(mv['current'])} (investigation {investigation_id}), since {investigation['since'] or 'n/a'}. "
+            f"Most affected: {who}. Root cause(s): {causes}; the selection-rate change of the most affected "
+            f"group is driven by {investigation['primary_driver'] or 'undetermined factors'}.")  # fmt: skip
+    elif monitored is None:
+        parts.append("No drift investigation is attached: the run was started without an incident.")
+    if monitored is not None:
+        ci = monitored.get("ci")
+        parts.append(
+            f"The monitor raised incident {monitored.get('id') or 'n/a'} at tier {monitored.get('tier', 'n/a')}: "
+            f"`{monitored.get('metric')}` over `{monitored.get('attribute')}` = {f3(monitored.get('value'))}"
+            f"{f' (CI {f3(ci[0])} … {f3(ci[1])})' if ci else ''} in windows {monitored.get('windows_text')}"
+            f"{'; groups ' + ', '.join(monitored['groups']) if monitored.get('groups') else ''}; evidence: "
+            f"{monitored.get('evidence') or 'n/a'}.")  # fmt: skip
+    parts.append(
+        f"On the held-out test split ({record['data']['split']['test']} rows) the current, fairness-unaware "
+        f"model has demographic parity ratio {f3(base['dp_ratio'])} for `{attr}` (lowest disparate impact "
+        f"{f3(base['min_disparate_impact'])}), equalized odds gap {f3(base['eo_gap'])}, ECE {f3(base['ece'])} "
+        f"(worst group {f3(base['max_group_ece'])}) and accuracy {f3(base['accuracy'])}.")  # fmt: skip
+    causal = record.get("causal") or {}
+    if causal:
+        src = ("approved by domain experts" if causal.get("expert_approved") else
+               f"{causal.get('dag_source', 'stated')}, **not approved by domain experts**")  # fmt: skip
+        parts.append(
+            f"Causal analysis (DAG {src}): mediators {', '.join(causal.get('mediators', [])) or 'none'}; proxies "
+            f"{', '.join(causal.get('proxies', [])) or 'none'}; biased mediators "
+            f"{', '.join(causal.get('biased_mediators', [])) or 'none'}; recommended strategy "
+            f"**{causal.get('recommendation', {}).get('strategy', 'n/a')}**.")  # fmt: skip
+    return "\n\n".join(parts)
+
+
+def _goals(record: Mapping[str, Any]) -> str:
+    cfg, base = record["config"], record["baseline"]["metrics"]
+    g, attr, target = cfg["gates"], record["data"]["primary_attribute"], cfg["target_fairness"]
+    key = target_metric(target)[0]
+    first = (f"- Demographic parity ratio for `{attr}` ≥ {f3(g['dp_ratio_min'])} (now {f3(base['dp_ratio'])}); "
+             f"every group's disparate impact within [0.800, 1.250]." if target == "demographic_parity" else
+             f"- {target.replace('_', ' ')} gap for `{attr}` < {f3(g['eo_gap_max'])} "
+             f"(now {f3(base[key])}).")  # fmt: skip
+    return "\n".join([
+        first,
+        f"- Expected calibration error < {f3(g['ece_overall_max'])} overall and < {f3(g['ece_group_max'])} for "
+        f"every group (now {f3(base['ece'])} / {f3(base['max_group_ece'])}).",
+        f"- Every intersectional group within {f3(g['intersectional_max_deviation'])} of the average accuracy.",
+        f"- Accuracy within {pct(-g['final_max_accuracy_loss'])} of the baseline {f3(base['accuracy'])}.",
+    ])  # fmt: skip
+
+
+def _interventions_section(record: Mapping[str, Any], date: datetime) -> tuple[str, str]:
+    blocks, toc = _intervention_blocks(record, date)
+    esc = record.get("escalation")
+    if esc:
+        esc_lines = [
+            "### Escalation", "",
+            f"The pipeline escalated: {esc.get('reason')}. The interventions above are the best trade-off found "
+            f"(`{esc.get('best_tradeoff')}`), not a validated remedy. Best trade-offs (Pareto frontier of accuracy "
+            f"and the fairness target over every candidate evaluated, test split):", "",
+            *_tradeoff_table(record), "",
+            "Options for the executive decision: " + "; ".join(esc.get("options", [])) + ".",
+        ]  # fmt: skip
+        if not blocks:
+            blocks.append("### Intervention 1: Executive decision on the fairness–utility trade-off\n\n"
+                          "**Description**: no candidate passed the validation gates; see Escalation.")  # fmt: skip
+            toc.append("    - [Intervention 1: Executive decision on the fairness–utility trade-off]"
+                       "(#intervention-1-executive-decision-on-the-fairnessutility-trade-off)")  # fmt: skip
+        blocks.append("\n".join(esc_lines))
+    return "\n\n".join(blocks), "\n".join(toc)
+
+
+def _integrity(record: Mapping[str, Any]) -> str:
+    by = {c["name"]: c for c in record["candidates"]}
+    pre = [by[n] for n in record.get("chain") or [] if n in by and by[n]["stage"] == "preprocess"]
+    rule = ("KS p > 0.05, no new missing values and an unchanged outlier rate on every non-protected feature "
+            "other than those being repaired; the repaired features' distributions move on purpose, so their "
+            "change is reported here, not treated as corruption")  # fmt: skip
+    if not pre:
+        return f"no pre-processing in the proposed chain (the gate's rule: {rule})."
+    g = next((x for x in pre[0]["gates"] if x["gate"] == "preprocess_validation"), {"checks": []})
+    ks = next((c for c in g["checks"] if c["name"] == "ks_min_p_value"), None)
+    changed = pre[0]["params"].get("features") or []
+    moved = pre[0]["params"].get("repaired_features_change") or {}
+    named = ", ".join(f"`{f}`" + (f" (KS p {f3(moved[f]['p_value'])})" if f in moved else "") for f in changed)
+    return (
+        f"{rule}. Lowest KS p over the checked features: {f3(ks['value'] if ks else None)}; repaired "
+        f"feature(s): {named or 'none (reweighing changes weights, not values)'} "
+        f"(see `preprocess/preprocess_report_it{pre[0]['iteration']}.json`, `repaired_features_change`)."
+    )
+
+
+def _small_groups(record: Mapping[str, Any]) -> str:
+    small = record["data"].get("small_groups") or {}
+    n = record["data"].get("min_group_size", record["config"].get("min_group_size"))
+    listed = [f"`{a}`={g} (n={k})" for a, gs in small.items() for g, k in gs.items()]
+    if not listed:
+        return f"every group has at least {n} test rows; all enter the ratios."
+    return (
+        f"groups under `min_group_size` = {n} test rows — {', '.join(listed)} — are reported but left out "
+        f"of every ratio, gap and worst-group figure in this plan."
+    )
+
+
 def render_plan(
     record: Mapping[str, Any],
     *,
@@ -238,157 +409,23 @@ def render_plan(
     investigation: Mapping[str, Any] | None,
     investigation_id: str | None,
     date: datetime,
+    incident: Mapping[str, Any] | None = None,
 ) -> str:
-    """The Fairness Drift Remediation Plan in Markdown, filled from measured numbers."""
+    """The Fairness Drift Remediation Plan in Markdown: ``templates/remediation_plan.md``
+    filled from the run record (``run.json``) and the investigation."""
     cfg = record["config"]
     g = cfg["gates"]
     base = record["baseline"]["metrics"]
     final = record["final"]["metrics"]
-    attr = record["data"]["primary_attribute"]
-    target = cfg["target_fairness"]
-    system = record.get("model") or cfg.get("model_name") or "model"
-    runs = record["run_id"]
-    acc_loss = None if not base["accuracy"] else (base["accuracy"] - final["accuracy"]) / base["accuracy"]
-    lines = [
-        f"# Fairness Drift Remediation Plan {plan_id}",
-        "",
-        "## Table of Contents",
-        "",
-        *[f"- [{s}](#{s.lower().replace(' ', '-').replace('(', '').replace(')', '')})" for s in
-          ("Assessment Information", "Problem Summary", "Remediation Goals", "Proposed Intervention(s)",
-           "Implementation Plan", "Validation Strategy", "Rollback Plan", "Communication Plan", "Approval")],
-        "",
-        "## Assessment Information",
-        "",
-        f"- **System Name**: {system}",
-        f"- **Assessment ID**: {assessment_id}",
-        f"- **Remediation Plan ID**: {plan_id}",
-        f"- **Related Investigation ID**: {investigation_id or 'none — run started without an incident'}",
-        f"- **Date**: {date:%Y-%m-%d}",
-        "- **Plan Owner**: ML engineering on-call owner of the model (fairwatch intervention pipeline)",
-        f"- **Pipeline run**: `{runs}`, result **{record['result']}** after {record['iteration_count']} "
-        f"iteration(s)",
-        "",
-        "## Problem Summary",
-        "",
-    ]  # fmt: skip
-    if investigation is not None:
-        mv = investigation["metric_value"]
-        who = ", ".join(investigation["most_affected_groups"]) or "no single group"
-        shifted = investigation["shifted_features"][:3]
-        causes = "; ".join(f"`{r['feature']}` shifted for {r['group']} (statistic {f3(r['statistic'])})"
-                           for r in shifted) or "no significant feature shift"  # fmt: skip
-        lines += [
-            f"`{investigation['metric']}` over `{investigation['attribute']}` moved from {f3(mv['baseline'])} to "
-            f"{f3(mv['current'])} (investigation {investigation_id}), since {investigation['since'] or 'n/a'}. "
-            f"Most affected: {who}. Root cause(s): {causes}; the selection-rate change of the most affected "
-            f"group is driven by {investigation['primary_driver'] or 'undetermined factors'}.",
-            "",
-        ]  # fmt: skip
-    lines += [
-        f"On the held-out test split ({record['data']['split']['test']} rows) the current, fairness-unaware "
-        f"model has demographic parity ratio {f3(base['dp_ratio'])} for `{attr}` (lowest disparate impact "
-        f"{f3(base['min_disparate_impact'])}), equalized odds gap {f3(base['eo_gap'])}, ECE {f3(base['ece'])} "
-        f"(worst group {f3(base['max_group_ece'])}) and accuracy {f3(base['accuracy'])}.",
-    ]  # fmt: skip
+    monitored = (investigation or {}).get("monitored") or (monitored_numbers(incident) if incident else None)
+    key = target_metric(cfg["target_fairness"])[0]
+    acc_loss = _loss(base, final)
     causal = record.get("causal") or {}
-    if causal:
-        lines += ["",
-                  f"Causal analysis: mediators {', '.join(causal.get('mediators', [])) or 'none'}; proxies "
-                  f"{', '.join(causal.get('proxies', [])) or 'none'}; biased mediators "
-                  f"{', '.join(causal.get('biased_mediators', [])) or 'none'}; recommended strategy "
-                  f"**{causal.get('recommendation', {}).get('strategy', 'n/a')}**."]  # fmt: skip
-    key = {"demographic_parity": "dp_ratio", "equalized_odds": "eo_gap", "equal_opportunity": "eop_gap"}[target]
-    lines += [
-        "",
-        "## Remediation Goals",
-        "",
-        f"- Demographic parity ratio for `{attr}` ≥ {f3(g['dp_ratio_min'])} (now {f3(base['dp_ratio'])}); "
-        f"every group's disparate impact within [0.800, 1.250]." if target == "demographic_parity" else
-        f"- {target.replace('_', ' ')} gap for `{attr}` < {f3(g['eo_gap_max'])} (now {f3(base[key])}).",
-        f"- Expected calibration error < {f3(g['ece_overall_max'])} overall and < {f3(g['ece_group_max'])} for "
-        f"every group (now {f3(base['ece'])} / {f3(base['max_group_ece'])}).",
-        f"- Every intersectional group within {f3(g['intersectional_max_deviation'])} of the average accuracy.",
-        f"- Accuracy within {pct(-g['final_max_accuracy_loss'])} of the baseline {f3(base['accuracy'])}.",
-        "",
-        "## Proposed Intervention(s)",
-        "",
-    ]  # fmt: skip
-    ivs = _interventions(record)
-    start = date + timedelta(days=7)
-    if not ivs:
-        lines += ["### Intervention 1: Executive decision on the fairness–utility trade-off", "",
-                  "**Description**: no candidate passed the validation gates; see Escalation below.", ""]  # fmt: skip
-    for i, iv in enumerate(ivs, 1):
-        c = iv["candidate"]
-        m = c["metrics"]
-        name, days = _TECHNIQUES[iv["key"]]
-        loss = None if not base["accuracy"] else (base["accuracy"] - m["accuracy"]) / base["accuracy"]
-        done = start + timedelta(days=days)
-        srs = ", ".join(f"{k} {f3(base['selection_rate_by_group'].get(k))} → {f3(v)}"
-                        for k, v in m["selection_rate_by_group"].items())  # fmt: skip
-        bias = {"disparate_impact_remover": "biased mediators (" + ", ".join(causal.get("biased_mediators", [])) + ")",
-                "reweighing": "label imbalance between groups in the training data",
-                "constrained_lr": "model behaviour: proxies (" + ", ".join(causal.get("proxies", [])) +
-                                  ") and group-correlated decision boundary",
-                "reductions": "model behaviour: group-correlated errors under the chosen constraint",
-                "calibration": "group-dependent miscalibration of scores",
-                "thresholds": "uniform threshold over groups with different base rates"}[iv["key"]]  # fmt: skip
-        lines += [
-            f"### Intervention {i}: {name}",
-            "",
-            f"**Description**: {name}, {iv['detail']}; candidate `{c['name']}` of pipeline run `{runs}`.",
-            "",
-            f"**Targeted Bias Source(s)**: {bias}",
-            "",
-            "**Expected Impact**:",
-            "",
-            f"- **On Fairness Metrics**: demographic parity ratio {f3(base['dp_ratio'])} → {f3(m['dp_ratio'])}; "
-            f"equalized odds gap {f3(base['eo_gap'])} → {f3(m['eo_gap'])}; equal-opportunity gap "
-            f"{f3(base['eop_gap'])} → {f3(m['eop_gap'])}; worst-group ECE {f3(base['max_group_ece'])} → "
-            f"{f3(m['max_group_ece'])} (measured on the test split).",
-            f"- **On Performance Metrics**: accuracy {f3(base['accuracy'])} → {f3(m['accuracy'])} "
-            f"({pct(-loss if loss is not None else None)}); F1 {f3(base['f1'])} → {f3(m['f1'])}; offline batch "
-            f"scoring only, no serving-latency change expected beyond one group lookup.",
-            f"- **On Business Metrics**: overall approval rate {f3(base['selection_rate'])} → "
-            f"{f3(m['selection_rate'])}; by `{attr}`: {srs}.",
-            "",
-            "**Implementation Details**:",
-            "",
-            f"- **Technical Steps**: re-run `fairwatch pipeline run --config pipeline.yaml` on the latest labeled "
-            f"data; review `{runs}/summary.html`; register `{c.get('model_path')}` as a new model version; serve it "
-            f"behind the feature flag as a canary.",
-            f"- **Code/Configuration Changes**: pipeline configuration (`preprocess_technique`, "
-            f"`inprocess_technique`, `constraint_weight`, `calibration`) as recorded in `{runs}/run.json`; the "
-            f"model artifact `{c.get('model_path')}`; the flag variant for the new version.",
-            "- **Resources Required**: ML engineering (1 engineer), MLOps (deployment), compliance review; "
-            "CPU only.",
-            "",
-            "**Timeline**:",
-            "",
-            f"- **Estimated Duration**: {days} days",
-            f"- **Target Completion Date**: {done:%Y-%m-%d}",
-            "",
-            "**Risk Assessment**:",
-            "",
-            f"- **Potential Negative Consequences**: accuracy change {pct(-loss if loss is not None else None)}; "
-            f"approval rates move for every group (see business impact); the intervention may over-correct when "
-            f"the population shifts again.",
-            "- **Mitigation for Risks**: canary release with fairwatch monitoring of every metric above; automatic "
-            "rollback through the feature flag on the criteria below.",
-            "",
-        ]  # fmt: skip
-        start = done
-    if record.get("escalation"):
-        esc = record["escalation"]
-        lines += ["### Escalation", "",
-                  f"The pipeline escalated: {esc.get('reason')}. Options for the executive decision: "
-                  + "; ".join(esc.get("options", ["revise the intervention strategy with domain experts"])) + ".",
-                  ""]  # fmt: skip
-        lines += _trade_off_table(record)
-    lines += _integrity_note(record)
-    d0 = date
-    phases = [("Phase 1: Design/Prep", "review investigation and pipeline run, approve targets", "approved plan", 5,
+    draft = not causal.get("expert_approved", False)
+    interventions, toc = _interventions_section(record, date)
+    per = record.get("iterations_per_component") or {}
+    phases = [("Phase 1: Design/Prep", "review investigation and pipeline run, approve targets"
+               + ("; domain experts review the proposed causal DAG" if draft else ""), "approved plan", 5,
                "ML engineering"),
               ("Phase 2: Development", "re-run pipeline on latest data, package model version", "model artifact + "
                "pipeline report", 12, "ML engineering"),
@@ -396,91 +433,52 @@ def render_plan(
                "QA / fairness review"),
               ("Phase 4: Deployment", "full rollout behind the feature flag, monitoring", "deployed version", 26,
                "MLOps")]  # fmt: skip
-    lines += ["## Implementation Plan", "", "### Phases and Milestones", "",
-              "| Phase | Key Activities | Deliverable | Deadline | Owner |", "|---|---|---|---|---|"]  # fmt: skip
-    for ph, act, deliv, days, owner in phases:
-        lines.append(f"| {ph} | {act} | {deliv} | {d0 + timedelta(days=days):%Y-%m-%d} | {owner} |")
-    lines += ["", "### Responsibilities", "", "| Role | Name/Team | Responsibility |", "|---|---|---|",
-              "| Developer | ML engineering | Implement the intervention and re-run the pipeline |",
-              "| QA Tester | Fairness review | Validate fairness and performance against the gates |",
-              "| MLOps Engineer | Platform / MLOps | Deploy the version behind the flag, update monitoring |",
-              "| Project Manager | Product owner | Oversee timeline, resources and stakeholder sign-off |",
-              "| Compliance Officer | Compliance | Regulatory review of the trade-off |", ""]  # fmt: skip
-    lines += [
-        "## Validation Strategy",
-        "",
-        "### Pre-Deployment Validation",
-        "",
-        f"- **Offline Testing**: held-out test split of {record['data']['split']['test']} rows (train "
-        f"{record['data']['split']['train']}, validation {record['data']['split']['validation']}); final "
-        f"candidate `{record['final']['name']}`.",
-        f"- **Fairness Metrics**: demographic parity ratio {f3(final['dp_ratio'])}, equalized odds gap "
-        f"{f3(final['eo_gap'])}, lowest disparate impact {f3(final['min_disparate_impact'])}, intersectional "
-        f"minimum DP ratio {f3(final['intersectional_min_dp_ratio'])}, worst intersectional accuracy deviation "
-        f"{f3(final['worst_accuracy_deviation'])}.",
-        f"- **Performance Metrics**: accuracy {f3(final['accuracy'])} (baseline {f3(base['accuracy'])}, "
-        f"{pct(-acc_loss if acc_loss is not None else None)}), F1 {f3(final['f1'])}, ECE {f3(final['ece'])}.",
-        f"- **Acceptance Criteria**: the playbook gates — target `{key}` "
-        f"{'≥ ' + f3(g['dp_ratio_min']) if key == 'dp_ratio' else '< ' + f3(g['eo_gap_max'])}, ECE < "
-        f"{f3(g['ece_overall_max'])} overall and < {f3(g['ece_group_max'])} per group, accuracy loss ≤ "
-        f"{pct(g['final_max_accuracy_loss'])}, intersectional deviation ≤ {f3(g['intersectional_max_deviation'])}; "
-        f"this run: **{record['result']}**.",
-        "",
-        "### Post-Deployment Validation",
-        "",
-        "- **A/B Testing or Canary Release**: canary on 10 % of traffic for 14 days, then 50 %, then 100 %, "
-        "each step gated on the monitoring criteria below.",
-        "- **Monitoring Plan**: fairwatch windows 1h/24h/7d; alerts on demographic parity ratio < 0.75, any "
-        "disparate impact outside [0.80, 1.25], equalized odds gap > 0.12, group ECE > 0.08, accuracy 5 % "
-        "below baseline.",
-        f"- **Success Metrics**: `fairness_demographic_parity_ratio{{attribute=\"{attr}\"}}` ≥ "
-        f"{f3(g['dp_ratio_min'])} and `fairness_expected_calibration_error` < {f3(g['ece_group_max'])} for 30 "
-        f"consecutive days on matured labels.",
-        "- **Validation Period**: 30 days after full rollout (plus the label-maturity delay).",
-        "",
-        "## Rollback Plan",
-        "",
-        "### Rollback Criteria",
-        "",
-        f"Roll back when, on the canary or after rollout: accuracy drops more than 5 % below "
-        f"{f3(base['accuracy'])}; any group's disparate impact leaves [0.80, 1.25]; the demographic parity "
-        f"ratio falls below 0.75; or the equalized odds gap exceeds 0.12.",
-        "",
-        "### Rollback Procedure",
-        "",
-        "1. **Detect**: fairwatch raises the tier-3 alert (automatic).",
-        "2. **Assess**: the on-call engineer and ML lead confirm severity on the dashboard.",
-        "3. **Decide**: the technical director approves (automatic for tier 3).",
-        "4. **Execute**: switch the model feature flag back to the previous version (`fairwatch flags "
-        "rollback`).",
-        "5. **Verify**: confirm the decisions of the previous version restore the baseline metrics.",
-        "6. **Communicate**: notify stakeholders and record the incident in the audit log.",
-        "",
-        "### Rollback Owner",
-        "",
-        "On-call ML engineer (executes), with the ML team lead as accountable owner.",
-        "",
-        "## Communication Plan",
-        "",
-        "- Weekly status to the product owner and compliance during implementation; this plan, the "
-        "investigation report and the pipeline summary are shared at kickoff.",
-        "- Gate results are posted after each phase; the canary result goes to product, compliance and "
-        "executive sponsor before full rollout.",
-        "- After the validation period, a closing report (metrics before/after) is filed with the monthly "
-        "fairness audit export.",
-        "",
-        "---",
-        "",
-        "## Approval",
-        "",
-        "| Role | Name | Signature | Date |",
-        "|---|---|---|---|",
-        *[f"| {r} | pending | pending | pending |" for r in
-          ("Plan Owner", "Technical Lead", "Fairness Assessment Lead", "System Owner/Product Manager",
-           "Compliance Officer (if applicable)")],
-        "",
-    ]  # fmt: skip
-    return "\n".join(lines)
+    split = record["data"]["split"]
+    role = "recommended" if record["result"] != "escalated" else "best trade-off"
+    values = {
+        "plan_id": plan_id, "draft_marker": " (DRAFT)" if draft else "", "toc_interventions": toc,
+        "system": record.get("model") or cfg.get("model_name") or "model", "assessment_id": assessment_id,
+        "investigation_id": investigation_id or "none — run started without an incident",
+        "date": f"{date:%Y-%m-%d}", "run_id": record["run_id"], "result": record["result"],
+        "attempts": (f"{per.get('preprocess', 0)} pre-processing, {per.get('inprocess', 0)} in-processing and up to "
+                     f"{per.get('postprocess', 0)} post-processing iteration(s) per source model; "
+                     f"{len(record['candidates'])} candidates evaluated"),
+        "status": ("**draft** — the causal DAG was " + str(causal.get("dag_source", "not approved")) +
+                   " and awaits domain-expert review; nothing is deployed automatically" if draft else
+                   ("ready for stakeholder review" if record["result"] == "passed" else
+                    "escalated — executive decision required")),
+        "problem_summary": _problem_summary(record, investigation, investigation_id, monitored),
+        "goals": _goals(record), "interventions": interventions,
+        "phases": "\n".join(f"| {ph} | {act} | {deliv} | {date + timedelta(days=d):%Y-%m-%d} | {owner} |"
+                            for ph, act, deliv, d, owner in phases),
+        "expert_row": "| Domain Expert | Domain expert panel | Review and approve the causal DAG |\n" if draft else "",
+        "offline_testing": (f"held-out test split of {split['test']} rows (train {split['train']}, validation "
+                            f"{split['validation']}); {role} candidate `{record['final']['name']}`."),
+        "fairness_metrics": (f"demographic parity ratio {f3(final['dp_ratio'])}, equalized odds gap "
+                             f"{f3(final['eo_gap'])}, lowest disparate impact {f3(final['min_disparate_impact'])}, "
+                             f"intersectional minimum DP ratio {f3(final['intersectional_min_dp_ratio'])}, worst "
+                             f"intersectional accuracy deviation {f3(final['worst_accuracy_deviation'])}."),
+        "performance_metrics": (f"accuracy {f3(final['accuracy'])} (baseline {f3(base['accuracy'])}, "
+                                f"{pct(-acc_loss if acc_loss is not None else None)}), F1 {f3(final['f1'])}, "
+                                f"ECE {f3(final['ece'])} (worst group {f3(final['max_group_ece'])})."),
+        "integrity": _integrity(record), "small_groups": _small_groups(record),
+        "acceptance": (f"the playbook gates — target `{key}` "
+                       f"{'≥ ' + f3(g['dp_ratio_min']) if key == 'dp_ratio' else '< ' + f3(g['eo_gap_max'])}, ECE < "
+                       f"{f3(g['ece_overall_max'])} overall and < {f3(g['ece_group_max'])} per group, accuracy loss ≤ "
+                       f"{pct(g['final_max_accuracy_loss'])}, intersectional deviation ≤ "
+                       f"{f3(g['intersectional_max_deviation'])}; this run: **{record['result']}**."),
+        "ece_group_max": f3(g["ece_group_max"]), "dp_ratio_min": f3(g["dp_ratio_min"]),
+        "attribute": record["data"]["primary_attribute"], "baseline_accuracy": f3(base["accuracy"]),
+        "communication_extra": ("\n- The executive sponsor receives the trade-off table of the escalation with this "
+                                "plan." if record.get("escalation") else ""),
+        "approval_note": ("**Draft.** The causal DAG behind this plan was " + str(causal.get("dag_source")) +
+                          " and is not approved by domain experts; it awaits expert review. Nothing is deployed "
+                          "before the domain expert row below is signed." if draft else
+                          "The causal DAG was approved by domain experts; the signatures below approve the "
+                          "deployment of the recommended candidate."),
+        "approval_expert_row": "| Domain Expert (causal DAG review) | pending | pending | pending |" if draft else "",
+    }  # fmt: skip
+    return _template("remediation_plan.md").substitute(values).rstrip() + "\n"
 
 
 def write_investigation_and_plan(out: Path, record: dict[str, Any], cfg: Any, *,
@@ -489,7 +487,6 @@ def write_investigation_and_plan(out: Path, record: dict[str, Any], cfg: Any, *,
     ``remediation_plan.{md,html}``; returns the IDs and paths."""
     from .data import load_table
     from .investigation import investigate
-    from .pipeline import write_json
 
     now = now or datetime.now(UTC)
     registry = out.parent / ".faf-ids"
@@ -510,7 +507,7 @@ def write_investigation_and_plan(out: Path, record: dict[str, Any], cfg: Any, *,
         docs["investigation_id"] = inv_id
     plan_id = allocate_id(registry, now)
     md = render_plan(record, plan_id=plan_id, assessment_id=assessment_id, investigation=inv,
-                     investigation_id=inv_id, date=now)  # fmt: skip
+                     investigation_id=inv_id, date=now, incident=cfg.incident)  # fmt: skip
     (out / "remediation_plan.md").write_text(md, encoding="utf-8")
     (out / "remediation_plan.html").write_text(markdown_to_html(md, title=f"Remediation Plan {plan_id}"),
                                                encoding="utf-8")  # fmt: skip

@@ -203,12 +203,16 @@ def ks_integrity(
     features: Sequence[str],
     *,
     weights: np.ndarray | None = None,
+    repaired: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
     """KS test, new missing values and outlier rate for each numeric non-protected feature.
 
     ``weights`` are the transformed rows' instance weights (reweighing); categorical
     features are compared by their category shares (total-variation distance, with a
-    chi-square-free p of 1.0 when unchanged).
+    chi-square-free p of 1.0 when unchanged). Features in ``repaired`` are the ones the
+    intervention changes on purpose: their entry carries ``"repaired": True`` and the
+    pre-processing gate reports their change instead of treating it as corruption (the
+    playbook's check is on the features *other than* those being repaired).
     """
     out: dict[str, dict[str, Any]] = {}
     for f in features:
@@ -232,11 +236,13 @@ def ks_integrity(
                 "new_missing": new_missing,
                 "outlier_rate_before": round(outlier_rate(av[ok_a]), 6),
                 "outlier_rate_after": round(outlier_rate(bv[ok_b], av[ok_a]), 6),
+                "repaired": f in repaired,
             }
         else:
             w = np.ones(len(b)) if weights is None else weights
             pa = a.astype(str).value_counts(normalize=True)
             pb = pd.Series(w, index=b.index).groupby(b.astype(str)).sum() / w.sum()
             tv = float(0.5 * pa.subtract(pb, fill_value=0).abs().sum())
-            out[f] = {"kind": "categorical", "tv_distance": round(tv, 6), "new_missing": new_missing}
+            out[f] = {"kind": "categorical", "tv_distance": round(tv, 6), "new_missing": new_missing,
+                      "repaired": f in repaired}  # fmt: skip
     return out

@@ -36,8 +36,11 @@ def write_summary_html(out: Path, record: dict[str, Any]) -> Path:
         f"outcome <b>{e(record['data']['outcome'])}</b>; {record['iteration_count']} iteration(s).</p>",
     ]
     if record.get("recommended"):
+        draft = (
+            " — draft: the causal DAG awaits expert review, nothing is deployed" if record["result"] == "draft" else ""
+        )
         parts.append(f"<p class='pass'><b>Recommended</b> (passes every gate, least accuracy loss): "
-                     f"{e(record['recommended'])}</p>")  # fmt: skip
+                     f"{e(record['recommended'])}{draft}</p>")  # fmt: skip
     if record.get("escalation"):
         parts.append(f"<p class='fail'><b>Escalation</b>: {e(str(record['escalation'].get('reason')))}; "
                      f"best trade-off shown: {e(record['final']['name'])}</p>")  # fmt: skip

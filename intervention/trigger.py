@@ -29,7 +29,7 @@ __all__ = ["RESULTS", "PipelineQueue", "run_incident"]
 
 log = logging.getLogger("fairwatch.intervention.trigger")
 
-RESULTS = ("passed", "escalated", "failed")
+RESULTS = ("passed", "draft", "escalated", "failed")
 
 
 def _slug(text: str) -> str:
@@ -59,7 +59,7 @@ class PipelineQueue:
 
     >>> q = PipelineQueue(max_concurrent=1, run_dir="/tmp/fairwatch-doctest-runs")
     >>> q.results()
-    {'passed': 0, 'escalated': 0, 'failed': 0}
+    {'passed': 0, 'draft': 0, 'escalated': 0, 'failed': 0}
     >>> q.shutdown()
     """
 
@@ -130,7 +130,7 @@ class PipelineQueue:
             return dict(self._by_model)
 
     def results(self) -> dict[str, int]:
-        """Finished runs by result (``passed``, ``escalated``, ``failed``)."""
+        """Finished runs by result (``passed``, ``draft``, ``escalated``, ``failed``)."""
         with self._lock:
             return {r: int(self._counts[r]) for r in RESULTS}
 

@@ -1,4 +1,4 @@
-"""``fairwatch demo``: the built-in loan simulator → engine → alerts → rollback, live.
+"""``fairwatch demo``: the built-in loan simulator → engine → alerts → rollback → pipeline, live.
 
 The simulated clock runs ``speed`` times faster than the wall clock, so the
 windows fill within minutes and the scenario's drift incident (by default a
@@ -6,8 +6,10 @@ drop of one group's approval rate two simulated hours in) shows up while you
 watch: tiers rise in the live table, a tier-3 incident rolls the flagd flag file
 back to the baseline version, the simulator — like a serving app — reads the
 flag through the flag store and serves that version, and the verification
-reports whether the metrics recovered. Ctrl-C stops cleanly (a second Ctrl-C
-forces).
+reports whether the metrics recovered. The Tier ≥ 2 incident also starts the
+intervention pipeline on the simulator's own labeled loans in a separate process
+(:mod:`fairwatch.app.demo_pipeline`); the table shows its stage, its result and the path
+of the remediation plan it wrote. Ctrl-C stops cleanly (a second Ctrl-C forces).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _ci(ci: tuple[float, float] | None) -> str:
     return "" if ci is None else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def render(snap: Snapshot, *, header: str = "", window: str | None = None, alerts=None) -> Group:
+def render(snap: Snapshot, *, header: str = "", window: str | None = None, alerts=None, pipelines=None) -> Group:
     """The live view: between-group metrics per window, per-group rates for one window, tiers."""
     windows = [w for w in dict.fromkeys(wm.window for wm in snap.windows)]
     focus = window or (windows[0] if windows else "")
@@ -98,14 +100,14 @@ def render(snap: Snapshot, *, header: str = "", window: str | None = None, alert
             )
     if alerts is None:
         return Group(Text(header, style="bold"), summary, groups)
-    return Group(Text(header, style="bold"), summary, groups, _tier_table(snap, alerts))
+    return Group(Text(header, style="bold"), summary, groups, _tier_table(snap, alerts, pipelines))
 
 
 _TIER_STYLE = {-1: "dim", 0: "green", 1: "yellow", 2: "bold dark_orange", 3: "bold red"}
 
 
-def _tier_table(snap: Snapshot, alerts) -> Table:
-    """fairness_alert_tier (non-zero ones), incidents and the rollback status."""
+def _tier_table(snap: Snapshot, alerts, pipelines=None) -> Table:
+    """fairness_alert_tier (non-zero ones), incidents, the rollback and pipeline runs."""
     table = Table(title="Alert tiers (−1 insufficient data · 0 ok · 1..3) and incidents", expand=True)
     for col in ("model", "metric", "attribute", "windows → tier"):
         table.add_column(col)
@@ -147,11 +149,15 @@ def _tier_table(snap: Snapshot, alerts) -> Table:
                     style="bold green" if rec.status == "verified" else "bold",
                 ),
             )
+    for run in pipelines.runs.values() if pipelines is not None else ():
+        style = "bold red" if run.error else ("bold green" if run.result in ("passed", "draft") else "bold")
+        table.add_row(run.model, "pipeline", run.incident, Text(f"{run.run_id}: {run.status()}", style=style))
     return table
 
 
-def demo_alerts(config: Config, sim: LoanSimulator, state_dir: Path):
-    """The demo's alert loop: a flagd flag file serving the candidate, rollback to the baseline."""
+def demo_alerts(config: Config, sim: LoanSimulator, state_dir: Path, *, enqueue=None):
+    """The demo's alert loop: a flagd flag file serving the candidate, rollback to the baseline,
+    ``enqueue`` for the pipeline runs of Tier ≥ 2 incidents."""
     from fairwatch.alerts.config import AlertsConfig, ModelFlag
     from fairwatch.alerts.loop import AlertLoop
 
@@ -193,6 +199,7 @@ def demo_alerts(config: Config, sim: LoanSimulator, state_dir: Path):
     )
     return AlertLoop(
         cfg,
+        enqueue=enqueue,
         confidence=config.confidence_level,
         interval=ALERT_STEP,
         reference_groups=dict(config.reference_groups),
@@ -252,11 +259,16 @@ def run_demo(
     on_snapshot: Callable[[Snapshot], None] | None = None,
     state_dir: str | Path | None = None,
     alerts: bool = True,
+    pipeline: bool = True,
+    pipeline_dir: str | Path | None = None,
 ) -> int:
     """Run the simulator through the engine and the alert loop, serve metrics until stopped.
 
     ``state_dir`` holds the flagd flag file, audit log and baselines (default: a
-    temporary directory). ``alerts=False`` runs the monitoring part only.
+    temporary directory). ``alerts=False`` runs the monitoring part only. With
+    ``pipeline`` (and alerts), Tier ≥ 2 incidents start pipeline runs whose folders —
+    run.json, remediation plan — go to ``pipeline_dir`` (default: ``state_dir/pipeline-runs``,
+    or a kept temporary directory when ``state_dir`` is temporary).
     """
     sc = config.simulator
     sim = LoanSimulator(
@@ -267,7 +279,7 @@ def run_demo(
         delay=OutcomeDelay(kind="lognormal", median_s=sc.outcome_delay, sigma=0.5),
     )
     settings = config.engine_settings()
-    loop = None
+    loop = pipelines = None
     tmp = None
     if alerts:
         if state_dir is None:
@@ -275,7 +287,18 @@ def run_demo(
             state_dir = tmp.name
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
-        loop = demo_alerts(config, sim, state_dir)
+        if pipeline:
+            from fairwatch.app.demo_pipeline import DemoPipeline
+
+            if pipeline_dir is None:
+                pipeline_dir = (
+                    tempfile.mkdtemp(prefix="fairwatch-demo-pipeline-")
+                    if tmp is not None
+                    else state_dir / "pipeline-runs"
+                )
+            pipelines = DemoPipeline(sim, pipeline_dir)
+            log.info("pipeline runs of incidents go to %s", pipeline_dir)
+        loop = demo_alerts(config, sim, state_dir, enqueue=pipelines.enqueue if pipelines is not None else None)
         # the policy's fast windows (5m confirmed by 15m, …) come with config.engine_settings()
     engine = Engine(settings)
     board = SnapshotBoard()
@@ -291,7 +314,7 @@ def run_demo(
     started = last_tick = time.monotonic()
     next_eval = started
     decisions = outcomes = 0
-    pending = 0.0
+    pending = 0.0  # simulated seconds not yet processed
 
     def header() -> str:
         sim_h = (sim.now - sim.start) / 3600.0
@@ -314,18 +337,27 @@ def run_demo(
                 # multiples of ALERT_STEP of event time, where `fairwatch backtest` evaluates too
                 step = pending if loop is None else ALERT_STEP * math.floor(pending / ALERT_STEP)
                 pending -= step
-                if step > 0:
-                    d, o = advance(sim, engine, loop, step)
+                while step > 1e-9:
+                    if time.monotonic() - now > interval:
+                        # behind the simulated clock (shared CPU, a pipeline run): render first,
+                        # catch up on the next tick — the live table never waits for the backlog
+                        pending += step
+                        break
+                    chunk = min(step, ALERT_STEP) if loop is not None else step
+                    step -= chunk
+                    d, o = advance(sim, engine, loop, chunk)
                     decisions += d
                     outcomes += o
                 if now >= next_eval and decisions:  # the first evaluation as soon as there is data
+                    if pipelines is not None:
+                        pipelines.poll()
                     snap = engine.snapshot()
                     if loop is not None:
                         snap = snap.with_samples(loop.samples())
                     board.publish(snap)
                     if on_snapshot:
                         on_snapshot(snap)
-                    view.update(render(snap, header=header(), alerts=loop))
+                    view.update(render(snap, header=header(), alerts=loop, pipelines=pipelines))
                     if not live:
                         log.info(
                             "evaluation",
@@ -344,6 +376,8 @@ def run_demo(
         server.server_close()
         if loop is not None:
             loop.close()
+        if pipelines is not None:
+            pipelines.close()
         if tmp is not None:
             tmp.cleanup()
         log.info("demo stopped", extra={"decisions": decisions, "outcomes": outcomes})

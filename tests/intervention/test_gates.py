@@ -53,6 +53,13 @@ def test_preprocess_gate_pass_and_each_failure():
     assert drift.on_fail["set"] == {"repair_level": 0.6} and drift.on_fail["destination"] == "preprocess"
     inter = _pre({"dp_ratio": 0.79, "accuracy": 0.84, "intersectional_min_dp_ratio": 0.5})
     assert inter.failure_modes == ["intersectional_disparity"]
+    # the playbook checks the features *other than* the repaired ones: a repaired feature's change is reported
+    repaired = {**GOOD_INTEGRITY, "income": {**GOOD_INTEGRITY["credit_score"], "p_value": 0.001, "repaired": True}}
+    ok_repaired = _pre({"dp_ratio": 0.79, "accuracy": 0.84, "intersectional_min_dp_ratio": 0.7}, integrity=repaired)
+    assert ok_repaired.passed
+    assert next(c for c in ok_repaired.checks if c.name == "ks_min_p_value").value == 0.14
+    unrepaired = {**repaired, "income": {**repaired["income"], "repaired": False}}
+    assert _pre({"dp_ratio": 0.79, "accuracy": 0.84}, integrity=unrepaired).failure_modes == ["data_integrity"]
     missing = {"credit_score": {**GOOD_INTEGRITY["credit_score"], "new_missing": 3}}
     assert _pre({"dp_ratio": 0.79, "accuracy": 0.84}, integrity=missing).failed_checks() == ["new_missing_values"]
 
