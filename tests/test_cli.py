@@ -31,6 +31,7 @@ OWNED = sorted(
         "fairness_rollbacks_total",
         "fairness_pipeline_runs_total",
         "fairwatch_consumer_lag",
+        "fairwatch_dead_letters_total",
         "fairwatch_last_checkpoint_timestamp_seconds",
     }
 )

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 #: Families only the daemon has: Kafka position, checkpoints, and the alert loop's output.
 KAFKA_ONLY = {
     "fairwatch_consumer_lag",
+    "fairwatch_dead_letters_total",
     "fairwatch_last_checkpoint_timestamp_seconds",
     "fairness_alert_tier",
     "fairness_rollbacks_total",

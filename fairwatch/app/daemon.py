@@ -68,6 +68,10 @@ class Daemon:
         self._reset_memory()
         self.source = None
         self.dead_letters = None
+        # Dead letters settled (written or undeliverable), by the original's topic:partition:offset:
+        # kept across reconnects so a retry does not write them again, pruned behind commits.
+        self.dead_letter_keys: set[str] = set()
+        self.dead_letter_counts: Counter = Counter()  # (topic, result, reason) → letters
         self.closing = False
         self.alerts = None
         self.pipelines = None
@@ -198,6 +202,10 @@ class Daemon:
     def _commit(self, offsets: dict[str, int], *, wait: bool) -> None:
         if self.source is not None:
             self.source.commit(offsets, wait=wait)  # … then Kafka may know
+        for key in list(self.dead_letter_keys):  # behind a durable checkpoint: never applied again
+            tp, _, offset = key.rpartition(":")
+            if tp in offsets and int(offset) < offsets[tp]:
+                self.dead_letter_keys.discard(key)
         parts = sorted({int(k.rpartition(":")[2]) for k in offsets})
         log.debug("checkpoint saved", extra={"partitions": parts, "offsets": offsets})
 
@@ -229,7 +237,11 @@ class Daemon:
         if self.kc.group_instance_id:
             options["group_instance_id"] = self.kc.group_instance_id
         self.dead_letters = DeadLetterProducer(
-            bootstrap_servers=self.kc.bootstrap_servers, topic=self.kc.deadletter_topic, client_options=options
+            bootstrap_servers=self.kc.bootstrap_servers,
+            topic=self.kc.deadletter_topic,
+            client_options=options,
+            written=self.dead_letter_keys,
+            counts=self.dead_letter_counts,
         )
         self.source = Source(
             bootstrap_servers=self.kc.bootstrap_servers,
@@ -333,6 +345,10 @@ class Daemon:
         extra = [
             Sample("fairwatch_consumer_lag", {"topic": t, "partition": str(p)}, float(v))
             for (t, p), v in sorted(self.lag.items())
+        ]
+        extra += [
+            Sample("fairwatch_dead_letters_total", {"topic": t, "result": r, "reason": why}, float(n))
+            for (t, r, why), n in sorted(self.dead_letter_counts.items())
         ]
         if self.store.last_saved is not None:
             extra.append(Sample("fairwatch_last_checkpoint_timestamp_seconds", {}, self.store.last_saved))
