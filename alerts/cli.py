@@ -1,8 +1,8 @@
 """``fairwatch flags status|rollback|restore`` and ``fairwatch baseline set|show``.
 
-Wire into the main parser with ``add_flags_parser(sub)`` and
-``add_baseline_parser(sub)``; every handler returns an exit code (0 ok, 1 the
-flag store failed, 2 bad input). Configuration: the ``alerts:`` key of
+Wire into the main parser with ``add_flags_parser(sub, load=…)`` and
+``add_baseline_parser(sub, load=…)`` (``load``: the application's configuration loader);
+every handler returns an exit code (0 ok, 1 the flag store failed, 2 bad input). Configuration: the ``alerts:`` key of
 ``--config FILE`` (or ``FAIRWATCH_CONFIG``); ``--flag-file`` points the flagd file
 store somewhere else, ``--baseline-file`` the baseline store.
 """
@@ -14,13 +14,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
 from .audit import AuditLog
 from .baseline import BaselineStore, baseline_from_report
-from .config import AlertsConfig, load_alerts_config
+from .config import AlertsConfig
 from .flags import FlagStoreError, flag_store_from_config
 from .rollback import RollbackManager
 
@@ -34,9 +35,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+#: The application's configuration loader, ``path → AlertsConfig`` (file + ``FAIRWATCH_…``
+#: environment, errors as ``ConfigError``): this layer cannot import it, so it is passed in.
+LoadAlerts = Callable[[str | None], AlertsConfig]
+
+
 def _alerts_config(args: argparse.Namespace) -> AlertsConfig:
     path = getattr(args, "config", None) or os.environ.get("FAIRWATCH_CONFIG")
-    cfg = load_alerts_config(path)
+    cfg = args.load_alerts(path)
     upd: dict[str, Any] = {}
     if getattr(args, "flag_file", None):
         upd["rollback"] = cfg.rollback.model_copy(update={"flag_store": {"kind": "flagd-file", "path": args.flag_file}})
@@ -55,13 +61,14 @@ def _print(obj: Any, as_json: bool, text: str) -> None:
 
 
 # -- flags ---------------------------------------------------------------------------
-def add_flags_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_flags_parser(sub: argparse._SubParsersAction, *, load: LoadAlerts) -> argparse.ArgumentParser:
     flags = sub.add_parser(
         "flags",
         help="show, roll back or restore the model-version feature flags",
         description="Read or switch the feature flag that picks the served model version "
         "(alerts.rollback.models). Every change is appended to the audit log.",
     )
+    flags.set_defaults(load_alerts=load)
     fsub = flags.add_subparsers(dest="flags_command", metavar="ACTION")
     fsub.required = True
     st = fsub.add_parser("status", help="the served version of every configured model flag")
@@ -155,13 +162,14 @@ def _flags_restore(args: argparse.Namespace) -> int:
 
 
 # -- baseline ------------------------------------------------------------------------
-def add_baseline_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_baseline_parser(sub: argparse._SubParsersAction, *, load: LoadAlerts) -> argparse.ArgumentParser:
     base = sub.add_parser(
         "baseline",
         help="set or show the approved fairness baselines",
         description="Degradation tiers are measured against the approved baseline. "
         "Set it from a pipeline report or a --snapshot JSON.",
     )
+    base.set_defaults(load_alerts=load)
     bsub = base.add_subparsers(dest="baseline_command", metavar="ACTION")
     bsub.required = True
     bs = bsub.add_parser("set", help="approve a baseline from a report")

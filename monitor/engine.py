@@ -94,6 +94,8 @@ class EngineSettings:
     attributes: tuple[str, ...] | None = None
     intersections: tuple[tuple[str, ...], ...] | None = None
     reference_groups: Mapping[str, str] = field(default_factory=dict)
+    #: per model, attribute → reference group; overrides ``reference_groups`` for that model
+    model_reference_groups: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     label_maturity: Mapping[str, float] = field(default_factory=dict)  # per model, seconds
     join_ttl: float = 30 * 86400.0
     join_capacity: int = 500_000
@@ -473,7 +475,7 @@ class Engine:
                         attribute=col,
                         min_decisions=s.min_decisions,
                         min_labeled=s.min_labeled,
-                        reference=s.reference_groups.get(col),
+                        reference=s.model_reference_groups.get(model, {}).get(col, s.reference_groups.get(col)),
                         confidence=s.confidence,
                     )
                     windows.append(WindowMetrics(model, wname, am))

@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=_positive_float, help="decisions per simulated second (default: 5)")
     demo.add_argument(
         "--duration",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="stop after this many wall seconds (default: run until Ctrl-C)",
+        type=_duration_arg,
+        metavar="DURATION",
+        help="stop after this much wall time, e.g. 10s, 5m (default: run until Ctrl-C)",
     )
     demo.add_argument(
         "--interval",
@@ -181,11 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from fairwatch.alerts.cli import add_baseline_parser, add_flags_parser
 
-    add_flags_parser(sub)
+    add_flags_parser(sub, load=_load_alerts)
     from fairwatch.app.audit_cli import add_audit_parser
 
     add_audit_parser(sub)
-    add_baseline_parser(sub)
+    add_baseline_parser(sub, load=_load_alerts)
     try:
         from fairwatch.intervention.cli import add_pipeline_parser
     except ImportError:  # pragma: no cover - the intervention package is optional at import time
@@ -272,6 +272,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _load_alerts(path: str | None):
+    """``fairwatch flags`` / ``baseline``: the same loader as every command (``FAIRWATCH_ALERTS__…`` apply)."""
+    return load_config(path).alerts
 
 
 def _config(args: argparse.Namespace) -> Config:
