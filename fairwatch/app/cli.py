@@ -342,7 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"fairwatch: configuration error: {exc}", file=sys.stderr)
+        from fairwatch.app.redact import redact
+
+        print(redact(f"fairwatch: configuration error: {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

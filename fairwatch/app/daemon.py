@@ -31,6 +31,7 @@ from contextlib import ExitStack
 import orjson
 
 from fairwatch.app.config import Config, ConfigError
+from fairwatch.app.redact import redact, register_secret
 from fairwatch.monitor.daily import DailyStats, DailyStore
 from fairwatch.monitor.engine import Engine
 from fairwatch.monitor.exporter import serve_metrics
@@ -366,6 +367,7 @@ class Daemon:
 
     def run(self, *, install_signals: bool = True) -> int:
         cfg = self.config
+        self._register_secrets()
         with ExitStack() as stack:
             server, _ = serve_metrics(
                 self.board,
@@ -387,7 +389,11 @@ class Daemon:
             self._start_scheduler(stack)
             log.info(
                 "daemon started",
-                extra={"bootstrap": self.kc.bootstrap_servers, "group": self.kc.group_id, "state": cfg.state.url},
+                extra={
+                    "bootstrap": self.kc.bootstrap_servers,
+                    "group": self.kc.group_id,
+                    "state": redact(cfg.state.url),
+                },
             )
             backoff = 1.0
             while not self.stop.is_set():
@@ -408,9 +414,21 @@ class Daemon:
             log.info("daemon stopped")
         return EXIT_OK
 
+    def _register_secrets(self) -> None:
+        """Tokens and passwords this process holds: masked in every log line and endpoint."""
+        import os
+
+        for key, value in self.kc.options.items():
+            if any(w in key for w in ("password", "secret", "token")) and isinstance(value, str):
+                register_secret(value)
+        for var in (self.config.alerts.admin.token_env, self.config.alerts.notify.webhook_token_env):
+            if var:
+                register_secret(os.environ.get(var))
+
     def _jobs_route(self) -> tuple[str, bytes]:
         jobs = self.scheduler.jobs() if self.scheduler is not None else []
-        return "application/json", orjson.dumps({"scheduler": self.scheduler is not None, "jobs": jobs})
+        body = orjson.dumps({"scheduler": self.scheduler is not None, "jobs": jobs}, default=str)
+        return "application/json", redact(body.decode()).encode()
 
     def _start_scheduler(self, stack: ExitStack) -> None:
         """apscheduler jobs; checkpoint and evaluation only wake the loop (never run beside ``_apply``)."""
