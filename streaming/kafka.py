@@ -266,6 +266,12 @@ class KafkaSource:
     def assigned(self) -> list[int]:
         return sorted({tp.partition for tp in self.consumer.assignment()})
 
+    def joined(self) -> bool:
+        """A stable member of the group (a member with no partitions is one too: more replicas than partitions)."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        stable = getattr(coordinator, "stable", None)
+        return bool(stable()) if callable(stable) else bool(self.consumer.assignment())
+
     def lag(
         self, positions: dict[str, int], timeout_s: float = 5.0, *, cached: bool = False
     ) -> dict[tuple[str, int], int]:

@@ -108,6 +108,11 @@ class KafkaConfig(_Section):
     outcomes_topic: str = "fairness.outcomes"
     deadletter_topic: str = "fairness.deadletter"
     max_poll_records: int = Field(10_000, ge=1)
+    #: a group join not complete after this long: close the consumer and join again (with backoff)
+    join_timeout: Duration = 60.0
+    #: ``/healthz`` fails (Kubernetes restarts the pod) after this long with neither group
+    #: membership nor records applied
+    liveness_timeout: Duration = 300.0
     options: dict[str, Any] = {}
 
 

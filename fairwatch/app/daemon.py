@@ -58,7 +58,8 @@ class Daemon:
         self.signals = 0
         self.ready = False
         self.broker_ok = False
-        self.last_loop = time.monotonic()
+        self.clock = time.monotonic  # replaced in tests of the liveness rule
+        self.last_loop = self.last_progress = self.clock()
         self.lag: dict[tuple[str, int], int] = {}
         # Per-day statistics for the monthly audit export: counted by an engine observer,
         # saved with each checkpoint as a redo record, applied to the daily store after it.
@@ -123,6 +124,7 @@ class Daemon:
             self.owned[p] = set(models)
         self.positions.update(offsets)
         self.ready = True
+        self.progress()
         log.info("partitions assigned", extra={"partitions": partitions, "restored": sorted(cps), "offsets": offsets})
         return offsets
 
@@ -331,11 +333,19 @@ class Daemon:
                 ends = (offsets[0], offsets[-1]) if offsets else ()  # offset order: the first and the last
                 self.daily.count_events(topic, p, now, ends, events, dead)
 
+    def progress(self) -> None:
+        """Group membership or records applied: the daemon is not stuck."""
+        self.last_progress = self.clock()
+
     def health(self) -> tuple[bool, bool, str]:
-        alive = time.monotonic() - self.last_loop < 60
+        now = self.clock()
+        stuck = now - self.last_progress > self.kc.liveness_timeout  # neither membership nor records
+        alive = now - self.last_loop < 60 and not stuck
         ready = self.ready and self.broker_ok
         broker = "ok" if self.broker_ok else "unreachable"
         detail = f"alive={alive} ready={ready} assigned={sorted(self.ledgers)} broker={broker}"
+        if stuck:
+            detail += f" stuck: no group membership and no records for {now - self.last_progress:.0f} s"
         return alive, ready, detail
 
     def _publish(self) -> None:
@@ -519,6 +529,10 @@ class Daemon:
         last = next((e for e in reversed(audit.entries()) if e.get("kind") == "config.loaded"), None)
         audit.append("config.loaded", sha256=digest, changed=last is not None and last.get("sha256") != digest)
 
+    def _joined(self) -> bool:
+        joined = getattr(self.source, "joined", None)
+        return joined() if callable(joined) else self.ready  # ready: an assignment (maybe empty) arrived
+
     def _due(self, name: str, now: float, at: float) -> bool:
         """Scheduler on: its flag says when; off: the loop's own timer."""
         if self.scheduler is None:
@@ -529,12 +543,19 @@ class Daemon:
         cfg = self.config
         next_checkpoint = next_eval = next_probe = time.monotonic()
         flowing = False  # records arrived since the last lag probe: the broker answers
+        joining = time.monotonic()  # not yet a stable member since then
         while not self.stop.is_set():
             self.last_loop = now = time.monotonic()
             batches = self.source.poll(timeout_ms=200)
             if batches:
                 self._apply(batches)
                 flowing = True
+                self.progress()
+            if self._joined():
+                joining = now
+                self.progress()
+            elif now - joining > self.kc.join_timeout:  # the run loop reconnects with backoff
+                raise RuntimeError(f"consumer group join did not complete in {self.kc.join_timeout:g} s")
             if self.saving is not None and self.saving.done():
                 self.settle()
             if now >= next_probe:
