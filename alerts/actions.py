@@ -1,4 +1,4 @@
-"""Actions by tier, and the incidents they belong to (DESIGN §5).
+"""Actions by tier, and the incidents they belong to (docs/alerts.md).
 
 An incident is one (model, metric, attribute) from its first tier ≥ 1 in any
 window until every window is back to 0 (or insufficient). When its highest tier
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .audit import AuditSink, MemoryAuditLog
+from .audit import ACTION, TIER_CHANGE, AuditSink, MemoryAuditLog
 from .notify import Notifier, make_alert
 from .rollback import RollbackManager, RollbackRecord
 from .tiers import TierChange
@@ -172,7 +172,7 @@ class Responder:
         self, changes: list[TierChange], *, now: float, versions: dict[str, dict[str, int]] | None = None
     ) -> None:
         for ch in changes:
-            self.audit.append("tier.change", **ch.as_dict())
+            self.audit.append(TIER_CHANGE, **ch.as_dict())
             inc, closed = self.incidents.apply(ch)
             if inc is None:
                 continue
@@ -249,7 +249,7 @@ class Responder:
     def _action(self, inc: Incident, kind: str, now: float, **detail: Any) -> None:
         entry = {"action": kind, "at": now, **detail}
         inc.actions.append(entry)
-        self.audit.append(f"action.{kind}", incident=inc.id, model=inc.model, **detail)
+        self.audit.append(ACTION + kind, incident=inc.id, model=inc.model, **detail)
 
     def _alert(self, inc: Incident, tier: int, *, resolved_at: float | None = None) -> dict[str, Any]:
         val = "–" if inc.value is None else f"{inc.value:.3f}"
@@ -290,4 +290,7 @@ class Responder:
 def _secs(window: str) -> float:
     from fairwatch.monitor.windows import parse_duration
 
-    return parse_duration(window)
+    try:
+        return parse_duration(window)
+    except ValueError:  # the sequential policy's machines have no window length
+        return 0.0

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from .audit import ADMIN_ROLLBACK
 from .flags import FlagStoreError
 from .loop import AlertLoop
 
@@ -94,7 +95,7 @@ def serve_admin(loop: AlertLoop, *, token: str, host: str = "127.0.0.1", port: i
             try:
                 if path == "/flags/rollback":
                     rec = loop.rollback.rollback(
-                        f"manual/{model}/{loop.audit.append('admin.rollback', model=model, reason=reason)['seq']}",
+                        f"manual/{model}/{loop.audit.append(ADMIN_ROLLBACK, model=model, reason=reason)['seq']}",
                         model,
                         now=_now(loop),
                         reason=reason,

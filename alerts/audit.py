@@ -19,4 +19,29 @@ from __future__ import annotations
 
 from fairwatch.monitor.audit import AuditLog, AuditSink, MemoryAuditLog
 
-__all__ = ["AuditSink", "AuditLog", "MemoryAuditLog"]
+__all__ = [
+    "AuditSink",
+    "AuditLog",
+    "MemoryAuditLog",
+    "TIER_CHANGE",
+    "ACTION",
+    "ROLLBACK",
+    "ROLLBACK_EXECUTE",
+    "FLAG_RESTORE",
+    "ADMIN_ROLLBACK",
+    "INCIDENT_KINDS",
+    "ROLLBACK_KINDS",
+]
+
+# The kinds of audit entry the alert layer writes (docs/files.md, "Audit log"). A kind
+# ending in "." is a prefix: "action.<what>" (notify, rollback, pipeline, …) and
+# "rollback.<step>" (detect, assess, decide, execute, verify, communicate).
+TIER_CHANGE = "tier.change"
+ACTION = "action."
+ROLLBACK = "rollback."
+ROLLBACK_EXECUTE = ROLLBACK + "execute"
+FLAG_RESTORE = "flag.restore"
+ADMIN_ROLLBACK = "admin.rollback"
+#: entries that make up an incident's history; those of rollbacks and restores
+INCIDENT_KINDS = (TIER_CHANGE, ACTION)
+ROLLBACK_KINDS = (ROLLBACK, FLAG_RESTORE, ADMIN_ROLLBACK)

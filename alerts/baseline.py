@@ -1,4 +1,4 @@
-"""Approved baselines: what "degradation" is measured against (DESIGN §5).
+"""Approved baselines: what "degradation" is measured against (docs/alerts.md).
 
 A baseline is ``{model: {metric: {attribute: value}}}``. Sources, highest priority
 first: the baseline file (written by ``fairwatch baseline set``, i.e. approved by a
@@ -187,7 +187,7 @@ def baseline_from_report(
         raise ValueError(BAD_REPORT.format(path=p, why="file not found")) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(BAD_REPORT.format(path=p, why=f"not JSON: {exc}")) from None
-    if isinstance(data, list):  # DESIGN §7 snapshot
+    if isinstance(data, list):  # a --snapshot file (docs/files.md)
         values: dict[str, dict[str, float]] = defaultdict(dict)
         models = sorted({e.get("labels", {}).get("model") for e in data if isinstance(e, dict)} - {None})
         if not models:

@@ -14,16 +14,19 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+# Building the parsers imports nothing heavy (``fairwatch --help`` starts at once); each
+# handler imports what it uses. pydantic's ValidationError is a ValueError.
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-from .audit import AuditLog
-from .baseline import BaselineStore, baseline_from_report
-from .config import AlertsConfig
-from .flags import FlagStoreError, flag_store_from_config
-from .rollback import RollbackManager
+    from .config import AlertsConfig
+    from .rollback import RollbackManager
+
+    #: The application's configuration loader, ``path → AlertsConfig`` (file + ``FAIRWATCH_…``
+    #: environment, errors as ``ConfigError``): this layer cannot import it, so it is passed in.
+    LoadAlerts = Callable[[str | None], AlertsConfig]
 
 __all__ = ["add_flags_parser", "add_baseline_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
 
@@ -33,11 +36,6 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="fairwatch YAML (its alerts: section)")
     p.add_argument("--json", action="store_true", help="print JSON")
-
-
-#: The application's configuration loader, ``path → AlertsConfig`` (file + ``FAIRWATCH_…``
-#: environment, errors as ``ConfigError``): this layer cannot import it, so it is passed in.
-LoadAlerts = Callable[[str | None], AlertsConfig]
 
 
 def _alerts_config(args: argparse.Namespace) -> AlertsConfig:
@@ -91,6 +89,10 @@ def add_flags_parser(sub: argparse._SubParsersAction, *, load: LoadAlerts) -> ar
 
 
 def _manager(args: argparse.Namespace) -> RollbackManager:
+    from .audit import AuditLog
+    from .flags import flag_store_from_config
+    from .rollback import RollbackManager
+
     cfg = _alerts_config(args)
     store = flag_store_from_config(cfg.rollback.flag_store)
     return RollbackManager(cfg.rollback, store, audit=AuditLog(cfg.audit_path))
@@ -99,7 +101,7 @@ def _manager(args: argparse.Namespace) -> RollbackManager:
 def _flags_status(args: argparse.Namespace) -> int:
     try:
         mgr = _manager(args)
-    except (ValueError, ValidationError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         return _err(f"configuration: {exc}")
     rows = mgr.status()
     if not rows:
@@ -129,7 +131,7 @@ def _flags_rollback(args: argparse.Namespace) -> int:
         )
     except KeyError as exc:
         return _err(str(exc.args[0]))
-    except (ValueError, ValidationError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         return _err(f"configuration: {exc}")
     _print(
         rec.as_dict(),
@@ -140,6 +142,8 @@ def _flags_rollback(args: argparse.Namespace) -> int:
 
 
 def _flags_restore(args: argparse.Namespace) -> int:
+    from .flags import FlagStoreError
+
     if not args.reason.strip():
         return _err("--reason must not be empty")
     try:
@@ -149,7 +153,7 @@ def _flags_restore(args: argparse.Namespace) -> int:
         return _err(str(exc.args[0]))
     except FlagStoreError as exc:
         return _err(str(exc), EXIT_FAILURE if not isinstance(exc, ValueError) else EXIT_USAGE)
-    except (ValueError, ValidationError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         return _err(str(exc))
     _print(
         change,
@@ -194,6 +198,9 @@ def add_baseline_parser(sub: argparse._SubParsersAction, *, load: LoadAlerts) ->
 
 
 def _baseline_set(args: argparse.Namespace) -> int:
+    from .audit import AuditLog
+    from .baseline import BaselineStore, baseline_from_report
+
     try:
         cfg = _alerts_config(args)
         model, values = baseline_from_report(
@@ -205,7 +212,7 @@ def _baseline_set(args: argparse.Namespace) -> int:
         AuditLog(cfg.audit_path).append(
             "baseline.set", model=model, values=values, report=args.from_report, approved_by=args.approved_by
         )
-    except (ValueError, ValidationError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         return _err(str(exc))
     _print(
         {"model": model, "values": values},
@@ -217,9 +224,11 @@ def _baseline_set(args: argparse.Namespace) -> int:
 
 
 def _baseline_show(args: argparse.Namespace) -> int:
+    from .baseline import BaselineStore
+
     try:
         cfg = _alerts_config(args)
-    except (ValueError, ValidationError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         return _err(str(exc))
     store = BaselineStore(cfg.baseline_path, defaults={m: e.values for m, e in cfg.baselines.items()})
     entries = store.entries()

@@ -1,6 +1,6 @@
 """The ``alerts:`` section of the configuration: tier policy, actions, rollback, admin API.
 
-Defaults come from the intervention playbook (DESIGN §5): degradation against the
+Defaults come from the intervention playbook (docs/alerts.md): degradation against the
 approved baseline of 5 %, 10 %, 20 % gives tiers 1, 2, 3; absolute guards are DP
 ratio < 0.75 (tier 2), DI outside [0.80, 1.25] (tier 3), EO gap > 0.12 (tier 2),
 ECE > 0.08 in any group (tier 2), intersectional DP < 0.75 (tier 2), accuracy more
@@ -31,9 +31,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 __all__ = [
     "METRICS",
     "AlertsConfig",
+    "BudgetConfig",
     "Guard",
     "PolicyConfig",
     "RuleConfig",
+    "SequentialConfig",
     "RollbackConfig",
     "NotifyConfig",
     "AdminConfig",
@@ -49,6 +51,9 @@ METRICS: dict[str, Literal["low", "high"]] = {
 }
 
 Evidence = Literal["point", "ci"]
+#: ``sequential``: anytime-valid e-detectors (:mod:`fairwatch.alerts.sequential`); ``ci``/``point``: the
+#: fixed-sample policy of multi-window checks (kept for comparison and backtests)
+PolicyEvidence = Literal["sequential", "point", "ci"]
 
 
 def _duration(value: Any) -> float:
@@ -129,6 +134,52 @@ def _default_rules() -> dict[str, RuleConfig]:
     }
 
 
+class BudgetConfig(_Section):
+    """False-alarm budget per model: the mean time between false alarms of each tier is at least this.
+
+    ``tier3: 365d`` reads "on a stream where every constraint holds, a false rollback
+    comes no more often than once a year on average"; and the probability of one within
+    a time ``t`` is at most ``t / 365d``. ``3650d`` is the 10-year budget.
+    """
+
+    tier1: Duration = 30 * 86400.0
+    tier2: Duration = 365 * 86400.0
+    tier3: Duration = 365 * 86400.0
+
+    @model_validator(mode="after")
+    def _positive(self) -> BudgetConfig:
+        for name in ("tier1", "tier2", "tier3"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"budget.{name}: must be a positive duration, got {getattr(self, name)!r}")
+        return self
+
+    def seconds(self, tier: int) -> float:
+        return (self.tier1, self.tier2, self.tier3)[tier - 1]
+
+
+class SequentialConfig(_Section):
+    """The alternatives the e-detectors are tuned for (more alternatives cost log(count) in threshold)."""
+
+    #: DP ratio / DI: alternative ratios as factors of the null ratio (0.8 → 0.72, 0.60)
+    ratio_alternatives: tuple[float, ...] = (0.9, 0.75)
+    #: EO gap and calibration bias: alternatives as the null gap plus these
+    gap_alternatives: tuple[float, ...] = (0.05, 0.15)
+    #: accuracy: alternatives as the null accuracy minus these
+    accuracy_alternatives: tuple[float, ...] = (0.05, 0.15)
+    #: a raised tier holds while its evidence is at least this share of the threshold
+    hold_fraction: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> SequentialConfig:
+        if not self.ratio_alternatives or any(not 0 < f < 1 for f in self.ratio_alternatives):
+            raise ValueError(f"ratio_alternatives: each must be in (0, 1), got {list(self.ratio_alternatives)!r}")
+        for name in ("gap_alternatives", "accuracy_alternatives"):
+            v = getattr(self, name)
+            if not v or any(not 0 < d < 1 for d in v):
+                raise ValueError(f"{name}: each must be in (0, 1), got {list(v)!r}")
+        return self
+
+
 class PolicyConfig(_Section):
     """The tier state machine and the multi-window confirmation."""
 
@@ -142,13 +193,15 @@ class PolicyConfig(_Section):
     clear_for: int = Field(5, ge=1)
     #: margin (in the metric's units) by which the point must be back inside before lowering
     hysteresis: float = Field(0.02, ge=0)
-    #: what must cross: the point estimate, or the confidence bound on the bad side
-    evidence: Evidence = "ci"
+    #: ``sequential`` (default): e-detectors with the false-alarm budget of ``alerts.budget``;
+    #: ``ci``: the confidence bound on the bad side must cross; ``point``: the estimate
+    evidence: PolicyEvidence = "sequential"
     #: evidence demanded of the confirming (longer) window
     confirm_evidence: Evidence = "point"
     #: short window -> the longer window that must confirm it (SRE multi-window alerts)
     confirm: dict[str, str] = {"5m": "15m", "15m": "30m", "30m": "1h", "1h": "24h"}
     rules: dict[str, RuleConfig] = Field(default_factory=_default_rules)
+    sequential: SequentialConfig = SequentialConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -221,6 +274,9 @@ class AlertsConfig(_Section):
 
     enabled: bool = True
     policy: PolicyConfig = PolicyConfig()
+    budget: BudgetConfig = BudgetConfig()
+    #: evaluation interval (s) the budget is converted with; None: the daemon's ``evaluation_interval``
+    evaluation_interval: Duration | None = None
     baselines: dict[str, BaselineEntry] = {}
     baseline_path: str = "fairwatch-baselines.json"
     #: learn baselines from a named period of event time when none is approved: {model: [start, end]}
@@ -236,3 +292,16 @@ class AlertsConfig(_Section):
 
     def confirm_window(self, window: str) -> str | None:
         return self.policy.confirm.get(window)
+
+    def windows(self) -> tuple[str, ...]:
+        """The windows the alert policy reads: each short window and its confirming window
+        (none when alerts are disabled). The engine must keep them all.
+
+        >>> AlertsConfig(policy={"confirm": {"5m": "1h"}}).windows()
+        ('5m', '1h')
+        >>> AlertsConfig(enabled=False).windows()
+        ()
+        """
+        if not self.enabled:
+            return ()
+        return tuple(dict.fromkeys(w for pair in self.policy.confirm.items() for w in pair))

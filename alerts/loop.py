@@ -41,11 +41,21 @@ class AlertLoop:
         enqueue: Callable[[dict[str, Any]], str | None] | None = None,
         notifier: Notifier | None = None,
         confidence: float = 0.95,
+        interval: float | None = None,
+        reference_groups: dict[str, str] | None = None,
     ) -> None:
+        """``interval``: the evaluation interval (s) the false-alarm budget is converted with
+        (default ``alerts.evaluation_interval``); ``reference_groups``: DI reference group per attribute."""
         self.config = cfg = config or AlertsConfig()
         self.audit = audit if audit is not None else AuditLog(cfg.audit_path)
         self.baselines = BaselineStore(cfg.baseline_path, defaults={m: e.values for m, e in cfg.baselines.items()})
-        self.policy = Policy(cfg, baselines=self.baselines, confidence=confidence)
+        self.policy = Policy(
+            cfg,
+            baselines=self.baselines,
+            confidence=confidence,
+            interval=interval or cfg.evaluation_interval,
+            reference_groups=reference_groups,
+        )
         self.notifier = notifier or Notifier(cfg.notify)
         self.rollback: RollbackManager | None = None
         if cfg.rollback.models:
@@ -72,6 +82,11 @@ class AlertLoop:
 
     def evaluate(self, snap: Snapshot, engine: Any | None = None) -> Snapshot:
         """Judge one snapshot, act, verify rollbacks; returns the snapshot with alert samples."""
+        self.judge(snap, engine)
+        return snap.with_samples(self.samples())
+
+    def judge(self, snap: Snapshot, engine: Any | None = None) -> None:
+        """Judge one snapshot (its counters and gauges describe the whole model), act, verify rollbacks."""
         now = max(snap.event_time.values(), default=snap.created)
         self._learn(snap)
         counts = None
@@ -86,7 +101,6 @@ class AlertLoop:
         self.responder.handle(changes, now=now, versions=versions)
         if self.rollback is not None:
             self.verified.extend(self.rollback.verify(versions, now, self._tier_of))
-        return snap.with_samples(self.samples())
 
     def _tier_of(self, rec: RollbackRecord) -> int | None:
         if rec.window is None or rec.metric is None or rec.attribute is None:

@@ -1,5 +1,10 @@
 """The tier policy: snapshot → candidate tiers → state machines → tier changes.
 
+With ``policy.evidence: sequential`` (the default) every rule is judged by anytime-valid
+e-detectors with the false-alarm budget of ``alerts.budget`` (:mod:`fairwatch.alerts.sequential`);
+the rest of this docstring describes the fixed-sample policy (``ci`` / ``point``), kept to
+compare with and to backtest.
+
 For every (model, window, metric, attribute) the policy reads the metric from the
 snapshot's structured :class:`~fairwatch.monitor.snapshot.WindowMetrics`, turns it into two
 candidate tiers (see :mod:`fairwatch.alerts.tiers`) and feeds the state machine:
@@ -34,7 +39,25 @@ from fairwatch.monitor.windows import parse_duration
 
 from .baseline import BaselineStore
 from .config import METRICS, AlertsConfig, Guard, RuleConfig
+from .sequential import WINDOW, ModelEvidence, counts_from_snapshot
 from .tiers import INSUFFICIENT, TierChange, TierMachine
+
+#: evaluation interval (s) when neither the caller nor ``alerts.evaluation_interval`` names one
+DEFAULT_INTERVAL = 10.0
+
+
+def _constraint(metric: str, spec, group: str | None, other: str | None) -> str:
+    """The constraint a detector tests against, in words."""
+    if spec.kind == "ratio":
+        return f"rate({group}) < {spec.null:.3g} x rate({other})"
+    if spec.kind == "diff":
+        rate = "TPR" if spec.sub == 0 else "FPR"
+        return f"{rate}({other}) - {rate}({group}) > {spec.null:.3g}"
+    if spec.kind == "bias":
+        side = "above" if spec.sub > 0 else "below"
+        return f"outcomes of {group} {side} its scores by > {spec.null:.3g}"
+    return f"accuracy({group}) < {spec.null:.3g}"
+
 
 __all__ = ["Policy", "Item", "ece_interval", "candidate", "LabelCounts"]
 
@@ -180,9 +203,19 @@ class Policy:
     """Evaluates snapshots; keeps one :class:`TierMachine` per (model, window, metric, attribute)."""
 
     def __init__(
-        self, config: AlertsConfig | None = None, *, baselines: BaselineStore | None = None, confidence: float = 0.95
+        self,
+        config: AlertsConfig | None = None,
+        *,
+        baselines: BaselineStore | None = None,
+        confidence: float = 0.95,
+        interval: float | None = None,
+        reference_groups: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config or AlertsConfig()
+        #: evaluation interval the budget is converted with (s)
+        self.interval = float(interval or self.config.evaluation_interval or DEFAULT_INTERVAL)
+        self.reference_groups = dict(reference_groups or {})
+        self.evidence: dict[str, ModelEvidence] = {}
         self.baselines = baselines or BaselineStore(
             self.config.baseline_path, defaults={m: e.values for m, e in self.config.baselines.items()}
         )
@@ -242,6 +275,8 @@ class Policy:
         """Feed one snapshot to every state machine; returns the transitions."""
         pol = self.config.policy
         self.evaluations += 1
+        if pol.evidence == "sequential":
+            return self._evaluate_sequential(snap)
         by_key = {(wm.model, wm.window, wm.metrics.attribute): wm.metrics for wm in snap.windows}
         windows_of = {}
         for wm in snap.windows:
@@ -329,13 +364,67 @@ class Policy:
                     )
         return changes
 
+    def _evaluate_sequential(self, snap: Snapshot) -> list[TierChange]:
+        """The e-detectors of every model on the counts since the last evaluation."""
+        changes: list[TierChange] = []
+        for model, (names, (dec, lab, cal_s, cal_l)) in sorted(counts_from_snapshot(snap).items()):
+            ev = self.evidence.get(model)
+            if ev is None:
+                ev = self.evidence[model] = ModelEvidence(
+                    self.config, interval=self.interval, reference_groups=self.reference_groups
+                )
+            before = None if ev.tiers is None else ev.tiers.state[0].copy()
+            prev_machines = [] if ev.layout is None else list(ev.layout.machines)
+            states = ev.step(
+                names, dec, lab, cal_s, cal_l, lambda metric, attr, m=model: self.baselines.get(m, metric, attr)
+            )
+            if states is None:
+                continue
+            t = snap.event_time.get(model, snap.created)
+            old = dict(zip(prev_machines, [] if before is None else before.tolist(), strict=False))
+            for i, (metric, attribute) in enumerate(ev.layout.machines):
+                key = (model, WINDOW, metric, attribute)
+                state = int(states[0, i])
+                prev = old.get((metric, attribute), INSUFFICIENT)
+                dec_ = ev.deciding(i)
+                self.last[key] = (state, None)
+                if state == prev:
+                    continue
+                spec, stat, thr = dec_ if dec_ is not None else (None, None, None)
+                group = None if spec is None else ev.layout.names[spec.g][1]
+                other = None if spec is None or spec.h < 0 else ev.layout.names[spec.h][1]
+                reason = "insufficient data"
+                if state >= 0 and spec is not None:
+                    reason = (
+                        f"sequential evidence {stat:.2f} vs threshold {thr:.2f} (tier {spec.tier}): "
+                        f"{_constraint(metric, spec, group, other)}"
+                    )
+                changes.append(
+                    TierChange(model, WINDOW, metric, attribute, prev, state, t, None, None, reason, group, stat, thr)
+                )
+        return changes
+
     # -- exposition ------------------------------------------------------------------------
     def samples(self) -> list[Sample]:
-        """``fairness_alert_tier`` for every state machine (−1 = insufficient data)."""
-        return [
+        """``fairness_alert_tier`` for every state machine (−1 = insufficient data), and the evidence."""
+        out = [
             Sample("fairness_alert_tier", {"model": m, "window": w, "metric": k, "attribute": a}, float(st))
             for (m, w, k, a), (st, _) in sorted(self.last.items())
         ]
+        for model, ev in sorted(self.evidence.items()):
+            for metric, attribute, group, tier, value in ev.series_values():
+                labels = {
+                    "model": model,
+                    "window": WINDOW,
+                    "metric": metric,
+                    "attribute": attribute,
+                    "group": group,
+                    "tier": str(tier),
+                }
+                out.append(Sample("fairness_alert_evidence", labels, value))
+            for tier, thr in sorted(ev.tier_thresholds().items()):
+                out.append(Sample("fairness_alert_evidence_threshold", {"model": model, "tier": str(tier)}, thr))
+        return out
 
     def tier(self, model: str, metric: str | None = None, attribute: str | None = None) -> int:
         """Highest current tier of a model (optionally one metric/attribute), −1 if all insufficient."""

@@ -25,7 +25,7 @@ from typing import Any
 
 from fairwatch.monitor.windows import parse_duration
 
-from .audit import AuditSink, MemoryAuditLog
+from .audit import FLAG_RESTORE, ROLLBACK, AuditSink, MemoryAuditLog
 from .config import RollbackConfig
 from .flags import FlagStore, FlagStoreError
 
@@ -117,7 +117,7 @@ class RollbackManager:
         return json.loads(self._state_path.read_text(encoding="utf-8"))
 
     def _step(self, step: str, rec: RollbackRecord, **fields: Any) -> None:
-        self.audit.append(f"rollback.{step}", incident=rec.incident, model=rec.model, flag=rec.flag, **fields)
+        self.audit.append(ROLLBACK + step, incident=rec.incident, model=rec.model, flag=rec.flag, **fields)
 
     # -- the procedure ----------------------------------------------------------------------
     def rollback(
@@ -242,7 +242,7 @@ class RollbackManager:
                 total = sum(delta.values())
                 share = delta[rec.target] / total if total else None
                 carry = share is not None and total >= 20 and share >= self.config.verify_version_share
-                window_s = parse_duration(rec.window) if rec.window else 0.0
+                window_s = _window_seconds(rec.window)
                 tier = tier_of(rec) if now - rec.executed_at >= window_s + self.config.verify_grace else None
                 recovered = tier is not None and tier == 0
                 rec.verification = {
@@ -304,5 +304,13 @@ class RollbackManager:
         if not target:
             raise ValueError(NO_PREVIOUS.format(flag=flag))
         change = self.store.set_variant(flag, target, reason=reason, dry_run=dry_run)
-        self.audit.append("flag.restore", model=model, flag=flag, change=change.as_dict())
+        self.audit.append(FLAG_RESTORE, model=model, flag=flag, change=change.as_dict())
         return change.as_dict()
+
+
+def _window_seconds(window: str | None) -> float:
+    """Length of an incident's window; 0 for the sequential policy's (it judges new counts only)."""
+    try:
+        return parse_duration(window) if window else 0.0
+    except ValueError:
+        return 0.0

@@ -47,6 +47,9 @@ class TierChange:
     value: float | None
     ci: tuple[float, float] | None
     reason: str
+    group: str | None = None  # the group whose evidence decided (sequential policy)
+    evidence: float | None = None  # its CUSUM statistic (log e-value)
+    threshold: float | None = None  # the threshold it was judged against
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -64,6 +67,9 @@ class TierChange:
             "value": self.value,
             "ci": list(self.ci) if self.ci else None,
             "reason": self.reason,
+            "group": self.group,
+            "evidence": self.evidence,
+            "threshold": self.threshold,
         }
 
 

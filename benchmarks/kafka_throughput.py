@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
+from stamp_forms import FORMS, restamp  # noqa: E402  (benchmarks/, beside this script)
 
 RESULTS = ROOT / "benchmarks" / "results" / "kafka_throughput.json"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -102,8 +103,9 @@ def simulators(partitions: int, rate: float, start: float, seed: int = 1) -> lis
     ]
 
 
-def produce_all(bootstrap: str, topic: str, n: int, partitions: int) -> dict:
-    """N decisions, one model per partition, as fast as the producer goes."""
+def produce_all(bootstrap: str, topic: str, n: int, partitions: int, stamps: str = "ms_Z") -> dict:
+    """N decisions, one model per partition, as fast as the producer goes; ``ts`` in the
+    form ``stamps`` (``stamp_forms.FORMS``)."""
     from confluent_kafka import Producer
 
     rate = 200.0  # decisions per simulated second per model: event time stays in the past
@@ -126,7 +128,7 @@ def produce_all(bootstrap: str, topic: str, n: int, partitions: int) -> dict:
         key = f"bench-{p}".encode()
         left = per
         while left:
-            vals = sim.advance_batch(min(left, 20_000) / rate).topic_values(False)[:left]
+            vals = restamp(sim.advance_batch(min(left, 20_000) / rate).topic_values(False)[:left], stamps)
             for v in vals:
                 while True:
                     try:
@@ -547,8 +549,16 @@ def main() -> int:
         default=5,
         help="runs of each raw client and daemon measurement; the median is compared (shared machine)",
     )
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--stamps",
+        choices=list(FORMS),
+        default="ms_Z",
+        help="form of the decisions' ts (us_Z: as datetime.isoformat() gives it, with Z)",
+    )
+    p.add_argument("--out", type=Path, help="default: results/kafka_throughput.json (_<form>.json for other stamps)")
     args = p.parse_args()
+    if args.out is None:
+        args.out = RESULTS if args.stamps == "ms_Z" else RESULTS.with_name(f"kafka_throughput_{args.stamps}.json")
     if args.quick:
         args.decisions, args.latency_seconds, args.repeat = 200_000, 10.0, 1
 
@@ -575,6 +585,7 @@ def main() -> int:
             "decisions": args.decisions,
             "partitions": args.partitions,
             "models": args.partitions,
+            "timestamp_form": args.stamps,
             "max_poll_records": args.max_poll_records,
             "evaluation_interval_s": args.eval_interval,
             "checkpoint_interval_s": 5.0,
@@ -594,7 +605,7 @@ def main() -> int:
         topic = f"bench-{uuid.uuid4().hex[:6]}"
         create_topics(bootstrap, [topic, topic + ".outcomes", topic + ".deadletter"], args.partitions)
         print(f"producing {args.decisions:,} decisions to {topic} …", file=sys.stderr)
-        result["produce"] = produce_all(bootstrap, topic, args.decisions, args.partitions)
+        result["produce"] = produce_all(bootstrap, topic, args.decisions, args.partitions, args.stamps)
         n = result["produce"]["decisions"]
         result["setup"]["avg_event_bytes"] = round(result["produce"]["avg_bytes"], 1)
         steps = [

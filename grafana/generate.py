@@ -29,7 +29,7 @@ RUNBOOK_URL = "https://github.com/fairwatch/fairwatch/blob/main/docs/runbook.md"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39
 
-# Thresholds, as in the alert policy (DESIGN §5) and alerts/prometheus/alerting_rules.yml.
+# Thresholds, as in the alert policy (docs/alerts.md) and alerts/prometheus/alerting_rules.yml.
 FOUR_FIFTHS = 0.80
 DP_GUARD = 0.75
 DI_HIGH = 1.25
@@ -672,12 +672,37 @@ def overview() -> dict:
         w=24,
         h=8,
     )
+    b.add(
+        timeseries(
+            "Alert evidence as a share of its threshold ($model, $attribute)",
+            "Sequential evidence (fairness_alert_evidence: the CUSUM of log e-values of each group's constraint) "
+            "divided by the tier's threshold (fairness_alert_evidence_threshold = log(A*K) from the false-alarm "
+            "budget): 1 raises the tier, a raised tier holds above 0.5. On a fair stream the lines stay near 0; "
+            "false alarms of a tier come no more often than its budget (docs/alerts.md).",
+            [
+                target(
+                    f"max by (model, metric, group, tier) (fairness_alert_evidence{{{SEL_MA}}})"
+                    " / on (model, tier) group_left ()"
+                    ' max by (model, tier) (fairness_alert_evidence_threshold{model="$model"})',
+                    "tier {{tier}} {{metric}} {{group}}",
+                )
+            ],
+            anchor="alert-evidence",
+            anchor_title="Alert evidence",
+            unit="percentunit",
+            thresholds=steps((None, "green"), (0.5, "orange"), (1, "red")),
+            lines=True,
+            minimum=0,
+        ),
+        w=24,
+        h=8,
+    )
 
     return dashboard(
         "fairwatch-overview",
         "fairwatch / fairness overview",
         "Per-group fairness of one model: demographic parity, disparate impact, equalized odds, calibration, "
-        "intersectional groups, sample sizes and alert tiers (DESIGN §3–§5).",
+        "intersectional groups, sample sizes and alert tiers (docs/metrics.md, docs/alerts.md).",
         ["fairwatch", "fairness"],
         [
             v_datasource(),
@@ -969,6 +994,19 @@ def incident() -> dict:
             [target("count by (version) (fairwatch_build_info)", "{{version}}")],
             anchor="fairwatchdown",
             anchor_title="FairwatchDown",
+            minimum=0,
+            decimals=0,
+        ),
+        w=8,
+    )
+    b.add(
+        timeseries(
+            "Evaluator",
+            "Which replica merges every partition, exports the fairness gauges and acts (fairwatch_evaluator = 1; "
+            "docs/replicas.md). Exactly one line at 1; none or two for 2 minutes pages (FairwatchEvaluatorNotOne).",
+            [target("max by (replica) (fairwatch_evaluator)", "{{replica}}")],
+            anchor="fairwatchevaluatornotone",
+            anchor_title="FairwatchEvaluatorNotOne",
             minimum=0,
             decimals=0,
         ),

@@ -1,6 +1,6 @@
 """Group fairness, utility and calibration metrics, in fairlearn's vocabulary.
 
-Definitions (the same as DESIGN §3 and fairlearn):
+Definitions (the same as docs/metrics.md and fairlearn):
 
 * selection rate ``SR(g)`` = favorable predictions / rows in ``g``;
 * demographic parity ratio = ``min_g SR(g) / max_g SR(g)``
@@ -57,7 +57,7 @@ def _labels(sensitive_features: Any) -> np.ndarray:
 def intersection(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """Intersectional group label of each row: the values of ``columns`` joined by ``,``.
 
-    Attribute names are taken in alphabetical order (DESIGN §3), missing values form
+    Attribute names are taken in alphabetical order (docs/metrics.md), missing values form
     the group ``__missing__``.
 
     >>> df = pd.DataFrame({"sex": ["Male", "Female"], "race": ["White", None]})

@@ -43,6 +43,7 @@ from .gates import (
     postprocess_gate,
     preprocess_gate,
     target_met,
+    target_metric,
 )
 from .inprocess import FairConstrainedLogisticRegression, convergence_report, make_reductions
 from .metrics import ece_by_group, expected_calibration_error, fairness_summary
@@ -146,9 +147,21 @@ class Candidate:
     details: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
 
+    @property
+    def gates(self) -> list[dict[str, Any]]:
+        """The gate results along this candidate's path (its inputs' gates, its own, the final)."""
+        return self.details.setdefault("gates", [])
+
+    @property
+    def passes_every_gate(self) -> bool:
+        return bool(self.gates) and all(g["passed"] for g in self.gates)
+
     def record(self) -> dict[str, Any]:
         return {"name": self.name, "stage": self.stage, "iteration": self.iteration, "params": self.params,
-                "metrics": self.metrics, "model_path": self.path}  # fmt: skip
+                "metrics": self.metrics, "model_path": self.path, "gates": self.gates,
+                "passes_every_gate": self.passes_every_gate,
+                "failed_checks": sorted({f"{g['gate']}.{c['name']}" for g in self.gates for c in g["checks"]
+                                         if not c["passed"]})}  # fmt: skip
 
 
 @dataclass
@@ -333,9 +346,14 @@ def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Can
         inner, _ = _fit_tabular(ctx, new_train, ctx.features, est, "di_inner")
         model: Any = RepairedModel(remover, inner)
         weights = None
-        integrity = ks_integrity(train, new_train, ctx.features)
+        # Playbook: KS integrity concerns the non-protected features *other than those being
+        # repaired*; the repaired features are meant to change, so their change is reported.
+        kept = [f for f in ctx.features if f not in repair_features]
+        integrity = ks_integrity(train, new_train, kept)
+        repaired = ks_integrity(train, new_train, repair_features)
         name = f"di_remover_{params['repair_level']:.2f}"
-        p = {"technique": technique, "repair_level": params["repair_level"], "features": repair_features}
+        p = {"technique": technique, "repair_level": params["repair_level"], "features": repair_features,
+             "repaired_feature_change": repaired}  # fmt: skip
         new_train.to_csv(d / f"train_{name}.csv.gz", index=False)
     else:
         weights = reweighing_weights(train, protected=[cfg.primary], outcome=cfg.outcome)
@@ -356,7 +374,8 @@ def stage_preprocess(ctx: PipelineContext, params: dict[str, Any], baseline: Can
                             "min_disparate_impact": [baseline.metrics["min_disparate_impact"],
                                                      metrics["min_disparate_impact"]]},
         "accuracy_change": [baseline.metrics["accuracy"], metrics["accuracy"]],
-        "integrity": integrity, "gate": gate.to_dict()})  # fmt: skip
+        "integrity": integrity, "repaired_feature_change": p.get("repaired_feature_change"),
+        "gate": gate.to_dict()})  # fmt: skip
     ctx.event("gate", iteration=iteration, **gate.to_dict())
     return Prepared(technique, new_train, weights, remover, p), cand, gate
 
@@ -570,166 +589,260 @@ def run_pipeline(
     return record
 
 
-def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], None]) -> dict[str, Any]:
-    cfg = ctx.cfg
-    t = cfg.gates
-    params: dict[str, Any] = {
-        "preprocess_technique": cfg.preprocess_technique, "repair_level": float(cfg.repair_level),
-        "inprocess_technique": cfg.inprocess_technique, "constraint_weight": float(cfg.constraint_weight),
-        "calibration": cfg.calibration,
-    }  # fmt: skip
-    step("baseline")
+def _final_gate(ctx: PipelineContext, baseline: Candidate, cand: Candidate) -> GateResult:
+    """Gate 4 on a candidate that was not post-processed (no thresholds to check)."""
+    return postprocess_gate(baseline.metrics, cand.metrics, thresholds=None, target=ctx.cfg.target_fairness,
+                            calibration_method=None, constraint_weight=ctx.cfg.constraint_weight,
+                            t=ctx.cfg.gates)  # fmt: skip
+
+
+def _iteration(ctx: PipelineContext, iterations: list[dict[str, Any]], component: str, it: int,
+               params: dict[str, Any], cand: Candidate, gate: GateResult) -> dict[str, Any]:  # fmt: skip
+    rec = {"component": component, "iteration": it, "start_stage": component, "params": dict(params),
+           "candidate": cand.name, "gates": [gate.to_dict()],
+           "outcome": "passed" if gate.passed else "failed"}  # fmt: skip
+    if not gate.passed:
+        rec["failed_gate"] = gate.gate
+        rec["rollback"] = gate.on_fail
+        ctx.event("rollback", component=component, iteration=it, gate=gate.gate, failure_modes=gate.failure_modes,
+                  action=gate.on_fail)  # fmt: skip
+    iterations.append(rec)
+    return rec
+
+
+def run_baseline_and_causal(ctx: PipelineContext) -> tuple[Candidate, dict[str, Any], GateResult]:
+    """The reference model (with its final-gate verdict) and causal analysis with gate 1."""
     with ctx.timer.stage("baseline"):
         baseline = stage_baseline(ctx)
-    done()
-    destination = "causal"
-    causal: dict[str, Any] | None = None
-    prepared: Prepared | None = None
-    pre_cand: Candidate | None = None
-    in_cand: Candidate | None = None
-    iterations: list[dict[str, Any]] = []
+        baseline.gates.append(_final_gate(ctx, baseline, baseline).to_dict())
+    with ctx.timer.stage("causal"):
+        causal, gate = stage_causal(ctx)
+    return baseline, causal, gate
+
+
+def run_preprocess_component(ctx: PipelineContext, baseline: Candidate, causal: dict[str, Any],
+                             iterations: list[dict[str, Any]]) -> tuple[Prepared | None, Candidate | None]:  # fmt: skip
+    """Pre-processing alternatives (decision point 1, gate 2), ≤ max_iterations tries.
+
+    On a failed gate the playbook's alternatives are taken in turn: a lower repair level,
+    reweighing instead of disparate-impact removal, or skipping pre-processing. Returns
+    the passing preparation with the least accuracy loss, or ``(None, None)`` (skip)."""
+    cfg, t = ctx.cfg, ctx.cfg.gates
+    repair = cfg.repair_features or causal["biased_mediators"]
+    repair = [f for f in repair if f in ctx.features and pd.api.types.is_numeric_dtype(ctx.df[f])]
+    tech = cfg.preprocess_technique
+    if tech == "auto" or (tech == "disparate_impact_remover" and not repair):
+        tech = "disparate_impact_remover" if repair else "reweighing"
+    need = tech != "none" and (bool(causal["biased_mediators"]) or
+                               (baseline.metrics["min_disparate_impact"] or 0) < t.dp_ratio_min)  # fmt: skip
+    ctx.event("decision", point="1: pre-processing needed?", outcome="preprocess" if need else "skip",
+              technique=tech, biased_mediators=causal["biased_mediators"],
+              baseline_min_disparate_impact=baseline.metrics["min_disparate_impact"],
+              recommendation=causal["recommendation"]["strategy"])  # fmt: skip
+    params: dict[str, Any] = {"preprocess_technique": tech, "repair_level": float(cfg.repair_level)}
+    passing: list[tuple[Prepared, Candidate]] = []
     tried: list[dict[str, Any]] = []
-    result, final = "escalated", None
-    escalation: dict[str, Any] | None = None
     for it in range(1, t.max_iterations + 1):
-        ctx.event("iteration", iteration=it, start_stage=destination, params=dict(params))
-        it_rec: dict[str, Any] = {"iteration": it, "start_stage": destination, "params": dict(params), "gates": []}
-        iterations.append(it_rec)
-        failed: GateResult | None = None
-        # ---- causal analysis (gate 1, decision point 1)
-        if destination == "causal" or causal is None:
-            step(f"causal analysis (iteration {it})")
-            with ctx.timer.stage("causal"):
-                causal, gate = stage_causal(ctx)
-            it_rec["gates"].append(gate.to_dict())
-            if not gate.passed:
-                escalation = {"reason": "causal validation gate failed", "failed_checks": gate.failed_checks(),
-                              "action": gate.on_fail}  # fmt: skip
-                break
-        done()
-        proxies = causal["proxies"] if causal else []
-        repair = cfg.repair_features or causal["biased_mediators"]
-        repair = [f for f in repair if f in ctx.features and pd.api.types.is_numeric_dtype(ctx.df[f])]
-        tech = params["preprocess_technique"]
-        if tech == "auto":
-            tech = "disparate_impact_remover" if repair else "reweighing"
-        if tech == "disparate_impact_remover" and not repair:
-            tech = "reweighing"
-        params["preprocess_technique"] = tech
-        need_pre = tech != "none" and (bool(causal["biased_mediators"]) or
-                                       (baseline.metrics["min_disparate_impact"] or 0) < t.dp_ratio_min)  # fmt: skip
-        ctx.event("decision", point="1: pre-processing needed?", outcome="preprocess" if need_pre else "skip",
-                  technique=tech, biased_mediators=causal["biased_mediators"],
-                  baseline_min_disparate_impact=baseline.metrics["min_disparate_impact"],
-                  recommendation=causal["recommendation"]["strategy"])  # fmt: skip
-        # ---- pre-processing (gate 2, decision point 2)
-        if destination in ("causal", "preprocess"):
-            prepared, pre_cand = None, None
-            if need_pre:
-                step(f"pre-processing: {tech} (iteration {it})")
-                with ctx.timer.stage("preprocess"):
-                    prepared, pre_cand, gate = stage_preprocess(ctx, params, baseline, it, repair)
-                it_rec["gates"].append(gate.to_dict())
-                if not gate.passed:
-                    failed = gate
-        done()
-        if failed is None:
-            current = pre_cand or baseline
-            skip_in = pre_cand is not None and target_met(pre_cand.metrics, cfg.target_fairness, t) and (
-                (accuracy_loss(baseline.metrics, pre_cand.metrics) or 0) <= t.preprocess_max_accuracy_loss)  # fmt: skip
-            ctx.event("decision", point="2: fairness target met after pre-processing?",
-                      outcome="skip in-processing" if skip_in else "in-processing",
-                      dp_ratio=current.metrics["dp_ratio"], eo_gap=current.metrics["eo_gap"])  # fmt: skip
-            # ---- in-processing (gate 3, decision point 3)
-            if not skip_in and destination in ("causal", "preprocess", "inprocess"):
-                step(f"in-processing: {params['inprocess_technique']} (iteration {it})")
-                with ctx.timer.stage("inprocess"):
-                    in_cand, gate = stage_inprocess(ctx, params, baseline, prepared, proxies, it)
-                it_rec["gates"].append(gate.to_dict())
-                if not gate.passed:
-                    failed = gate
-            elif skip_in:
-                in_cand = None
-        done()
-        if failed is None:
-            source = in_cand or pre_cand or baseline
-            m = source.metrics
-            fair = target_met(m, cfg.target_fairness, t)
-            calib_ok = (m["ece"] or 1) < t.ece_overall_max and (m["max_group_ece"] or 1) < t.ece_group_max
-            calibrate = not calib_ok or destination == "postprocess"
-            thresholds = not fair
-            ctx.event("decision", point="3: post-processing needed?",
-                      outcome=("skip" if not (calibrate or thresholds) else
-                               "+".join(x for x, on in (("calibration", calibrate), ("thresholds", thresholds)) if on)),
-                      fairness_target_met=fair, ece=m["ece"], max_group_ece=m["max_group_ece"])  # fmt: skip
-            # ---- post-processing + final validation (gate 4, decision point 4)
-            step(f"post-processing (iteration {it})")
-            with ctx.timer.stage("postprocess"):
-                if calibrate or thresholds:
-                    post, gate = stage_postprocess(ctx, params, baseline, source, it, calibrate=calibrate,
-                                                   thresholds=thresholds)  # fmt: skip
-                else:
-                    post = source
-                    assess_calibration(ctx, source, it)
-                    gate = postprocess_gate(baseline.metrics, m, thresholds=None, target=cfg.target_fairness,
-                                            calibration_method=None, constraint_weight=params["constraint_weight"],
-                                            t=t)  # fmt: skip
-                    ctx.event("gate", iteration=it, **gate.to_dict())
-            it_rec["gates"].append(gate.to_dict())
-            final = post
-            if not gate.passed:
-                failed = gate
-        done()
-        if failed is None:
-            chain = [c.name for c in (pre_cand, in_cand) if c is not None]
-            if final is not None and final.name not in chain:
-                chain.append(final.name)
-            ctx.event("decision", point="4: deploy or iterate?", outcome="deploy (pending stakeholder approval)",
-                      model=final.name if final else None)  # fmt: skip
-            it_rec["outcome"] = "passed"
-            result = "passed"
+        if not need or params["preprocess_technique"] == "none" or params in tried:
             break
-        it_rec["outcome"] = "failed"
-        it_rec["failed_gate"] = failed.gate
-        it_rec["rollback"] = failed.on_fail
-        ctx.event("rollback", iteration=it, gate=failed.gate, failure_modes=failed.failure_modes,
-                  action=failed.on_fail)  # fmt: skip
-        if it == t.max_iterations:
-            escalation = {"reason": f"{t.max_iterations} iterations failed", "last_failed_gate": failed.gate,
-                          "failure_modes": failed.failure_modes,
-                          "options": ["accept the current fairness-utility trade-off (document rationale)",
-                                      "delay deployment for a fundamental redesign",
-                                      "revise fairness targets (if legally permissible)",
-                                      "deploy with human oversight"]}  # fmt: skip
-            break
-        action = failed.on_fail or {"destination": "inprocess", "set": {}}
-        destination = action["destination"]
         tried.append(dict(params))
-        for k, v in (action.get("set") or {}).items():
+        with ctx.timer.stage("preprocess"):
+            prepared, cand, gate = stage_preprocess(ctx, params, baseline, it, repair)
+        cand.gates.extend([gate.to_dict(), _final_gate(ctx, baseline, cand).to_dict()])
+        _iteration(ctx, iterations, "preprocess", it, params, cand, gate)
+        if gate.passed:
+            passing.append((prepared, cand))
+            break
+        params.update((gate.on_fail or {}).get("set") or {"preprocess_technique": "none"})
+    if not passing:
+        ctx.event("decision", point="1b: pre-processing alternatives exhausted or not needed",
+                  outcome="skip pre-processing, go on to in-processing on the original data")  # fmt: skip
+        return None, None
+    prepared, cand = max(passing, key=lambda pc: pc[1].metrics["accuracy"])
+    return prepared, cand
+
+
+def run_inprocess_component(ctx: PipelineContext, baseline: Candidate, prepared: Prepared | None,
+                            pre_cand: Candidate | None, proxies: list[str],
+                            iterations: list[dict[str, Any]]) -> list[Candidate]:  # fmt: skip
+    """In-processing (gate 3) with the gate's adjustments, ≤ max_iterations tries; stops at
+    the first passing model. Skipped when the pre-processed model already passes every gate
+    (decision point 2)."""
+    cfg, t = ctx.cfg, ctx.cfg.gates
+    skip = pre_cand is not None and pre_cand.passes_every_gate
+    m = (pre_cand or baseline).metrics
+    ctx.event("decision", point="2: fairness target met after pre-processing?",
+              outcome="skip in-processing" if skip else "in-processing", dp_ratio=m["dp_ratio"],
+              eo_gap=m["eo_gap"])  # fmt: skip
+    if skip:
+        return []
+    params: dict[str, Any] = {"inprocess_technique": cfg.inprocess_technique,
+                              "constraint_weight": float(cfg.constraint_weight)}  # fmt: skip
+    tried: list[dict[str, Any]] = []
+    out: list[Candidate] = []
+    upstream = pre_cand.gates[:1] if pre_cand is not None else []
+    for it in range(1, t.max_iterations + 1):
+        tried.append(dict(params))
+        with ctx.timer.stage("inprocess"):
+            cand, gate = stage_inprocess(ctx, params, baseline, prepared, proxies, it)
+        cand.gates.extend([*upstream, gate.to_dict(), _final_gate(ctx, baseline, cand).to_dict()])
+        if pre_cand is not None:
+            cand.details["upstream"] = pre_cand.name
+        _iteration(ctx, iterations, "inprocess", it, params, cand, gate)
+        out.append(cand)
+        if gate.passed:
+            break
+        for k, v in ((gate.on_fail or {}).get("set") or {}).items():
             if k == "inprocess_technique" and v == "switch":
                 v = "reductions" if params["inprocess_technique"] == "constrained_lr" else "constrained_lr"
             params[k] = v
-        if params in tried and destination != "escalate":
-            # Never repeat a failed configuration: soften the constraint instead (playbook:
-            # "reduce constraint_weight ... (softer fairness constraint)").
+        if params in tried:  # never repeat a configuration: soften the constraint instead
             params["constraint_weight"] = round(max(0.0, params["constraint_weight"] - 0.2), 2)
-            ctx.event("adjustment", iteration=it, reason="configuration already tried",
-                      constraint_weight=params["constraint_weight"])  # fmt: skip
-        if destination == "escalate":
-            break
-    if result != "passed":
+    return out
+
+
+def _post_plan(ctx: PipelineContext, cand: Candidate) -> tuple[bool, bool]:
+    """(calibrate, thresholds) a candidate needs (decision point 3)."""
+    t, m = ctx.cfg.gates, cand.metrics
+    calib_ok = (m["ece"] or 1) < t.ece_overall_max and (m["max_group_ece"] or 1) < t.ece_group_max
+    return not calib_ok, not target_met(m, ctx.cfg.target_fairness, t)
+
+
+def run_postprocess_component(ctx: PipelineContext, baseline: Candidate, upstream: Candidate | None,
+                              iterations: list[dict[str, Any]]) -> list[Candidate]:  # fmt: skip
+    """Post-processing alternatives (decision points 3 and 4, gate 4), ≤ max_iterations tries.
+
+    Tries, in order: threshold optimization on the base model alone (the playbook's path
+    when in-processing's utility cost is too high; also the reference any recommendation
+    must beat), the upstream model with calibration and/or thresholds as it needs, and
+    the other calibration method for a try whose only shortfall was calibration."""
+    cfg, t = ctx.cfg, ctx.cfg.gates
+    queue: list[tuple[Candidate, bool, bool, str]] = []
+    cal_b, thr_b = _post_plan(ctx, baseline)
+    if thr_b or cal_b:
+        queue.append((baseline, False, thr_b, cfg.calibration) if thr_b else (baseline, True, False, cfg.calibration))
+    if upstream is not None and upstream is not baseline and not upstream.passes_every_gate:
+        cal_u, thr_u = _post_plan(ctx, upstream)
+        if cal_u or thr_u:
+            queue.append((upstream, cal_u, thr_u, cfg.calibration))
+    ctx.event("decision", point="3: post-processing needed?",
+              outcome="+".join(f"{s.name}:{'calibration' if c else ''}{'+' if c and h else ''}"
+                               f"{'thresholds' if h else ''}" for s, c, h, _ in queue) or "skip")  # fmt: skip
+    out: list[Candidate] = []
+    done: set[tuple[str, bool, bool, str]] = set()
+    it = 0
+    while queue and it < t.max_iterations:
+        source, calibrate, thresholds, method = queue.pop(0)
+        if (source.name, calibrate, thresholds, method) in done:
+            continue
+        done.add((source.name, calibrate, thresholds, method))
+        it += 1
+        params = {"calibration": method, "constraint_weight": float(cfg.constraint_weight)}
+        with ctx.timer.stage("postprocess"):
+            cand, gate = stage_postprocess(ctx, params, baseline, source, it, calibrate=calibrate,
+                                           thresholds=thresholds)  # fmt: skip
+        upstream_gates = [g for g in source.gates if g["gate"] != "final_validation"]
+        cand.gates.extend([*upstream_gates, gate.to_dict()])
+        cand.details["upstream"] = source.name
+        _iteration(ctx, iterations, "postprocess", it, params, cand, gate)
+        out.append(cand)
+        if gate.passed:
+            continue
+        if "calibration" in gate.failure_modes:
+            nxt = method if not calibrate else ("isotonic" if method != "isotonic" else "platt")
+            queue.append((source, True, thresholds, nxt))
+    return out
+
+
+def _target_key(ctx: PipelineContext) -> str:
+    return target_metric(ctx.cfg.target_fairness)[0]
+
+
+def recommend(ctx: PipelineContext, baseline: Candidate) -> tuple[Candidate | None, list[dict[str, Any]]]:
+    """The best candidate passing every gate (least accuracy loss; ties: fairer, then name)
+    and a short Pareto table (accuracy vs the target metric) of the best trade-offs found."""
+    key, higher = target_metric(ctx.cfg.target_fairness)
+
+    def fair(c: Candidate) -> float:
+        v = c.metrics.get(key)
+        return float("-inf") if v is None else (v if higher else -v)
+
+    passing = [c for c in ctx.candidates if c.passes_every_gate]
+    best = min(passing, key=lambda c: (-c.metrics["accuracy"], -fair(c), c.name)) if passing else None
+    front = [c for c in ctx.candidates
+             if not any(o.metrics["accuracy"] >= c.metrics["accuracy"] and fair(o) >= fair(c)
+                        and (o.metrics["accuracy"], fair(o)) != (c.metrics["accuracy"], fair(c))
+                        for o in ctx.candidates)]  # fmt: skip
+    front.sort(key=lambda c: (-fair(c), c.name))
+    table = [{"name": c.name, "stage": c.stage, "accuracy": c.metrics["accuracy"], "f1": c.metrics["f1"],
+              "dp_ratio": c.metrics["dp_ratio"], "eo_gap": c.metrics["eo_gap"],
+              "max_group_ece": c.metrics["max_group_ece"],
+              "accuracy_loss": accuracy_loss(baseline.metrics, c.metrics),
+              "target_met": target_met(c.metrics, ctx.cfg.target_fairness, ctx.cfg.gates),
+              "passes_every_gate": c.passes_every_gate, "failed_checks": c.record()["failed_checks"]}
+             for c in front[:6]]  # fmt: skip
+    return best, table
+
+
+def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], None]) -> dict[str, Any]:
+    cfg, t = ctx.cfg, ctx.cfg.gates
+    step("baseline and causal analysis")
+    baseline, causal, cgate = run_baseline_and_causal(ctx)
+    iterations: list[dict[str, Any]] = [{"component": "causal", "iteration": 1, "start_stage": "causal",
+                                         "gates": [cgate.to_dict()],
+                                         "outcome": "passed" if cgate.passed else "failed"}]  # fmt: skip
+    done()
+    escalation: dict[str, Any] | None = None
+    if not cgate.passed:
+        escalation = {"reason": "causal validation gate failed", "failed_checks": cgate.failed_checks(),
+                      "action": cgate.on_fail}  # fmt: skip
+    else:
+        step("pre-processing")
+        prepared, pre_cand = run_preprocess_component(ctx, baseline, causal, iterations)
+        done()
+        step("in-processing")
+        ins = run_inprocess_component(ctx, baseline, prepared, pre_cand, causal["proxies"], iterations)
+        done()
+        good_in = [c for c in ins if c.gates[-2]["passed"]]
+        upstream = max(good_in, key=lambda c: c.metrics["accuracy"]) if good_in else pre_cand
+        step("post-processing")
+        run_postprocess_component(ctx, baseline, upstream, iterations)
+        done()
+    best, table = recommend(ctx, baseline)
+    if best is not None:
+        result = "passed"
+        ctx.event("decision", point="4: deploy or iterate?", outcome="deploy (pending stakeholder approval)",
+                  model=best.name, candidates=len(ctx.candidates),
+                  passing=[c.name for c in ctx.candidates if c.passes_every_gate])  # fmt: skip
+    else:
         result = "escalated"
-        ctx.event("escalation", **(escalation or {}))
-    chosen = final or (ctx.candidates[-1] if ctx.candidates else baseline)
-    if result != "passed":
-        chain = [c.name for c in (pre_cand, in_cand) if c is not None]
-        if chosen.name not in chain and chosen is not baseline:
-            chain.append(chosen.name)
+        if escalation is None:
+            escalation = {"reason": f"no candidate passes every gate after {len(ctx.candidates)} candidates "
+                                    f"(at most {t.max_iterations} iterations per component)",
+                          "options": ["accept one of the trade-offs below (document rationale)",
+                                      "delay deployment for a fundamental redesign",
+                                      "revise fairness targets (if legally permissible)",
+                                      "deploy with human oversight"]}  # fmt: skip
+        escalation["trade_offs"] = table
+        ctx.event("escalation", **escalation)
+    # the recommendation, or (escalated) the best trade-off: the most accurate that meets the
+    # fairness target within the final accuracy limit, else the fairest on the Pareto table
+    key = _target_key(ctx)
+    ok = [r for r in table if r["target_met"] and (r["accuracy_loss"] or 0) <= t.final_max_accuracy_loss]
+    pick = best.name if best else (max(ok, key=lambda r: r["accuracy"])["name"] if ok else
+                                   (table[0]["name"] if table else baseline.name))  # fmt: skip
+    chosen = next(c for c in ctx.candidates if c.name == pick)
+    chain: list[str] = []
+    by_name, cur = {c.name: c for c in ctx.candidates}, chosen
+    while cur is not None and cur is not baseline:
+        chain.insert(0, cur.name)
+        cur = by_name.get(cur.details.get("upstream", ""))
     step("evaluation")
     with ctx.timer.stage("evaluation"):
         evaluation = stage_evaluation(ctx, chosen)
         joblib.dump(chosen.model, ctx.out / "models" / "final.joblib")
     done()
+    comp = [it["component"] for it in iterations]
     return {
         "run_id": ctx.out.name,
         "result": result,
@@ -744,13 +857,16 @@ def _run(ctx: PipelineContext, step: Callable[[str], None], done: Callable[[], N
             "outcome": cfg.outcome,
         },  # fmt: skip
         "iterations": iterations,
-        "iteration_count": len(iterations),
+        "iteration_count": max(comp.count(c) for c in set(comp)),
+        "iterations_by_component": {c: comp.count(c) for c in sorted(set(comp))},
         "escalation": escalation,
         "causal": causal,
         "baseline": baseline.record(),
+        "recommended": best.name if best else None,
         "final": chosen.record(),
         "chain": chain,
         "candidates": [c.record() for c in ctx.candidates],
+        "trade_offs": {"fairness_metric": key, "utility_metric": "accuracy", "table": table},
         "evaluation": evaluation,
         "events": ctx.events,
         "pid": os.getpid(),

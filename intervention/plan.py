@@ -171,6 +171,37 @@ def render_investigation(inv: Mapping[str, Any], ident: str, date: datetime) -> 
 # ---------------------------------------------------------------------------- plan
 
 
+def _trade_off_table(record: Mapping[str, Any]) -> list[str]:
+    """The best trade-offs found (Pareto table of run.json) for the executive decision."""
+    rows = (record.get("trade_offs") or {}).get("table") or []
+    if not rows:
+        return []
+    out = ["**Best trade-offs found** (test split; Pareto frontier of accuracy against the fairness target):", "",
+           "| Candidate | Stage | DP ratio | EO gap | Worst-group ECE | Accuracy | F1 | Accuracy loss | "
+           "Target met | Failed checks |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        out.append(f"| {r['name']} | {r['stage']} | {f3(r['dp_ratio'])} | {f3(r['eo_gap'])} | "
+                   f"{f3(r['max_group_ece'])} | {f3(r['accuracy'])} | {f3(r['f1'])} | {pct(r['accuracy_loss'])} | "
+                   f"{'yes' if r['target_met'] else 'no'} | {', '.join(r['failed_checks']) or 'none'} |")  # fmt: skip
+    return [*out, ""]
+
+
+def _integrity_note(record: Mapping[str, Any]) -> list[str]:
+    """KS integrity as the playbook means it: repaired features are meant to change."""
+    out = []
+    for c in record["candidates"]:
+        change = c["params"].get("repaired_feature_change") if c["stage"] == "preprocess" else None
+        if not change:
+            continue
+        moved = ", ".join(f"{f} (KS p {f3(v.get('p_value'))})" for f, v in change.items())
+        out.append(f"- `{c['name']}`: repaired features changed as intended: {moved}.")
+    if not out:
+        return []
+    return ["**Data integrity**: the KS test checks that the distributions of the non-protected features other "
+            "than those being repaired are preserved (p > 0.05); the repaired features' change is reported here, "
+            "not treated as corruption.", "", *out, ""]  # fmt: skip
+
+
 def _interventions(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     by_name = {c["name"]: c for c in record["candidates"]}
     out = []
@@ -354,6 +385,8 @@ def render_plan(
                   f"The pipeline escalated: {esc.get('reason')}. Options for the executive decision: "
                   + "; ".join(esc.get("options", ["revise the intervention strategy with domain experts"])) + ".",
                   ""]  # fmt: skip
+        lines += _trade_off_table(record)
+    lines += _integrity_note(record)
     d0 = date
     phases = [("Phase 1: Design/Prep", "review investigation and pipeline run, approve targets", "approved plan", 5,
                "ML engineering"),

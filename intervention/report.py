@@ -35,8 +35,12 @@ def write_summary_html(out: Path, record: dict[str, Any]) -> Path:
         f"{e(', '.join(record['data']['protected']))} (primary <b>{e(record['data']['primary_attribute'])}</b>); "
         f"outcome <b>{e(record['data']['outcome'])}</b>; {record['iteration_count']} iteration(s).</p>",
     ]
+    if record.get("recommended"):
+        parts.append(f"<p class='pass'><b>Recommended</b> (passes every gate, least accuracy loss): "
+                     f"{e(record['recommended'])}</p>")  # fmt: skip
     if record.get("escalation"):
-        parts.append(f"<p class='fail'><b>Escalation</b>: {e(str(record['escalation'].get('reason')))}</p>")
+        parts.append(f"<p class='fail'><b>Escalation</b>: {e(str(record['escalation'].get('reason')))}; "
+                     f"best trade-off shown: {e(record['final']['name'])}</p>")  # fmt: skip
     docs = record.get("documents") or {}
     links = [("remediation_plan.html", f"Remediation plan {docs.get('plan_id', '')}"),
              ("investigation.html", f"Drift investigation {docs.get('investigation_id', '')}"),

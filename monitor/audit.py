@@ -1,4 +1,4 @@
-"""The append-only, hash-chained audit log (DESIGN §8).
+"""The append-only, hash-chained audit log (docs/files.md, "Audit log").
 
 One JSON object per line::
 

@@ -1,4 +1,4 @@
-"""Engine state ⇄ bytes, for checkpoints (DESIGN §8).
+"""Engine state ⇄ bytes, for checkpoints (docs/files.md, "Checkpoint").
 
 A checkpoint blob is an ``.npz`` archive (no pickle) of named numpy arrays plus
 one JSON document for everything that is not an array. Counts stay integers and

@@ -1,4 +1,4 @@
-"""Per-day statistics for exact monthly metrics, and Kafka reconciliation counters (DESIGN §8).
+"""Per-day statistics for exact monthly metrics, and Kafka reconciliation counters (docs/files.md).
 
 :class:`DailyStats` is an engine observer (``Engine(observer=…)``): per (model,
 UTC day of the decision's event time, attribute, group) it adds the same

@@ -1,4 +1,4 @@
-"""Prometheus exposition of the latest snapshot (DESIGN §4).
+"""Prometheus exposition of the latest snapshot (docs/metrics.md, "Prometheus names").
 
 A custom collector builds fresh metric families from the snapshot the engine
 published; a scrape never computes and never does I/O, and never raises: no
@@ -44,13 +44,21 @@ def _family(f: Family) -> Metric:
 class FairnessCollector(Collector):
     """Exports the latest published snapshot; a scrape never computes."""
 
-    def __init__(self, board: SnapshotBoard, *, registry: CollectorRegistry | None = None):
+    def __init__(
+        self,
+        board: SnapshotBoard,
+        *,
+        registry: CollectorRegistry | None = None,
+        families: Mapping[str, Family] = FAMILIES,
+    ):
+        """``families``: what to export (default: the monitor's own); samples of other names are skipped."""
         self.board = board
+        self.families = families
         if registry is not None:
             registry.register(self)
 
     def describe(self) -> Iterator[Metric]:
-        for f in FAMILIES.values():
+        for f in self.families.values():
             yield _family(f)
 
     def collect(self) -> Iterator[Metric]:
@@ -61,7 +69,7 @@ class FairnessCollector(Collector):
         for s in snap.samples:
             grouped[s.name].append(s)
         for name, samples in grouped.items():
-            f = FAMILIES.get(name)
+            f = self.families.get(name)
             if f is None:
                 continue
             fam = _family(f)
@@ -114,15 +122,19 @@ def serve_metrics(
     port: int = 9108,
     health: Callable[[], tuple[bool, bool, str]] | None = None,
     routes: Mapping[str, Callable[[], tuple[str, bytes]]] | None = None,
+    families: Mapping[str, Family] = FAMILIES,
 ):
     """Serve ``/metrics``, ``/healthz`` and ``/readyz``; returns ``(server, thread)``.
+
+    ``families``: the metric families to export (the application passes its own list,
+    :data:`fairwatch.app.families.FAMILIES`, which adds the alert layer's).
 
     ``health()`` returns ``(alive, ready, detail)``; without it both probes say ok.
     ``routes`` adds read-only ``GET`` endpoints: path → ``() -> (content type, body)``
     (the daemon's ``/jobs``).
     """
     registry = CollectorRegistry()
-    FairnessCollector(board, registry=registry)
+    FairnessCollector(board, registry=registry, families=families)
     metrics_app = _rendered_once_per_snapshot(board, make_wsgi_app(registry))
 
     def app(environ, start_response):

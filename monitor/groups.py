@@ -227,6 +227,19 @@ class GroupTable:
             "names": [list(n) for n in self.names],
         }
 
+    def absorb(self, state: dict) -> np.ndarray:
+        """Add another table's columns and groups (its :meth:`to_state`); returns, per group
+        of that table, its index here (an overflowing group maps to ``OTHER_GROUP``).
+        A column is active here only while every absorbed table has it active."""
+        for parts, on in zip(state["columns"], state["active"], strict=True):
+            col = self._add_column(tuple(parts))
+            if col is not None and not on:
+                self.active[col] = False
+        out = np.empty(len(state["names"]), np.int64)
+        for i, (column, group) in enumerate(state["names"]):
+            out[i] = self._register(self.columns.index(tuple(column.split(","))), group)
+        return out
+
     @classmethod
     def from_state(cls, state: dict) -> GroupTable:
         t = cls(max_groups=state["max_groups"], max_columns=state["max_columns"])

@@ -2,6 +2,8 @@
 
 Written out here (a few lines each) rather than pulling in statsmodels: the
 formulas are short, closed-form and tested against scipy's binomial quantities.
+The normal quantile is the standard library's (:class:`statistics.NormalDist`,
+Wichura's AS241, accurate to ~1e-16), so the daemon does not need scipy.
 
 * Wilson score interval for one proportion (Wilson 1927).
 * Katz log interval for a ratio of two proportions (Katz et al. 1978).
@@ -13,8 +15,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-
-from scipy.stats import norm
+from statistics import NormalDist
 
 __all__ = ["z_value", "wilson", "katz_ratio", "newcombe_difference"]
 
@@ -28,7 +29,7 @@ def z_value(confidence: float) -> float:
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence: must be in (0, 1), got {confidence!r}")
-    return float(norm.ppf(0.5 + confidence / 2.0))
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:

@@ -1,4 +1,4 @@
-"""Fairness metrics of one attribute in one window, from per-group counts (DESIGN §3).
+"""Fairness metrics of one attribute in one window, from per-group counts (docs/metrics.md).
 
 Definitions follow fairlearn: between-groups ``max − min`` and ``min / max``,
 worst-case equalized odds. Groups below the minimum sample sizes are reported
@@ -105,7 +105,7 @@ def attribute_metrics(
     reference: str | None = None,
     confidence: float = 0.95,
 ) -> AttributeMetrics:
-    """Compute every metric of DESIGN §3 for one attribute.
+    """Compute every metric of docs/metrics.md for one attribute.
 
     ``decisions`` are the window's counts per group; ``labeled`` the counts of the
     label-maturity shifted window used for outcome metrics (default: the same).

@@ -14,11 +14,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import orjson
-from fairwatch.monitor.engine import Engine, EngineSettings
+from fairwatch.monitor.engine import OUTCOMES_TOPIC, Engine, EngineSettings
 from fairwatch.monitor.snapshot import Snapshot
-from fairwatch.streaming.events import EventError, parse_timestamp
+from fairwatch.streaming.batch import OutcomeColumns, decode_outcome_batch
 from fairwatch.streaming.files import DeadLetterFile, read_jsonl_batches
+from fairwatch.streaming.schema import EventError, Rejection, parse_timestamp
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 __all__ = ["ReplayResult", "replay"]
@@ -36,7 +38,7 @@ class ReplayResult:
 
 
 def _outcome_time(line: bytes) -> float:
-    """Event time of an outcome line for ordering; unreadable lines sort first (and get rejected)."""
+    """Event time of a rejected outcome line for ordering; unreadable ones sort first."""
     try:
         return parse_timestamp(orjson.loads(line).get("ts"))
     except (orjson.JSONDecodeError, EventError, AttributeError):
@@ -44,11 +46,15 @@ def _outcome_time(line: bytes) -> float:
 
 
 class _OutcomeFeed:
+    """Outcome batches, each decoded once (fast path): its times order the feed, its
+    fields go to the engine as they are."""
+
     def __init__(self, path: Path | None, batch_size: int):
         self.batches = read_jsonl_batches(path, batch_size) if path else iter(())
-        self.lines: list[bytes] = []
-        self.meta: list[tuple[int, int]] = []
-        self.times: list[float] = []
+        self.good = OutcomeColumns.from_rows(())
+        self.times = np.zeros(0)  # per line, in file order
+        self.slot = np.zeros(0, np.int64)  # per line: its index in ``good``, -1 if rejected
+        self.rejections: dict[int, Rejection] = {}  # line index → rejection
         self.pos = 0
         self.done = 0
         self.read = 0
@@ -57,28 +63,38 @@ class _OutcomeFeed:
         nxt = next(self.batches, None)
         if nxt is None:
             return False
-        self.lines, self.meta, self.done = nxt
-        self.times = [_outcome_time(x) for x in self.lines]
+        lines, meta, self.done = nxt
+        self.good, bad = decode_outcome_batch(lines)
+        self.rejections = {j: Rejection(exc.reason, str(exc), lines[j], OUTCOMES_TOPIC, *meta[j]) for j, exc in bad}
+        self.slot = np.full(len(lines), -1, np.int64)
+        ok = np.ones(len(lines), bool)
+        ok[list(self.rejections)] = False
+        self.slot[ok] = np.arange(len(self.good))
+        self.times = np.empty(len(lines))
+        self.times[ok] = self.good.ts
+        for j in self.rejections:  # where a rejected line's time reads, it still orders the feed
+            self.times[j] = _outcome_time(lines[j])
         self.pos = 0
         return True
 
-    def until(self, t: float) -> tuple[list[bytes], list[tuple[int, int]]]:
+    def until(self, t: float) -> tuple[OutcomeColumns, list[Rejection]]:
         """Outcomes with time ≤ ``t`` (in file order; the file is expected in time order)."""
-        out: list[bytes] = []
-        meta: list[tuple[int, int]] = []
+        parts: list[OutcomeColumns] = []
+        rejected: list[Rejection] = []
         while True:
-            if self.pos >= len(self.lines) and not self._refill():
+            if self.pos >= len(self.times) and not self._refill():
                 break
-            j = self.pos
-            while j < len(self.lines) and self.times[j] <= t:
-                j += 1
-            out.extend(self.lines[self.pos : j])
-            meta.extend(self.meta[self.pos : j])
+            later = np.nonzero(self.times[self.pos :] > t)[0]
+            j = self.pos + int(later[0]) if len(later) else len(self.times)
+            slots = self.slot[self.pos : j]
+            parts.append(self.good.take(slots[slots >= 0]))
+            if self.rejections:
+                rejected += [self.rejections[k] for k in range(self.pos, j) if k in self.rejections]
+            self.read += j - self.pos
             self.pos = j
-            if j < len(self.lines):
+            if j < len(self.times):
                 break
-        self.read += len(out)
-        return out, meta
+        return OutcomeColumns.concat(parts), rejected
 
 
 def replay(
@@ -114,19 +130,18 @@ def replay(
             n_dec += len(lines)
             rej = engine.process(decisions=lines, decision_meta=meta)
             newest = max((st.max_ts for st in engine.models.values()), default=-math.inf)
-            outs, ometa = feed.until(newest)
-            if outs:
-                rej += engine.process(outcomes=outs, outcome_meta=ometa)
+            outs, orej = feed.until(newest)
+            engine.apply_outcomes(outs, rejections=orej)
+            rej += orej
             rejected += len(rej)
             if dl:
                 dl.write(rej)
             bar.update(task, completed=done + feed.done)
-        outs, ometa = feed.until(math.inf)
-        if outs:
-            rej = engine.process(outcomes=outs, outcome_meta=ometa)
-            rejected += len(rej)
-            if dl:
-                dl.write(rej)
+        outs, rej = feed.until(math.inf)
+        engine.apply_outcomes(outs, rejections=rej)
+        rejected += len(rej)
+        if dl:
+            dl.write(rej)
         bar.update(task, completed=total)
     if dl:
         dl.close()

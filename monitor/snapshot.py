@@ -1,7 +1,8 @@
 """The metric snapshot: what the engine publishes each evaluation, what exporters read.
 
-The families and their label names are fixed here once (DESIGN §4); the
-Prometheus collector, ``--snapshot`` JSON and tests all use this table.
+The monitor's families and their label names are fixed here once (docs/metrics.md);
+the alert layer defines its own (:mod:`fairwatch.alerts.families`) and the application
+exports both (:mod:`fairwatch.app.families`).
 """
 
 from __future__ import annotations
@@ -65,14 +66,6 @@ FAMILIES: dict[str, Family] = {
             _A,
             "max(TPR spread, FPR spread) over groups with enough labeled data.",
         ),
-        Family(
-            "fairness_alert_tier",
-            "gauge",
-            ("model", "window", "metric", "attribute"),
-            "Alert tier: 0 ok, 1..3 tiers, -1 insufficient data.",
-        ),
-        Family("fairness_rollbacks_total", "counter", ("model", "flag"), "Automatic or manual rollbacks executed."),
-        Family("fairness_pipeline_runs_total", "counter", ("model", "result"), "Intervention pipeline runs by result."),
         Family("fairness_decisions_total", "counter", _C + ("decision",), "Decisions counted, by group and decision."),
         Family("fairness_outcomes_total", "counter", _C + ("decision", "label"), "Outcomes joined to their decisions."),
         Family("fairness_calibration_count_total", "counter", _C + ("bin",), "Labeled decisions per calibration bin."),
@@ -112,6 +105,12 @@ FAMILIES: dict[str, Family] = {
         Family("fairwatch_pending_outcomes", "gauge", ("model",), "Decisions waiting for their outcome."),
         Family("fairwatch_last_checkpoint_timestamp_seconds", "gauge", (), "Wall time of the last durable checkpoint."),
         Family("fairwatch_build_info", "gauge", ("version",), "fairwatch build; value is always 1."),
+        Family(
+            "fairwatch_evaluator",
+            "gauge",
+            ("replica",),
+            "1 on the replica that merges every partition, exports the fairness_* gauges and acts; else 0.",
+        ),
     )
 }
 
@@ -145,7 +144,7 @@ class Snapshot:
     event_time: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> list[dict]:
-        """DESIGN §7 ``--snapshot`` format: ``[{"name", "labels", "value"}, …]``."""
+        """The ``--snapshot`` format (docs/files.md, "Snapshot JSON"): ``[{"name", "labels", "value"}, …]``."""
         return [s.to_json() for s in self.samples]
 
     def value(self, name: str, **labels: str) -> float | None:

@@ -4,7 +4,7 @@ One row per *partition key* (consumer group + partition index): the state of
 the models read from that partition and the next offset of each of its topic
 partitions. All rows of one checkpoint are written in one transaction, so a
 crash leaves either the old or the new checkpoint, never a mix. Kafka offsets
-are committed only after :meth:`StateStore.save` returns (DESIGN §8).
+are committed only after :meth:`StateStore.save` returns (docs/files.md, "Checkpoint").
 
 Two backends behind one interface: SQLite (default, a local file) and
 PostgreSQL (psycopg 3) for production, where a replica's state must outlive

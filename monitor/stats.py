@@ -1,4 +1,4 @@
-"""Mergeable per-group sufficient statistics (DESIGN §3).
+"""Mergeable per-group sufficient statistics (docs/metrics.md).
 
 One :class:`GroupCounts` per (model, bucket, attribute, group) holds
 
@@ -7,7 +7,7 @@ One :class:`GroupCounts` per (model, bucket, attribute, group) holds
 * per calibration bin ``b`` the labeled count ``n_b``, score sum ``S_b`` and label sum ``L_b``
   (bin = min(floor(score·B), B−1)).
 
-Every metric of DESIGN §3 is a pure function of these counts, so Grafana, the
+Every metric of docs/metrics.md is a pure function of these counts, so Grafana, the
 offline replay and the audit export cannot disagree. The engine stores many of
 them at once as numpy arrays (:class:`CountsTable`); a :class:`GroupCounts` is one
 row of such a table.
@@ -201,7 +201,7 @@ class GroupCounts:
 
     @property
     def expected_calibration_error(self) -> float | None:
-        """Σ_b |L_b − S_b| / N over labeled decisions (DESIGN §3)."""
+        """Σ_b |L_b − S_b| / N over labeled decisions (docs/metrics.md)."""
         n = int(self.cal_n.sum())
         if n == 0:
             return None

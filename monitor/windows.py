@@ -1,4 +1,4 @@
-"""Event-time sliding windows built from fixed buckets (DESIGN §3).
+"""Event-time sliding windows built from fixed buckets (docs/metrics.md, "Windows").
 
 Everything about time lives here: bucket indices, the watermark, lateness, and
 which buckets make up a window. Windows *wrap* statistics: a :class:`BucketRing`

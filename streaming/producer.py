@@ -1,6 +1,6 @@
 """``fairwatch simulate``: the loan simulator's decisions and delayed outcomes, written to Kafka.
 
-Messages are keyed by model (DESIGN §2), so one model's decisions keep their
+Messages are keyed by model (docs/events.md), so one model's decisions keep their
 order and its outcomes land on the same partition index. The simulated clock
 runs ``speed`` times faster than the wall clock (``speed=0``: as fast as
 possible).

@@ -52,11 +52,13 @@ import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import orjson
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas loads only for decisions_frame (the pipeline's table), not for the demo's stream
+    import pandas as pd
 
 __all__ = [
     "APPROVAL_THRESHOLD",
@@ -452,6 +454,8 @@ class LoanSimulator:
             drifted &= self._version == self.candidate_version
         elif self.scenario in ("none", "small-group-noise"):
             drifted[:] = False
+        import pandas as pd
+
         return pd.DataFrame(
             {
                 "race": pd.Categorical.from_codes(apps.race, RACES),

@@ -33,7 +33,8 @@ def snap(t: float, per_window: dict[str, dict[str, tuple[int, int]]]) -> Snapsho
 
 
 def policy(**over) -> Policy:
-    pol = {
+    pol = {  # the fixed-sample policy (windows, confirmation); the sequential one: tests/test_evidence.py
+        "evidence": "ci",
         "for": 2,
         "clear_for": 3,
         "confirm": {"5m": "15m"},

@@ -16,12 +16,13 @@ import orjson
 import pytest
 from fairwatch.monitor.engine import Engine
 from fairwatch.monitor.exporter import serve_metrics
-from fairwatch.monitor.snapshot import FAMILIES, SnapshotBoard
+from fairwatch.monitor.snapshot import SnapshotBoard
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay, write_jsonl
 from prometheus_client.parser import text_string_to_metric_families
 
 from fairwatch.app.cli import main
 from fairwatch.app.config import Config
+from fairwatch.app.families import FAMILIES
 
 #: The families this issue's engine exports (alerts, rollbacks, pipeline runs, Kafka lag
 #: and checkpoints belong to the alerting and Kafka parts).
@@ -29,11 +30,14 @@ OWNED = sorted(
     set(FAMILIES)
     - {
         "fairness_alert_tier",
+        "fairness_alert_evidence",
+        "fairness_alert_evidence_threshold",
         "fairness_rollbacks_total",
         "fairness_pipeline_runs_total",
         "fairwatch_consumer_lag",
         "fairwatch_dead_letters_total",
         "fairwatch_last_checkpoint_timestamp_seconds",
+        "fairwatch_evaluator",  # the daemon's replicas (docs/replicas.md)
     }
 )
 

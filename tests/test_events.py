@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -179,8 +179,11 @@ def test_batch_fast_path_equals_full_validation(event):
         expected = ("ok", f[:6] + (tuple(f[6].items()),) + f[7:])
     except EventError as exc:
         expected = ("bad", exc.reason)
+    from fairwatch.streaming.batch import AttributeRegistry
+
+    registry = AttributeRegistry()
     for _ in range(2):
-        good, bad = decode_decision_batch([raw], now=NOW)
+        good, bad = decode_decision_batch([raw], now=NOW, registry=registry)
         got = ("ok", good.rows()[0]) if good.ids else ("bad", bad[0][1].reason)
         assert got == expected
 
@@ -313,7 +316,7 @@ def test_clean_runs_take_the_column_path():
     """A clean run is decoded without per-event validation (the reason it is fast)."""
     from unittest import mock
 
-    import fairwatch.streaming.events as ev
+    import fairwatch.streaming.batch as ev
 
     raws = [mutate(decision_id=f"d{j}", ts=f"2026-11-21T10:00:{j % 60:02d}.{j % 1000:03d}Z") for j in range(3000)]
     with mock.patch.object(ev, "decision_fields", side_effect=AssertionError("per-event path taken")):
@@ -374,3 +377,215 @@ def test_models_interleaved_in_one_batch_equal_each_model_alone():
     assert got[
         ("fairwatch_events_total", (("reason", ""), ("result", "ok"), ("topic", "fairness.decisions")))
     ] == 2 * len(a)
+
+
+def test_two_engines_keep_their_own_attribute_registries():
+    """Attribute-set ids belong to one engine: another engine in the same process, learning
+    other sets in another order (and resetting its registry when full), changes nothing here."""
+    a, b = Engine(EngineSettings(windows=("1h",))), Engine(EngineSettings(windows=("1h",)))
+    b.attribute_sets.limit = 1  # b forgets its sets before every batch
+    a.process(decisions=[mutate(decision_id="a1", attributes={"race": "Asian"})])
+    b.process(decisions=[mutate(decision_id="b1", attributes={"race": "White", "sex": "Male"})])
+    b.process(decisions=[mutate(decision_id="b2", attributes={"race": "Black"})])
+    a.process(decisions=[mutate(decision_id="a2", attributes={"race": "Asian"})])
+    assert a.attribute_sets is not b.attribute_sets
+    assert len(a.attribute_sets) == 1 and a.attribute_sets.key(0) == (("race", "Asian"),)
+    assert a.attribute_sets.generation == 0 and b.attribute_sets.generation == 1
+    sa, sb = a.snapshot(), b.snapshot()
+    assert sa.value("fairness_decisions_total", attribute="race", group="Asian", decision="1") == 2
+    assert sa.value("fairness_decisions_total", attribute="race", group="White", decision="1") is None
+    assert sb.value("fairness_decisions_total", attribute="race", group="White", decision="1") == 1
+    assert sb.value("fairness_decisions_total", attribute="race", group="Black", decision="1") == 1
+    assert sb.value("fairness_decisions_total", attribute="race", group="Asian", decision="1") is None
+
+
+@st.composite
+def rfc3339(draw):
+    """Every RFC 3339 form producers emit: 0-9 fraction digits, Z/z or an offset, T/t/space."""
+    from datetime import timedelta
+
+    when = draw(st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30)))
+    offset = draw(st.sampled_from([None, 0, 60, -300, 330, -(23 * 60 + 59), 23 * 60 + 59]) | st.integers(-1439, 1439))
+    digits = draw(st.integers(0, 9))
+    extra = draw(st.text(alphabet="0123456789", min_size=max(0, digits - 6), max_size=max(0, digits - 6)))
+    local = when if offset is None else when + timedelta(minutes=offset)
+    text = local.strftime("%Y-%m-%d") + draw(st.sampled_from("Tt ")) + local.strftime("%H:%M:%S")
+    if digits:
+        text += "." + (f"{local.microsecond:06d}" + extra)[:digits]
+    if offset is None:
+        return text + draw(st.sampled_from("Zz"))
+    sign = "-" if offset < 0 or (offset == 0 and draw(st.booleans())) else "+"
+    return text + f"{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+
+
+@settings(max_examples=500, deadline=None)
+@given(rfc3339())
+def test_every_rfc3339_form_takes_the_vectorised_parser(stamp):
+    """Each generated form is parsed by ``stamps_to_epoch`` to exactly ``parse_timestamp``'s value."""
+    from fairwatch.streaming.events import parse_timestamp, stamps_to_epoch
+
+    got = stamps_to_epoch([stamp])
+    assert got is not None, stamp
+    assert got.tolist() == [parse_timestamp(stamp)]
+
+
+def _broken(stamp: str, at: int, char: str) -> str:
+    return stamp[:at] + char + stamp[at + 1 :]
+
+
+stamp_values = (
+    rfc3339()
+    | st.builds(_broken, rfc3339(), st.integers(0, 34), st.sampled_from("x9:-+.Z T0 "))
+    | st.floats(9e8, 4.2e9)
+    | st.integers(9 * 10**8, 42 * 10**8)
+    | st.sampled_from(["2026-11-21T10:15:00.Z", "2026-11-21T10:15:00+0200", "2026-11-21T24:00:00Z", 1795256100123])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(stamp_values, min_size=1, max_size=80), st.integers(0, 2**31))
+def test_batch_and_per_event_agree_on_every_timestamp_form(stamps, seed):
+    """For generated stamps of every form (valid and broken, text and epoch seconds, mixed in
+    one batch): the batch decoder and the per-event validator agree on accept/reject, the
+    reason and the parsed value."""
+    from fairwatch.streaming.batch import AttributeRegistry, decode_decision_batch
+
+    raws = [mutate(decision_id=f"d{j}", ts=s) for j, s in enumerate(stamps)]
+    good, bad = decode_decision_batch(raws, now=None, registry=AttributeRegistry())
+    expected_good, expected_bad = [], []
+    for j, raw in enumerate(raws):
+        try:
+            f = decision_fields(raw)
+        except EventError as exc:
+            expected_bad.append((j, exc.reason, str(exc)))
+        else:
+            expected_good.append(f[:6] + (tuple(f[6].items()),) + f[7:])
+    assert good.rows() == expected_good
+    assert [(j, e.reason, str(e)) for j, e in bad] == expected_bad
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        lambda j: f"2026-11-21T10:00:{j % 60:02d}.{j % 1000:03d}Z",
+        lambda j: datetime.fromtimestamp(NOW - j * 0.001001, tz=UTC).replace(tzinfo=None).isoformat() + "Z",
+        lambda j: datetime.fromtimestamp(NOW - j * 0.001001, tz=UTC).isoformat(),
+        lambda j: f"2026-11-21t12:00:{j % 60:02d}.{j:09d}+02:00",
+        lambda j: f"2026-11-21T10:00:{j % 60:02d}z",
+        lambda j: NOW - j * 0.5,
+        lambda j: int(NOW) - j,
+    ],
+    ids=["ms_Z", "isoformat_us_Z", "isoformat_+00:00", "ns_offset_t", "no_fraction_z", "epoch_float", "epoch_int"],
+)
+def test_every_form_takes_the_column_path(form):
+    """A clean run of any form is decoded without per-event validation: only invalid
+    values take the slow path."""
+    from unittest import mock
+
+    import fairwatch.streaming.batch as batch
+
+    raws = [mutate(decision_id=f"d{j}", ts=form(j)) for j in range(3000)]
+    with mock.patch.object(batch, "decision_fields", side_effect=AssertionError("per-event path taken")):
+        good, bad = batch.decode_decision_batch(raws, now=NOW)
+    assert len(good) == 3000 and not bad
+
+
+outcome_events = st.fixed_dictionaries(
+    {},
+    optional={
+        "schema": st.sampled_from(["outcome/v1", "decision/v1"]) | json_values,
+        "decision_id": st.text(min_size=0, max_size=130) | json_values,
+        "model": st.sampled_from(["loan", ""]) | json_values,
+        "ts": stamp_values | json_values,
+        "label": st.sampled_from([None, 0, 1, 2, True, 1.0]) | json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(outcome_events.map(orjson.dumps) | st.binary(max_size=40), max_size=60))
+def test_outcome_batch_equals_per_event_validation(raws):
+    """The outcome fast path: the same outcomes, values, reasons and messages as outcome_fields."""
+    from fairwatch.streaming.batch import decode_outcome_batch
+    from fairwatch.streaming.events import outcome_fields
+
+    good, bad = decode_outcome_batch(raws)
+    expected_good, expected_bad = [], []
+    for j, raw in enumerate(raws):
+        try:
+            expected_good.append(outcome_fields(raw))
+        except EventError as exc:
+            expected_bad.append((j, exc.reason, str(exc)))
+    assert good.rows() == expected_good
+    assert [(j, e.reason, str(e)) for j, e in bad] == expected_bad
+
+
+def test_replay_decodes_each_outcome_once(tmp_path):
+    """Replay reads an outcome line once, for its time and its fields (no second parse)."""
+    from unittest import mock
+
+    import fairwatch.monitor.replay as replay_mod
+    from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
+
+    sim = LoanSimulator(
+        seed=3, rate=50, scenario="none", delay=OutcomeDelay(kind="fixed", median_s=5.0, never_share=0.0)
+    )
+    batch = sim.advance_batch(200)
+    dec, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    dec.write_bytes(b"\n".join(batch.topic_values(False)) + b"\n")
+    outcomes = batch.topic_values(True)
+    out.write_bytes(b"\n".join([*outcomes, b'{"schema":"outcome/v1"}']) + b"\n")
+    seen = []
+
+    def counting(lines, **kw):
+        seen.extend(lines)
+        return decode(lines, **kw)
+
+    decode = replay_mod.decode_outcome_batch
+    with (
+        mock.patch.object(replay_mod, "decode_outcome_batch", counting),
+        mock.patch("fairwatch.monitor.ingest.decode_outcome_batch", side_effect=AssertionError("parsed again")),
+    ):
+        result = replay_mod.replay(dec, outcomes=out, batch_size=1000, progress=False)
+    assert len(seen) == len(outcomes) + 1 == result.outcomes_read
+    assert result.rejected == 1
+    joined = result.snapshot.value("fairwatch_outcome_joins_total", model="loan-approval", result="joined")
+    ok = result.snapshot.value("fairwatch_events_total", topic="fairness.outcomes", result="ok")
+    assert ok == len(outcomes) and joined == len(outcomes)
+
+
+def _read_jsonl_batches_by_line(path, batch_size):
+    """The line-by-line reader the chunked one replaced: the oracle for it."""
+    lines, meta, done = [], [], 0
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            done += len(line)
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            lines.append(line)
+            meta.append((0, lineno))
+            if len(lines) >= batch_size:
+                yield lines, meta, done
+                lines, meta = [], []
+    if lines:
+        yield lines, meta, done
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"{}", b'{"a":1}', b"", b" ", b"\r", b"\r\r", b" x ", b"\t"]), max_size=40).map(
+        b"\n".join
+    )
+    | st.binary(max_size=200),
+    st.integers(1, 7),
+    st.integers(1, 64),
+)
+def test_chunked_jsonl_reader_equals_line_by_line(tmp_path_factory, data, batch_size, chunk_bytes):
+    """Same lines, line numbers, skipped blanks and bytes-read marks, whatever the chunking."""
+    from fairwatch.streaming.files import read_jsonl_batches
+
+    path = tmp_path_factory.mktemp("jsonl") / "f.jsonl"
+    path.write_bytes(data)
+    got = list(read_jsonl_batches(path, batch_size, chunk_bytes=chunk_bytes))
+    assert got == list(_read_jsonl_batches_by_line(path, batch_size))

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fairwatch.monitor.snapshot import FAMILIES
 
+from fairwatch.app.families import FAMILIES
 from tests.infra.fixtures import service_unavailable
 from tests.infra.processes import free_ports, log_tail, terminate, wait_until
 
@@ -66,6 +66,7 @@ ALLOWED_EMPTY = {
     "fairness_pipeline_runs_total": "no intervention pipeline runs in the demo",
     "fairwatch_consumer_lag": "the demo has no Kafka consumer",
     "fairwatch_last_checkpoint_timestamp_seconds": "the demo keeps no state store (fairwatch run does)",
+    "fairwatch_evaluator": "the demo is one process, not replicas of a consumer group (fairwatch run exports it)",
     'result="invalid"': "the simulator emits only valid events",
 }
 

@@ -239,6 +239,14 @@ def test_secrets_by_reference() -> None:
     assert _one(docs, "Deployment")["spec"]["replicas"] == 3
 
 
+def test_more_than_one_replica_needs_the_shared_database() -> None:
+    base = [_tool("helm"), "template", "fairwatch", str(CHART), "--namespace", "ml", "--kube-version", KUBE_VERSION]
+    res = _run(*base, "--set", "replicaCount=2")
+    assert res.returncode != 0 and "replicaCount > 1 needs secrets.database" in res.stderr
+    ok = _run(*base, "--set", "replicaCount=2", "--set", "secrets.database.existingSecret=pg")
+    assert ok.returncode == 0, ok.stderr
+
+
 @pytest.mark.integration
 def test_prometheus_rule_equals_alerts_prometheus(rendered) -> None:
     _, docs = rendered

@@ -37,8 +37,11 @@ KAFKA_ONLY = {
     "fairwatch_dead_letters_total",
     "fairwatch_last_checkpoint_timestamp_seconds",
     "fairness_alert_tier",
+    "fairness_alert_evidence",
+    "fairness_alert_evidence_threshold",
     "fairness_rollbacks_total",
     "fairness_pipeline_runs_total",
+    "fairwatch_evaluator",
 }
 POISON = [b"{not json", b'{"schema":"decision/v1"}', b"\xff\xfe", b"[1]", b'{"schema":"decision/v9"}']
 

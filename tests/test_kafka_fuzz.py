@@ -135,11 +135,13 @@ def test_hostile_messages_never_stop_the_stream(kafka_bootstrap, tmp_path):
     # its totals and group count, every other model exactly.
     card = "fuzz-cardinality"
     live, batch = rename_topics(live, topics), dict(batch)
-    for samples in (live, batch):
+    # The daemon keeps one engine per partition (docs/replicas.md), each with its own cap of 50
+    # groups: the merged series hold at most 3 × 50 values and __other__; the replay's one engine 50.
+    for samples, cap in ((live, 3 * 50 + 1), (batch, 51)):
         groups = {
             dict(lb)["group"] for (n, lb) in samples if n == "fairness_decisions_total" and dict(lb)["model"] == card
         }
-        assert len(groups) == 51 and "__other__" in groups  # the cap (50) holds
+        assert 51 <= len(groups) <= cap and "__other__" in groups  # the cap (50 per engine) holds
     total = {
         name: sum(v for (n, lb), v in s.items() if n == "fairness_decisions_total" and dict(lb)["model"] == card)
         for name, s in (("live", live), ("batch", batch))

@@ -24,5 +24,5 @@ def test_readme_gives_two_commands_and_ci_runs_the_test_one():
     text = README.read_text()
     section = text.split("## Two commands", 1)[1].split("\n## ", 1)[0]
     commands = [block.split("```", 1)[0].strip() for block in section.split("```bash\n")[1:]]
-    assert commands == ["pip install -e . && fairwatch demo", "pip install -e '.[test]' && python -m pytest"]
+    assert commands == ["pip install -e '.[demo]' && fairwatch demo", "pip install -e '.[test]' && python -m pytest"]
     assert commands[1] in CI_RUN.read_text()

@@ -16,6 +16,7 @@ from fairwatch.alerts.flags import FlagdFileStore
 from fairwatch.alerts.loop import AlertLoop
 from fairwatch.alerts.rollback import RollbackManager
 
+from fairwatch.app.commands import load_alerts
 from fairwatch.app.config import load_config
 
 STEPS = ["rollback.detect", "rollback.assess", "rollback.decide", "rollback.execute"]
@@ -110,8 +111,8 @@ def cli(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="fairwatch")
     sub = p.add_subparsers(dest="command")
-    add_flags_parser(sub, load=lambda path: load_config(path).alerts)
-    add_baseline_parser(sub, load=lambda path: load_config(path).alerts)
+    add_flags_parser(sub, load=load_alerts)
+    add_baseline_parser(sub, load=load_alerts)
     args = p.parse_args(argv)
     return args.func(args)
 

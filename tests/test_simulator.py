@@ -1,4 +1,4 @@
-"""The loan-approval simulator: determinism, the DESIGN §2 wire format, the world model
+"""The loan-approval simulator: determinism, the docs/events.md wire format, the world model
 and every drift scenario, checked on the emitted bytes."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def parse_ts(ts: str) -> float:
 
 
 def check_event(event: SimEvent) -> dict:
-    """A local DESIGN §2 checker (the project's validator is written elsewhere)."""
+    """A local docs/events.md checker (the project's validator is written elsewhere)."""
     obj = orjson.loads(event.value)
     assert orjson.dumps(obj) == event.value  # exactly what orjson writes
     assert event.key == b"loan-approval" and obj["model"] == "loan-approval"
@@ -121,7 +121,7 @@ def disparate_impact(df: pd.DataFrame, by: str = "race") -> pd.Series:
 
 
 def ece(df: pd.DataFrame, bins: int = 10) -> float:
-    """DESIGN §3: sum over bins of |label sum - score sum| / N."""
+    """docs/metrics.md: sum over bins of |label sum - score sum| / N."""
     b = np.minimum(np.floor(df.score.to_numpy() * bins), bins - 1).astype(int)
     s = np.bincount(b, weights=df.score.to_numpy(), minlength=bins)
     y = np.bincount(b, weights=df.label.to_numpy(dtype=float), minlength=bins)

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_audit_parser"]
+from fairwatch.app.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, load_command_config, needs_extra
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+__all__ = ["add_audit_parser"]
 
 
 def _month(text: str) -> str:
@@ -78,11 +78,7 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 
 def _load(args: argparse.Namespace):
-    from fairwatch.app.cli import _config
-
-    if not hasattr(args, "log_level"):
-        args.log_level = args.log_format = None
-    return _config(args)
+    return load_command_config(args)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -94,6 +90,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if res.ok else EXIT_FAILURE
 
 
+@needs_extra("audit export", "audit")
 def _cmd_export(args: argparse.Namespace) -> int:
     from fairwatch.app.export import ExportSettings, export_month
     from fairwatch.monitor.daily import DailyStore

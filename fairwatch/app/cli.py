@@ -1,6 +1,10 @@
 """The ``fairwatch`` command line: a thin layer over programmatic ``run`` functions.
 
-Exit codes: 0 success, 1 runtime failure, 2 usage error, 3 configuration error.
+Exit codes: 0 success, 1 runtime failure, 2 usage error (or a missing extra), 3 configuration error.
+
+Building the parser imports no layer below the application and no heavy library
+(numpy, pandas, scikit-learn, matplotlib…): each command function imports what it needs,
+so ``fairwatch --help`` starts at once (benchmarks/startup.py).
 """
 
 from __future__ import annotations
@@ -12,15 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
-
-from fairwatch.app.config import EXIT_CONFIG, Config, ConfigError, load_config
-from fairwatch.app.logs import configure_logging
-from fairwatch.monitor.engine import VERSION
+from fairwatch.app.commands import EXIT_OK, EXIT_USAGE, load_alerts, load_command_config, needs_extra
 
 __all__ = ["main", "build_parser"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 log = logging.getLogger("fairwatch.cli")
 
 DESCRIPTION = """\
@@ -66,11 +65,24 @@ def _port(text: str) -> int:
     return value
 
 
+class _Version(argparse.Action):
+    """``--version``: reads the package metadata only when asked (it costs more than the parser)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import fairwatch
+
+        print(f"fairwatch {fairwatch.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fairwatch", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"fairwatch {VERSION}")
+    parser.add_argument("--version", action=_Version)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="YAML configuration file (default: embedded defaults)")
     common.add_argument("--log-format", choices=("text", "json"), help="log format (default: config log.format)")
@@ -121,11 +133,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--file", required=True, metavar="DECISIONS.jsonl", help="decision events, JSON lines")
     rep.add_argument("--outcomes", metavar="OUTCOMES.jsonl", help="outcome events, JSON lines")
-    rep.add_argument("--snapshot", metavar="OUT.json", help="write the final metric snapshot (DESIGN §7 format) here")
+    rep.add_argument(
+        "--snapshot", metavar="OUT.json", help="write the final metric snapshot (format: docs/files.md) here"
+    )
     rep.add_argument("--dead-letter", metavar="FILE", help="where rejected lines go (default: <file>.deadletter.jsonl)")
     rep.add_argument("--batch-size", type=_positive_int, default=10_000, help="events per micro-batch (default: 10000)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep.set_defaults(func=_cmd_replay)
+
+    bt = sub.add_parser(
+        "backtest",
+        parents=[common],
+        help="run the alert policy over history in event time, actions dry-run",
+        description=(
+            "Feeds decision/v1 (and outcome/v1) JSON lines through the daemon's engine and alert policy, "
+            "evaluated every evaluation_interval of event time. Actions are dry-run: every rollback is "
+            "simulated, nothing external is called. Writes DIR/incidents.jsonl (one line per tier change) "
+            "and DIR/summary.json; invalid lines are counted and dead-lettered to DIR/deadletter.jsonl."
+        ),
+    )
+    bt.add_argument("--file", required=True, metavar="DECISIONS.jsonl", help="decision events, JSON lines")
+    bt.add_argument("--outcomes", metavar="OUTCOMES.jsonl", help="outcome events, JSON lines")
+    bt.add_argument(
+        "--learn-baseline",
+        type=_duration_arg,
+        metavar="DURATION",
+        help="learn each model's baseline from its first DURATION of event time (e.g. 24h)",
+    )
+    bt.add_argument("--out", required=True, metavar="DIR", help="directory for incidents.jsonl and summary.json")
+    bt.add_argument("--batch-size", type=_positive_int, default=10_000, help="lines per read (default: 10000)")
+    bt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bt.set_defaults(func=_cmd_backtest)
 
     run = sub.add_parser(
         "run",
@@ -181,17 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from fairwatch.alerts.cli import add_baseline_parser, add_flags_parser
 
-    add_flags_parser(sub, load=_load_alerts)
+    add_flags_parser(sub, load=load_alerts)
     from fairwatch.app.audit_cli import add_audit_parser
 
     add_audit_parser(sub)
-    add_baseline_parser(sub, load=_load_alerts)
-    try:
-        from fairwatch.intervention.cli import add_pipeline_parser
-    except ImportError:  # pragma: no cover - the intervention package is optional at import time
-        pass
-    else:
-        add_pipeline_parser(sub)
+    add_baseline_parser(sub, load=load_alerts)
+    from fairwatch.intervention.cli import add_pipeline_parser
+
+    add_pipeline_parser(sub)
+    sub.choices["pipeline"].set_defaults(extra="pipeline")
     return parser
 
 
@@ -212,7 +248,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from fairwatch.app.daemon import run
 
-    cfg = _config(args)
+    cfg = load_command_config(args)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack on stderr, the daemon goes on
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     kafka = {k: v for k, v in (("bootstrap_servers", args.bootstrap_servers), ("group_id", args.group_id)) if v}
@@ -236,6 +272,7 @@ def _simulation_start(args: argparse.Namespace) -> float:
     return now - span - 60.0
 
 
+@needs_extra("simulate", "demo")
 def _cmd_simulate(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -243,7 +280,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from fairwatch.streaming.producer import simulate
     from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
-    cfg = _config(args)
+    cfg = load_command_config(args)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -274,21 +311,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_alerts(path: str | None):
-    """``fairwatch flags`` / ``baseline``: the same loader as every command (``FAIRWATCH_ALERTS__…`` apply)."""
-    return load_config(path).alerts
-
-
-def _config(args: argparse.Namespace) -> Config:
-    cfg = load_config(getattr(args, "config", None))
-    configure_logging(args.log_level or cfg.log.level, args.log_format or cfg.log.format)
-    return cfg
-
-
+@needs_extra("demo", "demo")
 def _cmd_demo(args: argparse.Namespace) -> int:
     from fairwatch.app.demo import run_demo
 
-    cfg = _config(args)
+    cfg = load_command_config(args)
     sim = cfg.simulator.model_copy(
         update={
             k: v
@@ -303,9 +330,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    import orjson
+
     from fairwatch.monitor.replay import replay
 
-    cfg = _config(args)
+    cfg = load_command_config(args)
     dead = args.dead_letter or str(Path(args.file).with_suffix("")) + ".deadletter.jsonl"
     try:
         result = replay(
@@ -332,6 +361,38 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from fairwatch.app.backtest import backtest
+
+    cfg = load_command_config(args)
+    try:
+        result = backtest(
+            args.file,
+            outcomes=args.outcomes,
+            config=cfg,
+            learn_baseline=args.learn_baseline,
+            out=args.out,
+            batch_size=args.batch_size,
+            progress=not args.no_progress and sys.stderr.isatty(),
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"fairwatch backtest: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    s = result.summary
+    first = ", ".join(f"tier {k} at {v}" for k, v in s["first_raise_at"].items() if v) or "none"
+    print(
+        f"backtest: {s['decisions']} decision lines, {s['outcomes']} outcome lines, {s['rejected']} rejected"
+        + (f" (written to {result.dead_letter})" if result.dead_letter else "")
+        + f"; {s['evaluations']} evaluations every {s['evaluation_interval_s']:g} s of event time\n"
+        f"tier raises: tier 1 {s['tier_raises']['1']}, tier 2 {s['tier_raises']['2']}, tier 3 {s['tier_raises']['3']}"
+        f"; first raises: {first}\n"
+        f"simulated rollbacks: {len(s['rollbacks'])}"
+        + "".join(f"\n  {r['at']} {r['model']} (from {r['from_version']})" for r in s["rollbacks"])
+        + f"\nwrote {result.incidents} and {result.summary_path}"
+    )
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -339,8 +400,13 @@ def main(argv: list[str] | None = None) -> int:
         from fairwatch.app.runtime import tune_gc
 
         tune_gc()
+    from fairwatch.app.config import EXIT_CONFIG, ConfigError
+
+    func = args.func
+    if getattr(args, "extra", None):  # the pipeline's stages: one check for all of them
+        func = needs_extra(args.command, args.extra)(func)
     try:
-        return args.func(args)
+        return func(args)
     except ConfigError as exc:
         from fairwatch.app.redact import redact
 

@@ -141,7 +141,7 @@ class SchedulerConfig(_Section):
 
 
 class AuditConfig(_Section):
-    """Per-day statistics for the monthly audit export, its schedule and retention (DESIGN §8).
+    """Per-day statistics for the monthly audit export, its schedule and retention (docs/files.md).
 
     The audit log itself is ``alerts.audit_path``.
     """
@@ -231,10 +231,7 @@ class Config(_Section):
 
     def all_windows(self) -> tuple[str, ...]:
         """The configured windows plus those the alert policy confirms with (5m by 15m, …)."""
-        wanted = list(self.windows)
-        if self.alerts.enabled:
-            confirm = self.alerts.policy.confirm
-            wanted += [w for pair in confirm.items() for w in pair]
+        wanted = [*self.windows, *self.alerts.windows()]
         return tuple(sorted(dict.fromkeys(wanted), key=parse_duration))
 
     def engine_settings(self) -> EngineSettings:

@@ -31,10 +31,12 @@ from contextlib import ExitStack
 import orjson
 
 from fairwatch.app.config import Config, ConfigError
+from fairwatch.app.evaluator import Evaluator
+from fairwatch.app.families import FAMILIES
 from fairwatch.app.redact import redact, register_secret
 from fairwatch.monitor.daily import DailyStats, DailyStore
-from fairwatch.monitor.engine import Engine
 from fairwatch.monitor.exporter import serve_metrics
+from fairwatch.monitor.partials import PARTIAL, PartitionEngines, local_samples, partial_blob, partial_of
 from fairwatch.monitor.snapshot import Sample, SnapshotBoard
 from fairwatch.monitor.state import Checkpoint, StateStore, open_state_store
 
@@ -77,6 +79,8 @@ class Daemon:
         self.closing = False
         self.alerts = None
         self.pipelines = None
+        # Merges every partition's statistics when this replica is the elected evaluator.
+        self.evaluator = Evaluator(config.state.url, self.kc.group_id, config.engine_settings())
         # kafka-python runs rebalance callbacks on its IO thread, concurrently with this
         # loop: every change of state takes this lock (never held across a blocking commit).
         self.lock = threading.RLock()
@@ -88,7 +92,8 @@ class Daemon:
     # -- partition bookkeeping ---------------------------------------------------
     def _reset_memory(self) -> None:
         self.daily = DailyStats(self.config.calibration_bins) if self.daily_store is not None else None
-        self.engine = Engine(self.config.engine_settings(), observer=self.daily)
+        # One engine state per source partition: a partition's checkpoint holds exactly its counts.
+        self.engines = PartitionEngines(self.config.engine_settings(), observer=self.daily)
         self.ledgers: dict[int, Counter] = {}
         self.owned: dict[int, set[str]] = {}  # partition index → models read from it
         self.positions: dict[str, int] = {}  # "topic:partition" → next offset applied
@@ -117,10 +122,10 @@ class Daemon:
             ledger: Counter = Counter()
             models: list[str] = []
             if cp is not None:
-                ledger, models = self.engine.restore_blob(cp.state)
+                ledger, models = self.engines[p].restore_blob(cp.state)
                 offsets.update(cp.offsets)
             self.ledgers[p] = ledger
-            self.engine.events.update(ledger)
+            self.engines[p].events.update(ledger)
             self.owned[p] = set(models)
         self.positions.update(offsets)
         self.ready = True
@@ -143,9 +148,9 @@ class Daemon:
         for p in partitions:
             if self.daily is not None:
                 self.daily.discard(self._key(p))
-            self.engine.drop(self.owned.pop(p, set()))
-            self.engine.events.subtract(self.ledgers.pop(p, Counter()))
-            self.engine.events = +self.engine.events  # drop zero entries
+            self.engines.pop(p)
+            self.owned.pop(p, None)
+            self.ledgers.pop(p, None)
             for k in list(self._offsets_of(p)):
                 del self.positions[k]
 
@@ -180,11 +185,12 @@ class Daemon:
                 return
             cps = {
                 self._key(p): Checkpoint(
-                    self.engine.state_blob(self.owned.get(p, set()), events=self.ledgers[p]),
+                    self.engines[p].state_blob(events=self.ledgers[p]),
                     self._offsets_of(p),
                 )
                 for p in parts
             }
+            cps.update({self._key(p) + PARTIAL: Checkpoint(partial_blob(self.engines[p])) for p in parts})
             redo = {}
             if self.daily is not None:  # per-day counts since the last checkpoint, saved with it
                 redo = {self._key(p) + DAILY: self.daily.take(self._key(p)) for p in parts}
@@ -301,10 +307,11 @@ class Daemon:
                 continue  # fetched before a revoke: no longer ours
             b.decisions, b.decision_offsets = self._fresh(p, b.decisions, b.decision_offsets, kc.decisions_topic)
             b.outcomes, b.outcome_offsets = self._fresh(p, b.outcomes, b.outcome_offsets, kc.outcomes_topic)
-            before = self.engine.events.copy()
+            engine = self.engines[p]
+            before = engine.events.copy()
             if self.daily is not None:
                 self.daily.scope = self._key(p)
-            rejected = self.engine.process(
+            rejected = engine.process(
                 decisions=b.decisions,
                 outcomes=b.outcomes,
                 now=now,
@@ -315,12 +322,12 @@ class Daemon:
             )
             if rejected:
                 self.dead_letters.send(rejected)  # raises DeadLetterError: then we do not advance
-            delta = self.engine.events.copy()
+            delta = engine.events.copy()
             delta.subtract(before)
             self.ledgers.setdefault(p, Counter()).update(+delta)
             if self.daily is not None:
                 self._reconcile(p, b, +delta, rejected, now)
-            self.owned.setdefault(p, set()).update(self.engine.touched)
+            self.owned.setdefault(p, set()).update(engine.touched)
             self.positions.update(b.next_offsets)
 
     def _reconcile(self, p: int, b, delta: Counter, rejected, now: float) -> None:
@@ -349,10 +356,14 @@ class Daemon:
         return alive, ready, detail
 
     def _publish(self) -> None:
-        with self.lock:
-            snap = self.engine.snapshot()
-            if self.alerts is not None:
-                snap = self.alerts.evaluate(snap, self.engine)
+        with self.lock:  # copies of this replica's statistics; the merge and the actions run outside
+            own = {p: partial_of(self.engines[p]) for p in self.ledgers}
+            local = local_samples(self.engines[p] for p in self.ledgers)
+        ev = self.evaluator.evaluate(own, local)
+        snap = ev.export
+        if ev.engine is not None and self.alerts is not None:  # only the evaluator acts, on the whole model
+            self.alerts.judge(ev.whole, ev.engine)
+            snap = snap.with_samples(self.alerts.samples())
         extra = [
             Sample("fairwatch_consumer_lag", {"topic": t, "partition": str(p)}, float(v))
             for (t, p), v in sorted(self.lag.items())
@@ -385,10 +396,12 @@ class Daemon:
                 port=cfg.metrics.port,
                 health=self.health,
                 routes={"/jobs": self._jobs_route},
+                families=FAMILIES,
             )
             stack.callback(server.server_close)
             stack.callback(server.shutdown)
             stack.callback(self.store.close)
+            stack.callback(self.evaluator.close)
             if self.daily_store is not None:
                 stack.callback(self.daily_store.close)
             stack.callback(self.writer.shutdown)  # before the stores close (callbacks run last-in first-out)
@@ -503,7 +516,13 @@ class Daemon:
                     )
                 return run_id
 
-        self.alerts = AlertLoop(cfg.alerts, enqueue=enqueue, confidence=cfg.confidence_level)
+        self.alerts = AlertLoop(
+            cfg.alerts,
+            enqueue=enqueue,
+            confidence=cfg.confidence_level,
+            interval=cfg.evaluation_interval,
+            reference_groups=dict(cfg.reference_groups),
+        )
         stack.callback(self.alerts.close)
         self._audit_config()
         admin = cfg.alerts.admin

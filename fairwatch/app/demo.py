@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import tempfile
 import threading
@@ -27,12 +28,13 @@ from rich.table import Table
 from rich.text import Text
 
 from fairwatch.app.config import Config
+from fairwatch.app.families import FAMILIES
 from fairwatch.monitor.engine import Engine
 from fairwatch.monitor.exporter import serve_metrics
 from fairwatch.monitor.snapshot import Snapshot, SnapshotBoard
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
-__all__ = ["run_demo", "render", "DEMO_FLAG"]
+__all__ = ["run_demo", "render", "advance", "DEMO_FLAG"]
 
 DEMO_FLAG = "loan-model"
 #: simulated seconds between alert evaluations (the engine is fed in chunks this long)
@@ -189,7 +191,41 @@ def demo_alerts(config: Config, sim: LoanSimulator, state_dir: Path):
             "baseline_path": str(state_dir / "baselines.json"),
         }
     )
-    return AlertLoop(cfg, confidence=config.confidence_level)
+    return AlertLoop(
+        cfg,
+        confidence=config.confidence_level,
+        interval=ALERT_STEP,
+        reference_groups=dict(config.reference_groups),
+    )
+
+
+def advance(sim: LoanSimulator, engine: Engine, loop, seconds: float, *, on_batch=None) -> tuple[int, int]:
+    """Advance the simulator by ``seconds``; with an alert loop in whole ``ALERT_STEP`` chunks.
+
+    After each chunk the loop evaluates at the chunk's end (a multiple of ``ALERT_STEP`` of
+    event time when the simulator starts on one, as ``fairwatch backtest`` does) and the
+    simulator, like a serving app, serves the version the flag names. ``on_batch(batch)``
+    sees every simulator batch (e.g. to record the events). Returns (decisions, outcomes).
+    """
+    store = loop.rollback.store if loop is not None and loop.rollback is not None else None
+    n_dec = n_out = 0
+    while seconds > 1e-9:
+        chunk = min(seconds, ALERT_STEP) if loop is not None else seconds
+        seconds -= chunk
+        batch = sim.advance_batch(chunk)
+        if on_batch is not None:
+            on_batch(batch)
+        dec, out = batch.topic_values(False), batch.topic_values(True)
+        n_dec += len(dec)
+        n_out += len(out)
+        engine.process(decisions=dec, outcomes=out, now=sim.now)
+        if loop is not None:
+            loop.evaluate(engine.snapshot(now=sim.now), engine)
+            served = store.current(DEMO_FLAG) if store is not None else sim.model_version
+            if served != sim.model_version:
+                log.warning("serving model version %s (flag %s)", served, DEMO_FLAG)
+                sim.set_model_version(served)
+    return n_dec, n_out
 
 
 class _Stop:
@@ -231,7 +267,7 @@ def run_demo(
         delay=OutcomeDelay(kind="lognormal", median_s=sc.outcome_delay, sigma=0.5),
     )
     settings = config.engine_settings()
-    loop = store = None
+    loop = None
     tmp = None
     if alerts:
         if state_dir is None:
@@ -240,11 +276,10 @@ def run_demo(
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         loop = demo_alerts(config, sim, state_dir)
-        store = loop.rollback.store if loop.rollback is not None else None
         # the policy's fast windows (5m confirmed by 15m, …) come with config.engine_settings()
     engine = Engine(settings)
     board = SnapshotBoard()
-    server, _ = serve_metrics(board, host=config.metrics.host, port=config.metrics.port)
+    server, _ = serve_metrics(board, host=config.metrics.host, port=config.metrics.port, families=FAMILIES)
     port = server.server_port
     stop = _Stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -256,6 +291,7 @@ def run_demo(
     started = last_tick = time.monotonic()
     next_eval = started
     decisions = outcomes = 0
+    pending = 0.0
 
     def header() -> str:
         sim_h = (sim.now - sim.start) / 3600.0
@@ -272,24 +308,17 @@ def run_demo(
                 now = time.monotonic()
                 if duration is not None and now - started >= duration:
                     break
-                step = (now - last_tick) * sc.speed
+                pending += (now - last_tick) * sc.speed
                 last_tick = now
-                while step > 0:
-                    chunk = min(step, ALERT_STEP) if loop is not None else step
-                    step -= chunk
-                    batch = sim.advance_batch(chunk)
-                    dec, out = batch.topic_values(False), batch.topic_values(True)
-                    decisions += len(dec)
-                    outcomes += len(out)
-                    engine.process(decisions=dec, outcomes=out, now=sim.now)
-                    if loop is not None:
-                        loop.evaluate(engine.snapshot(now=sim.now), engine)
-                        # a serving app: resolve the flag through the store, serve that version
-                        served = store.current(DEMO_FLAG) if store is not None else sim.model_version
-                        if served != sim.model_version:
-                            log.warning("serving model version %s (flag %s)", served, DEMO_FLAG)
-                            sim.set_model_version(served)
-                if now >= next_eval:
+                # with alerts: whole ALERT_STEP chunks only (the rest waits), so evaluations fall on
+                # multiples of ALERT_STEP of event time, where `fairwatch backtest` evaluates too
+                step = pending if loop is None else ALERT_STEP * math.floor(pending / ALERT_STEP)
+                pending -= step
+                if step > 0:
+                    d, o = advance(sim, engine, loop, step)
+                    decisions += d
+                    outcomes += o
+                if now >= next_eval and decisions:  # the first evaluation as soon as there is data
                     snap = engine.snapshot()
                     if loop is not None:
                         snap = snap.with_samples(loop.samples())

@@ -1,4 +1,4 @@
-"""``fairwatch audit export``: the monthly audit report (DESIGN §8).
+"""``fairwatch audit export``: the monthly audit report (docs/files.md, "Monthly export bundle").
 
 From the persisted per-day counts (:mod:`fairwatch.monitor.daily`) it computes, with
 :func:`fairwatch.monitor.metrics.attribute_metrics` — the function behind every live
@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from fairwatch.alerts.audit import INCIDENT_KINDS, ROLLBACK_EXECUTE, ROLLBACK_KINDS, TIER_CHANGE
 from fairwatch.monitor.audit import iter_entries, verify
 from fairwatch.monitor.daily import RECON_RESULTS, DailyStore, month_days
 from fairwatch.monitor.metrics import AttributeMetrics, attribute_metrics
@@ -50,8 +51,6 @@ log = logging.getLogger("fairwatch.export")
 MONTH = "month"  # the ``period`` of month-level rows
 MSG_OUT_EXISTS = "--out: {path!r} exists and is not empty; choose another directory"
 MANIFEST = "manifest.sha256"
-INCIDENT_KINDS = ("tier.change", "action.")
-ROLLBACK_KINDS = ("rollback.", "flag.restore", "admin.rollback")
 
 GROUP_METRICS = (
     ("selection_rate", "selection_rate_ci", "wilson"),
@@ -311,14 +310,14 @@ def _timeline_plot(path: Path, month: str, incidents: list[dict], rollbacks: lis
     def key(e: dict) -> tuple[str, str, str]:
         return e.get("model", ""), e.get("metric", ""), e.get("attribute", "")
 
-    changes = [e for e in incidents if e.get("kind") == "tier.change"]
+    changes = [e for e in incidents if e.get("kind") == TIER_CHANGE]
     keys = sorted({key(e) for e in changes})
     for i, k in enumerate(keys):
         pts = sorted((e["ts"], e.get("tier") or 0) for e in changes if key(e) == k)
         xs = [dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None) for t, _ in pts]
         ax.step(xs, [v + i * 0.05 for _, v in pts], where="post", label=" / ".join(x for x in k if x))
     for e in rollbacks:
-        if e.get("kind") == "rollback.execute":
+        if e.get("kind") == ROLLBACK_EXECUTE:
             ax.axvline(dt.datetime.fromtimestamp(e["ts"], dt.UTC).replace(tzinfo=None), color="black", ls=":")
     first = dt.datetime.fromisoformat(month + "-01")
     last = dt.datetime.fromisoformat(month_days(month)[-1]) + dt.timedelta(days=1)
@@ -384,7 +383,7 @@ def export_month(
             bar.update(task, description="plots")
             rb_times = {}
             for e in rollbacks:
-                if e.get("kind") == "rollback.execute":
+                if e.get("kind") == ROLLBACK_EXECUTE:
                     rb_times.setdefault(e.get("model"), []).append(float(e["ts"]))
             plots: dict[tuple[str, str], str] = {}
             for model, col in keys:

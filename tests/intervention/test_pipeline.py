@@ -114,15 +114,18 @@ def test_run_json_logs_every_decision_and_gate(passed_run):
     assert front and set(front) <= {c["name"] for c in rec["candidates"]}
 
 
-def test_three_failed_iterations_escalate(strict_run):
+def test_no_passing_candidate_escalates_with_trade_offs(strict_run):
     code, out, rec = strict_run
-    assert code == 1 and rec["result"] == "escalated"
-    assert rec["iteration_count"] == 3
-    assert [it["outcome"] for it in rec["iterations"]] == ["failed"] * 3
-    assert all(it.get("rollback") for it in rec["iterations"])
+    assert code == 1 and rec["result"] == "escalated" and rec["recommended"] is None
+    assert rec["iteration_count"] == 3  # the in-processing component used its 3 iterations
+    inproc = [it for it in rec["iterations"] if it["component"] == "inprocess"]
+    assert [it["outcome"] for it in inproc] == ["failed"] * 3 and all(it.get("rollback") for it in inproc)
     esc = [e for e in rec["events"] if e["kind"] == "escalation"]
-    assert len(esc) == 1 and esc[0]["reason"] == "3 iterations failed"
-    assert "Escalation" in (out / "remediation_plan.md").read_text()
+    assert len(esc) == 1 and esc[0]["reason"].startswith("no candidate passes every gate")
+    md = (out / "remediation_plan.md").read_text()
+    assert "Escalation" in md and "Best trade-offs found" in md
+    for r in rec["trade_offs"]["table"]:
+        assert f"| {r['name']} |" in md and f"{r['accuracy']:.3f}" in md
 
 
 def test_remediation_plan_follows_template_with_measured_numbers(passed_run):
@@ -149,6 +152,9 @@ def test_remediation_plan_follows_template_with_measured_numbers(passed_run):
     for c in rec["candidates"]:
         if c["name"] in rec["chain"]:
             assert f"{c['metrics']['dp_ratio']:.3f}" in md and c["name"] in md
+    for c in rec["candidates"]:  # KS integrity: the repaired features' change is reported, not a failure
+        for f, v in (c["params"].get("repaired_feature_change") or {}).items():
+            assert f"{f} (KS p {v['p_value']:.3f})" in md and "other than those being repaired" in md
     inv = json.loads((out / "investigation.json").read_text())
     assert inv["id"] in md and f"{inv['metric_value']['current']:.3f}" in md
     assert "@" not in md  # no e-mail addresses, no people

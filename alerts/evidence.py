@@ -1,0 +1,313 @@
+"""Anytime-valid evidence: e-detectors over the counts that arrive between evaluations.
+
+Every rule that can raise a tier is a set of one-sided *constraints* on group rates
+(``p_g ≥ c·p_h``, ``q_h − q_g ≤ δ``, ``|bias_g| ≤ δ``, ``acc_g ≥ a``). Each constraint
+has one *detector* per alternative it is tuned for. At every evaluation a detector
+turns the counts that arrived since the last evaluation into an **e-value** ``e``
+(a non-negative number with ``E[e] ≤ 1`` whenever the constraint holds, whatever
+happened before), and keeps the CUSUM statistic ``S ← max(0, S + log e)``. It alarms
+at ``S ≥ log(A·K)``: by the e-detector theorem (Shin, Ramdas & Rinaldo 2024, "E-detectors:
+a nonparametric framework for sequential change detection") the mean number of
+evaluations to a false alarm of one detector is at least ``A·K``, and because the K
+CUSUMs of a tier are each below their Shiryaev–Roberts statistic, whose average is an
+e-detector, the **first false alarm of any of the K detectors of a tier** comes after
+≥ ``A`` evaluations on average, under any dependence between them. A union bound over
+the start points (Ville's inequality per start) adds: ``P(false alarm of a tier within
+T evaluations) ≤ T / A``.
+
+The e-values (all closed form, vectorised over detectors and a leading batch axis of
+independent streams, so one call judges thousands of series):
+
+``ratio`` (DP ratio, disparate impact: ``p_g ≥ c·p_h``)
+    A Chernoff e-value on the linearised constraint ``T = k_g/n_g − c·k_h/n_h``
+    (:meth:`EvidenceBank._ratio`): the exact binomial moment generating function,
+    maximised over the null, so no nuisance parameter. (The conditional binomial test
+    — given ``k_g + k_h``, ``k_g`` is binomial with a success probability the constraint
+    bounds — is exact too but uses only the favorable counts: for the dp-drop pair (0.425
+    vs 0.698, null DI 0.8) it gathers 0.59 nats per 30 s against 1.24 for this one and 1.39
+    for a test that knew ``p_h``; at rates near 0.05 it is the better one, see
+    :meth:`EvidenceBank._ratio`.)
+``rate`` (accuracy: ``acc_g ≥ a0``)
+    The binomial likelihood ratio of ``a1 < a0`` on the new labeled decisions.
+``diff`` (EO: ``TPR_h − TPR_g ≤ δ``, same for FPR)
+    Hoeffding's lemma for the difference of two batch means of Bernoulli variables:
+    ``exp(λ(D − δ) − λ² v / 8)`` with ``v = 1/n_h + 1/n_g``, ``λ = 4 (δ1 − δ) / v``.
+``bias`` (calibration: mean outcome − mean score of a group, each sign)
+    Conditional on the scores, ``Y − s ∈ [−s, 1 − s]``: ``exp(λ(ΣY − Σs − δN) − Nλ²/8)``,
+    ``λ = 4 (δ1 − δ)``. Its null is "no score is miscalibrated by more than δ", which a
+    calibrated model satisfies; it is a sufficient, not a necessary, sign of ECE > δ.
+
+>>> import numpy as np
+>>> spec = DetectorSpec(kind="ratio", g=1, h=0, null=0.8, alt=0.6, tier=3, machine=0, series=0)
+>>> bank = EvidenceBank([spec], groups=2)
+>>> n = np.array([[500, 130]]); k = np.array([[240, 37]])    # DI = (37/130) / (240/500) ≈ 0.59
+>>> inc = Increment(n=n, k=k)
+>>> [round(float(bank.update(inc)[0, 0]), 2) for _ in range(3)]
+[2.19, 4.39, 6.59]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["DetectorSpec", "EvidenceBank", "Increment", "VectorTiers", "KINDS"]
+
+KINDS = ("ratio", "rate", "diff", "bias")
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSpec:
+    """One detector: constraint ``kind`` on groups ``g`` (and ``h``), null level, alternative.
+
+    ``sub``: for ``diff`` 0 = TPR, 1 = FPR; for ``bias`` +1 = outcomes above scores,
+    −1 = below. ``machine`` and ``series`` index the policy's state machines and the
+    exported evidence series.
+    """
+
+    kind: str
+    g: int
+    h: int
+    null: float
+    alt: float
+    tier: int
+    machine: int
+    series: int
+    sub: int = 0
+
+
+@dataclass(slots=True)
+class Increment:
+    """Counts that arrived since the last evaluation, each ``(batch, groups)``.
+
+    ``n``/``k``: decisions / favorable ones; ``tp``/``pos``, ``fp``/``neg``: labeled
+    positives decided favorably / labeled positives, same for negatives; ``correct``/
+    ``labeled``; ``score_sum``/``label_sum`` over the labeled decisions.
+    """
+
+    n: np.ndarray
+    k: np.ndarray
+    tp: np.ndarray | None = None
+    pos: np.ndarray | None = None
+    fp: np.ndarray | None = None
+    neg: np.ndarray | None = None
+    correct: np.ndarray | None = None
+    labeled: np.ndarray | None = None
+    score_sum: np.ndarray | None = None
+    label_sum: np.ndarray | None = None
+
+    @classmethod
+    def from_tables(cls, dec: np.ndarray, lab: np.ndarray, cal_s: np.ndarray, cal_l: np.ndarray) -> Increment:
+        """From engine-shaped arrays: ``dec (..., G, 2)``, ``lab (..., G, 2, 2)`` [decision, label],
+        ``cal_s``/``cal_l (..., G)`` (summed over bins)."""
+        return cls(
+            n=dec.sum(-1),
+            k=dec[..., 1],
+            tp=lab[..., 1, 1],
+            pos=lab[..., 0, 1] + lab[..., 1, 1],
+            fp=lab[..., 1, 0],
+            neg=lab[..., 0, 0] + lab[..., 1, 0],
+            correct=lab[..., 0, 0] + lab[..., 1, 1],
+            labeled=lab.sum((-1, -2)),
+            score_sum=cal_s,
+            label_sum=cal_l,
+        )
+
+
+def _binomial_llr(x, n, p0, p1):
+    """log LR of Binomial(n, p1) vs (n, p0) at x; 0 where n == 0 or p0 is degenerate."""
+    ok = (n > 0) & (p0 > 0) & (p0 < 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = x * np.log(p1 / p0) + (n - x) * np.log((1 - p1) / (1 - p0))
+    return np.where(ok, v, 0.0)
+
+
+#: evaluations between two choices of the ratio e-value (Chernoff or conditional) per detector
+CHOICE_EVERY = 32
+
+
+def _chernoff(ng, nh, kg, kh, ph, c, c1):
+    """(log e, expected log e at the alternative) of the Chernoff ratio e-value (n > 0)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        pg = np.clip(c1 * ph, 0.01, 0.99)
+        var = pg * (1 - pg) / ng + c * c * ph * (1 - ph) / nh
+        lam = (c - c1) * ph / var
+        t = kg / ng - c * kh / nh
+        one_a = -np.expm1(-lam / ng)  # 1 − a, a = exp(−λ/n_g)
+        b_1 = np.expm1(lam * c / nh)  # b − 1, b = exp(λc/n_h)
+        p = (nh * b_1 - ng * c * one_a) / (b_1 * c * one_a * (nh + ng))
+        p = np.clip(np.nan_to_num(p, nan=0.0), 0.0, np.minimum(1.0, 1.0 / c))
+        logm = ng * np.log1p(-c * p * one_a) + nh * np.log1p(p * b_1)
+        return -lam * t - logm, lam * (c - c1) * ph - logm
+
+
+def _conditional(ng, nh, kg, kh, ph, c, c1):
+    """(log e, expected log e at the alternative) of the conditional binomial e-value (n > 0)."""
+    pi0 = ng * c / (ng * c + nh)
+    pi1 = ng * c1 / (ng * c1 + nh)
+    l1, l0 = np.log(pi1 / pi0), np.log((1 - pi1) / (1 - pi0))
+    m = ng * c1 * ph + nh * ph
+    return kg * l1 + kh * l0, m * (pi1 * l1 + (1 - pi1) * l0)
+
+
+@dataclass
+class EvidenceBank:
+    """The CUSUM statistics of a fixed list of detectors over ``batch`` independent streams."""
+
+    specs: list[DetectorSpec]
+    groups: int
+    batch: int = 1
+    S: np.ndarray = field(init=False)
+    seen: np.ndarray = field(init=False)  # the detector has had data (else the machine is "insufficient")
+
+    def __post_init__(self) -> None:
+        d = len(self.specs)
+        self.S = np.zeros((self.batch, d))
+        self.seen = np.zeros((self.batch, d), bool)
+        self.cum_n = np.zeros((self.batch, self.groups))  # decisions seen so far (for predictable λ)
+        self.cum_k = np.zeros((self.batch, self.groups))
+        self._choice: np.ndarray | None = None  # per ratio detector: conditional (True) or Chernoff
+        self._updates = 0
+        a = lambda f, dt=float: np.array([getattr(s, f) for s in self.specs], dt)  # noqa: E731
+        kind = np.array([s.kind for s in self.specs], dtype=object)
+        self.idx = {k: np.flatnonzero(kind == k) for k in KINDS}
+        self.g, self.h, self.sub = a("g", int), a("h", int), a("sub", int)
+        self.null, self.alt, self.tier = a("null"), a("alt"), a("tier", int)
+        i = self.idx["diff"]
+        off = np.where(self.sub[i] == 0, 0, self.groups)
+        self._diff_cols = (self.g[i] + off, self.h[i] + off)
+        delta = self.alt[i] - self.null[i]
+        self._diff_a, self._diff_b = 4 * delta, 4 * delta * self.null[i] + 2 * delta * delta
+        i = self.idx["bias"]
+        lam = 4.0 * (self.alt[i] - self.null[i])
+        self._bias_a, self._bias_b = lam * self.sub[i], lam * self.null[i] + lam * lam / 8.0
+
+    def log_e(self, inc: Increment) -> tuple[np.ndarray, np.ndarray]:
+        """Per-detector log e-values of one increment, and whether each saw data."""
+        out = np.zeros((self.batch, len(self.specs)))
+        saw = np.zeros_like(out, bool)
+        i = self.idx["ratio"]
+        if len(i):
+            out[:, i], saw[:, i] = self._ratio(inc, i)
+        i = self.idx["rate"]
+        if len(i) and inc.labeled is not None:
+            g = self.g[i]
+            x, n = inc.correct[:, g], inc.labeled[:, g]
+            out[:, i] = _binomial_llr(x, n, self.null[i], self.alt[i])
+            saw[:, i] = n > 0
+        i = self.idx["diff"]
+        if len(i) and inc.pos is not None:
+            # rates and inverse sizes of TPR (columns 0..G-1) and FPR (G..2G-1); n = 0 → 1/n = inf → e = 1
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = np.concatenate([inc.tp, inc.fp], 1).astype(float)
+                n = np.concatenate([inc.pos, inc.neg], 1).astype(float)
+                inv = 1.0 / n
+                r = np.where(n > 0, x * inv, 0.0)
+            cg, ch = self._diff_cols
+            v = inv[:, ch] + inv[:, cg]
+            # λ = 4Δ/v, Δ = δ1 − δ: λ(d − δ) − λ²v/8 = (4Δ d − 4Δδ − 2Δ²) / v
+            val = (self._diff_a * (r[:, ch] - r[:, cg]) - self._diff_b) / v
+            ok = np.isfinite(v)
+            out[:, i] = np.where(ok, val, 0.0)
+            saw[:, i] = ok
+        i = self.idx["bias"]
+        if len(i) and inc.score_sum is not None:
+            g = self.g[i]
+            resid = (inc.label_sum - inc.score_sum)[:, g]
+            n = inc.labeled[:, g]
+            # λ = 4Δ: λ·sign·(L − S) − (λδ + λ²/8)·n
+            out[:, i] = self._bias_a * resid - self._bias_b * n
+            saw[:, i] = n > 0
+        return out, saw
+
+    def _ratio(self, inc: Increment, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Chernoff e-value of ``T = k_g/n_g − c·k_h/n_h`` against ``p_g ≥ c·p_h``.
+
+        ``e = exp(−λT) / sup_{H0} E exp(−λT)``: the moment generating function of the two
+        binomials is largest on the boundary ``p_g = c·p_h``, and there a concave function
+        of ``p_h`` maximised in closed form, so ``e`` is exact for every ``(p_g, p_h)`` of the
+        null (no nuisance estimate). ``λ`` is the normal-approximation optimum for the
+        alternative ``p_g = c1·p_h`` at the *previous* evaluations' estimate of ``p_h``
+        (predictable, so validity is untouched).
+
+        The supremum over the null costs power when ``p_h`` is far from 1/2 (it pays for the
+        variance of the worst null point); for small rates the conditional binomial e-value is
+        better. Each evaluation uses whichever of the two has the larger expected growth at
+        the alternative, computed from the group sizes and the previous estimate only.
+        """
+        g, h = self.g[i], self.h[i]
+        shape = (self.batch, len(i))
+        c, c1 = np.broadcast_to(self.null[i], shape), np.broadcast_to(self.alt[i], shape)
+        ng, nh = inc.n[:, g].astype(float), inc.n[:, h].astype(float)
+        kg, kh = inc.k[:, g], inc.k[:, h]
+        ok = (ng > 0) & (nh > 0)
+        ph = np.clip((self.cum_k[:, h] + 1.0) / (self.cum_n[:, h] + 2.0), 0.02, 0.98)
+        args = (ng, nh, kg, kh, ph, c, c1)
+        val = np.zeros(shape)
+        if self._choice is None or self._updates % CHOICE_EVERY == 0:
+            # choose, before looking at k, the one that grows faster at the alternative (p_h
+            # estimate, p_g = c1 p_h): a predictable choice between two e-values is an e-value;
+            # it is kept for the next CHOICE_EVERY evaluations (the choice is the costly part)
+            ch, grow_ch = _chernoff(*(np.where(ok, x, 1) for x in args))
+            co, grow_co = _conditional(*(np.where(ok, x, 1) for x in args))
+            self._choice = grow_co > grow_ch
+            val = np.where(self._choice, co, ch)
+        else:
+            for use, fn in ((self._choice & ok, _conditional), (~self._choice & ok, _chernoff)):
+                if use.any():
+                    val[use] = fn(*(x[use] for x in args))[0]
+        return np.where(ok, val, 0.0), ok
+
+    def update(self, inc: Increment) -> np.ndarray:
+        """Feed one increment; returns the CUSUM statistics ``(batch, detectors)``."""
+        le, saw = self.log_e(inc)
+        self._updates += 1
+        self.cum_n += inc.n
+        self.cum_k += inc.k
+        np.maximum(self.S + le, 0.0, out=self.S)
+        self.seen |= saw
+        return self.S
+
+
+class VectorTiers:
+    """:class:`~fairwatch.alerts.tiers.TierMachine` with ``for_=1`` over ``(batch, machines)`` arrays.
+
+    The evidence replaces ``for``: a detector alarms once, with a stated false-alarm rate.
+    Clearing keeps the hysteresis: a raised tier falls after ``clear_for`` consecutive
+    evaluations whose ``hold`` tier is below it (to the highest ``hold`` of that streak);
+    ``raise_to = None`` (here a ``False`` in ``sufficient``) is insufficient data.
+
+    >>> import numpy as np
+    >>> t = VectorTiers(batch=1, machines=1, clear_for=2)
+    >>> ok = np.ones((1, 1), bool)
+    >>> [int(t.update(np.array([[r]]), np.array([[h]]), ok)[0, 0]) for r, h in [(0, 0), (3, 3), (0, 1), (0, 1), (0, 0)]]
+    [0, 3, 3, 1, 1]
+    """
+
+    def __init__(self, *, batch: int, machines: int, clear_for: int) -> None:
+        self.clear_for = clear_for
+        shape = (batch, machines)
+        self.state = np.full(shape, -1, np.int64)
+        self.down_len = np.zeros(shape, np.int64)
+        self.down_max = np.zeros(shape, np.int64)
+        self.missing = np.zeros(shape, np.int64)
+
+    def update(self, raise_to: np.ndarray, hold: np.ndarray, sufficient: np.ndarray) -> np.ndarray:
+        st = self.state
+        miss = ~sufficient
+        self.missing = np.where(miss, self.missing + 1, 0)
+        cur = np.maximum(st, 0)
+        up = sufficient & (raise_to > cur)
+        falling = sufficient & ~up & (hold < cur)
+        dlen = np.where(falling, self.down_len + 1, 0)
+        dmax = np.where(falling, np.where(self.down_len > 0, np.maximum(self.down_max, hold), hold), 0)
+        cleared = falling & (dlen >= self.clear_for)
+        new = np.where(sufficient, cur, st)
+        new = np.where(up, raise_to, new)
+        new = np.where(cleared, dmax, new)
+        new = np.where(miss & ((st <= 0) | (self.missing >= self.clear_for)), -1, new)
+        self.down_len = np.where(cleared | up | miss, 0, dlen)
+        self.down_max = np.where(cleared | up | miss, 0, dmax)
+        self.state = new
+        return new

@@ -1,0 +1,122 @@
+"""Sample naming: each model's window statistics → the metric samples of a :class:`Snapshot`."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from fairwatch.monitor.metrics import attribute_metrics
+from fairwatch.monitor.snapshot import Sample, Snapshot, WindowMetrics
+
+from fairwatch import __version__
+
+if TYPE_CHECKING:
+    from fairwatch.monitor.engine import Engine
+    from fairwatch.monitor.engine_state import ModelState
+
+__all__ = ["build_snapshot", "counter_samples", "VERSION"]
+
+VERSION = __version__
+
+
+def build_snapshot(engine: Engine, *, now: float | None = None) -> Snapshot:
+    """Every metric of every window (docs/metrics.md), named as its "Prometheus names" section says."""
+    s = engine.settings
+    samples: list[Sample] = []
+    windows: list[WindowMetrics] = []
+    add = samples.append
+    for model in sorted(engine.models):
+        st = engine.models[model]
+        names = st.groups.names
+        active = st.groups.active_columns()
+        by_col: dict[str, list[int]] = {c: [] for c in active}
+        for idx, (col, _) in enumerate(names):
+            if col in by_col:
+                by_col[col].append(idx)
+        for ring in st.rings:
+            wname = ring.spec.name
+            dec_tab = ring.decision_window()
+            lab_tab = ring.outcome_window()
+            for col in active:
+                idxs = by_col[col]
+                dec = {names[i][1]: dec_tab.row(i) for i in idxs}
+                lab = {names[i][1]: lab_tab.row(i) for i in idxs}
+                am = attribute_metrics(
+                    dec,
+                    lab,
+                    attribute=col,
+                    min_decisions=s.min_decisions,
+                    min_labeled=s.min_labeled,
+                    reference=s.model_reference_groups.get(model, {}).get(col, s.reference_groups.get(col)),
+                    confidence=s.confidence,
+                )
+                windows.append(WindowMetrics(model, wname, am))
+                base = {"model": model, "window": wname, "attribute": col}
+                for gm in am.groups:
+                    gl = {**base, "group": gm.group}
+                    add(Sample("fairness_group_samples", {**gl, "kind": "decisions"}, float(gm.decisions)))
+                    add(Sample("fairness_group_samples", {**gl, "kind": "labeled"}, float(gm.labeled)))
+                    if gm.labeled_share is not None:
+                        add(Sample("fairness_labeled_share", gl, gm.labeled_share))
+                    if gm.sufficient:
+                        add(Sample("fairness_selection_rate", gl, gm.selection_rate))
+                        if gm.disparate_impact is not None:
+                            add(Sample("fairness_disparate_impact", gl, gm.disparate_impact))
+                    if gm.sufficient_labeled:
+                        for name, value in (
+                            ("fairness_true_positive_rate", gm.true_positive_rate),
+                            ("fairness_false_positive_rate", gm.false_positive_rate),
+                            ("fairness_accuracy", gm.accuracy),
+                            ("fairness_expected_calibration_error", gm.expected_calibration_error),
+                        ):
+                            if value is not None:
+                                add(Sample(name, gl, value))
+                for name, value in (
+                    ("fairness_demographic_parity_ratio", am.dp_ratio),
+                    ("fairness_demographic_parity_difference", am.dp_difference),
+                    ("fairness_equalized_odds_gap", am.eo_gap),
+                ):
+                    if value is not None:
+                        add(Sample(name, base, value))
+        samples.extend(counter_samples(st))
+    for (topic, result, reason), v in sorted(engine.events.items()):
+        add(Sample("fairwatch_events_total", {"topic": topic, "result": result, "reason": reason}, float(v)))
+    add(Sample("fairwatch_build_info", {"version": VERSION}, 1.0))
+    return Snapshot(
+        created=time.time() if now is None else now,
+        samples=tuple(samples),
+        windows=tuple(windows),
+        event_time={m: st.max_ts for m, st in engine.models.items()},
+    )
+
+
+def counter_samples(st: ModelState) -> list[Sample]:
+    """One model's counters (totals, joins) and its pending-outcomes gauge."""
+    out: list[Sample] = []
+    t = st.totals
+    model = st.model
+    for idx, (col, group) in enumerate(st.groups.names):
+        base = {"model": model, "attribute": col, "group": group}
+        if not t.dec[idx].any() and not t.lab[idx].any():
+            continue
+        for d in (0, 1):
+            out.append(Sample("fairness_decisions_total", {**base, "decision": str(d)}, float(t.dec[idx, d])))
+            for lab in (0, 1):
+                out.append(
+                    Sample(
+                        "fairness_outcomes_total",
+                        {**base, "decision": str(d), "label": str(lab)},
+                        float(t.lab[idx, d, lab]),
+                    )
+                )
+        for b in range(t.bins):
+            bl = {**base, "bin": str(b)}
+            out.append(Sample("fairness_calibration_count_total", bl, float(t.cal_n[idx, b])))
+            out.append(Sample("fairness_calibration_score_sum_total", bl, float(t.cal_s[idx, b])))
+            out.append(Sample("fairness_calibration_label_sum_total", bl, float(t.cal_l[idx, b])))
+    for result in ("joined", "expired", "orphaned", "superseded"):
+        out.append(
+            Sample("fairwatch_outcome_joins_total", {"model": model, "result": result}, float(st.join.counts[result]))
+        )
+    out.append(Sample("fairwatch_pending_outcomes", {"model": model}, float(st.join.pending_unlabeled)))
+    return out

@@ -1,0 +1,16 @@
+"""Helpers of the packaging tests (test_wheel, test_layers): build from a clean copy."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: never part of a build: environments, caches, and setuptools' build/ (whose stale files would leak in)
+IGNORE = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
+
+
+def copy_sources(dest: Path) -> Path:
+    """Copy the repository's sources to ``dest`` (a fresh folder) and return it."""
+    shutil.copytree(ROOT, dest, ignore=IGNORE)
+    return dest
