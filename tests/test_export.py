@@ -21,7 +21,7 @@ from fairwatch.monitor.daily import DailyStats, DailyStore
 from fairwatch.monitor.engine import Engine, EngineSettings
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay, write_jsonl
 
-from fairwatch.app.export import MONTH, ExportSettings, export_month, month_metrics, verify_export
+from fairwatch.app.export import MONTH, NO_KAFKA, ExportSettings, export_month, month_metrics, verify_export
 
 START = 1795564800.0  # 2026-11-25T00:00:00Z: six November days, then two of December
 MONTH_NAME = "2026-11"
@@ -195,7 +195,12 @@ def test_export_files_csv_json_and_manifest(month):
     doc = orjson.loads((out / "report.json").read_bytes())
     assert doc["audit_log"]["ok"] and doc["audit_log"]["head"]["seq"] == 2
     assert [e["kind"] for e in doc["rollbacks"]] == ["rollback.execute"]
-    assert doc["reconciliation"] == {"pass": None, "partitions": []}  # a replay consumed no Kafka
+    assert doc["reconciliation"] == {
+        "pass": None,
+        "by": "event day",
+        "partitions": [],
+        "decisions": None,
+    }  # replay: no Kafka
     # Tampering with any exported file is caught by the manifest.
     (out / "metrics.csv").write_text("period\n")
     assert verify_export(out) == ["metrics.csv: sha256 differs"]
@@ -344,10 +349,82 @@ def test_cli_export_and_refusal_to_overwrite(month, tmp_path, capsys):
         "--no-progress",
     ]
     assert main(argv) == 0
-    assert "reconciliation no Kafka consumption recorded" in capsys.readouterr().out
+    assert f"reconciliation {NO_KAFKA};" in capsys.readouterr().out
     assert verify_export(out) == []
     assert main(argv) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["audit", "export", "--month", "2026-13", "--out", str(tmp_path / "x"), "--daily-db", str(db)])
     assert exc.value.code == 2
+
+
+def test_a_november_consumed_in_december_reconciles_every_november_decision(tmp_path, monkeypatch):
+    """Reconciliation by event day: a backfill of November (and a day of December) consumed on
+    December 20 reconciles November's decisions against the offsets that carried them."""
+    import time
+    import types
+
+    topic = "fairness.decisions"
+    sim = LoanSimulator(seed=11, start=1795910400.0, rate=0.01)  # 2026-11-29T00:00Z: Nov 29, Nov 30, Dec 1
+    events = [e.value for e in sim.advance(3 * 86400.0) if e.topic == topic]
+    nov = [v for v in events if b'"ts":"2026-11-' in v]
+    assert 1000 < len(nov) < len(events)
+    parts: dict[int, list[bytes]] = {0: [], 1: []}  # a decision keeps its partition (keyed by id)
+    for i, v in enumerate(events):
+        parts[i % 2].append(v)
+        if i % 701 == 350:  # poison and a duplicate inside November's offsets (and December's)
+            parts[i % 2] += [b"{", v]
+    values = parts[0] + parts[1]
+    clock = types.SimpleNamespace(time=lambda: 1797724800.0, monotonic=time.monotonic)  # 2026-12-20
+    monkeypatch.setattr("fairwatch.app.daemon.time", clock)
+    d = _daemon(tmp_path)
+    d.on_assign([0, 1])
+    # two partitions, offsets from 500 and 9000
+    base = {0: 500, 1: 9000}
+    for p, vals in parts.items():
+        for i in range(0, len(vals), 300):
+            chunk = vals[i : i + 300]
+            meta = [(p, base[p] + i + j) for j in range(len(chunk))]
+            d._apply({p: _batch(p, chunk, meta, {f"{topic}:{p}": base[p] + i + len(chunk)})})
+    d.checkpoint()
+    store = d.daily_store
+
+    res = export_month("2026-11", tmp_path / "nov", store=store, settings=ExportSettings())
+    assert res.reconciliation_ok is True
+    doc = orjson.loads((tmp_path / "nov" / "report.json").read_bytes())
+    rec = doc["reconciliation"]
+    assert rec["decisions"]["kafka_ok"] == len(nov) == sum(rec["decisions"]["metrics"].values())
+    assert {p["partition"] for p in rec["partitions"]} == {0, 1}
+    for p in rec["partitions"]:
+        # the poison counts on the day it was consumed (December), inside November's offsets
+        assert p["other_days"] > 0 and p["gaps"] == p["overlaps"] == 0
+        assert p["events"] == p["offsets"] and p["by_result"]["invalid"] == 0
+    page = (tmp_path / "nov" / "report.html").read_text()
+    assert "Reconciliation against Kafka offsets — <span class='pass'>PASS</span>" in page
+    assert NO_KAFKA not in page and "FAIL" not in page
+
+    dec = export_month("2026-12", tmp_path / "dec", store=store, settings=ExportSettings())
+    assert dec.reconciliation_ok is True
+    ddoc = orjson.loads((tmp_path / "dec" / "report.json").read_bytes())["reconciliation"]
+    assert ddoc["decisions"]["kafka_ok"] == len(events) - len(nov)
+    n_poison = sum(1 for v in values if v == b"{")
+    assert sum(p["by_result"]["invalid"] for p in ddoc["partitions"]) == n_poison
+    assert sum(p["dead_lettered"] for p in ddoc["partitions"]) == n_poison
+    assert sum(p["by_result"]["duplicate"] for p in rec["partitions"] + ddoc["partitions"]) == n_poison
+
+    # The same offsets counted a second time (two replicas both applying a partition) fail the month.
+    again = DailyStats()
+    again.scope = "stray"
+    again.count_event_days(topic, 0, [500, 501], np.array([20786, 20786]), Counter({(20786, "ok", ""): 2}))
+    assert store.apply(again.take("stray"))
+    bad = export_month("2026-11", tmp_path / "nov2", store=store, settings=ExportSettings())
+    assert bad.reconciliation_ok is False
+    p0 = next(
+        p
+        for p in orjson.loads((tmp_path / "nov2" / "report.json").read_bytes())["reconciliation"]["partitions"]
+        if p["partition"] == 0
+    )
+    assert p0["overlaps"] == 2 and not p0["pass"]
+    page = (tmp_path / "nov2" / "report.html").read_text()
+    assert "<span class='fail'>FAIL</span>" in page and "counted exactly once" not in page
+    assert "2 offsets counted twice" in page

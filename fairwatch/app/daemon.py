@@ -28,13 +28,14 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 
+import numpy as np
 import orjson
 
 from fairwatch.app.config import Config, ConfigError
 from fairwatch.app.evaluator import Evaluator
 from fairwatch.app.families import FAMILIES
 from fairwatch.app.redact import redact, register_secret
-from fairwatch.monitor.daily import DailyStats, DailyStore
+from fairwatch.monitor.daily import DailyStats, DailyStore, EventDays
 from fairwatch.monitor.exporter import serve_metrics
 from fairwatch.monitor.partials import PARTIAL, PartitionEngines, local_samples, partial_blob, partial_of
 from fairwatch.monitor.snapshot import Sample, SnapshotBoard
@@ -309,8 +310,10 @@ class Daemon:
             b.outcomes, b.outcome_offsets = self._fresh(p, b.outcomes, b.outcome_offsets, kc.outcomes_topic)
             engine = self.engines[p]
             before = engine.events.copy()
+            days = None
             if self.daily is not None:
                 self.daily.scope = self._key(p)
+                days = EventDays(now)
             rejected = engine.process(
                 decisions=b.decisions,
                 outcomes=b.outcomes,
@@ -319,26 +322,31 @@ class Daemon:
                 outcome_meta=b.outcome_meta,
                 decision_topic=self.kc.decisions_topic,
                 outcome_topic=self.kc.outcomes_topic,
+                event_days=days,
             )
             if rejected:
                 self.dead_letters.send(rejected)  # raises DeadLetterError: then we do not advance
             delta = engine.events.copy()
             delta.subtract(before)
             self.ledgers.setdefault(p, Counter()).update(+delta)
-            if self.daily is not None:
-                self._reconcile(p, b, +delta, rejected, now)
+            if days is not None:
+                self._reconcile(p, b, days, rejected)
             self.owned.setdefault(p, set()).update(engine.touched)
             self.positions.update(b.next_offsets)
 
-    def _reconcile(self, p: int, b, delta: Counter, rejected, now: float) -> None:
-        """Per (topic, partition, day): offsets applied and their events by result and reason."""
+    def _reconcile(self, p: int, b, days: EventDays, rejected) -> None:
+        """Per (topic, partition, event day): the offsets whose messages carry that day and
+        their events by result and reason (the monthly export reconciles a month whenever
+        it was consumed)."""
         kc = self.kc
         for topic, offsets in ((kc.decisions_topic, b.decision_offsets), (kc.outcomes_topic, b.outcome_offsets)):
-            events = Counter({(r, why): n for (t, r, why), n in delta.items() if t == topic})
+            events = Counter({(d, r, why): n for (t, d, r, why), n in days.counts.items() if t == topic})
             if offsets or events:
                 dead = Counter(r.reason for r in rejected if r.topic == topic)
-                ends = (offsets[0], offsets[-1]) if offsets else ()  # offset order: the first and the last
-                self.daily.count_events(topic, p, now, ends, events, dead)
+                at = days.positions.get(topic)
+                if at is None or len(at) != len(offsets):
+                    at = np.full(len(offsets), days.processing_day)
+                self.daily.count_event_days(topic, p, offsets, at, events, dead, days.processing_day)
 
     def progress(self) -> None:
         """Group membership or records applied: the daemon is not stuck."""
