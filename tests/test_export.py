@@ -428,3 +428,53 @@ def test_a_november_consumed_in_december_reconciles_every_november_decision(tmp_
     page = (tmp_path / "nov2" / "report.html").read_text()
     assert "<span class='fail'>FAIL</span>" in page and "counted exactly once" not in page
     assert "2 offsets counted twice" in page
+
+
+def _day_metrics(day_count: dict[str, int]):
+    from fairwatch.monitor.metrics import attribute_metrics
+    from fairwatch.monitor.stats import DEFAULT_BINS, GroupCounts
+
+    def counts(n: int, rate: float) -> GroupCounts:
+        c = GroupCounts.empty(DEFAULT_BINS)
+        c.decisions[1], c.decisions[0] = int(n * rate), n - int(n * rate)
+        return c
+
+    return {
+        d: attribute_metrics({"a": counts(n, 0.5), "b": counts(n, 0.4)}, attribute="g", min_decisions=10, min_labeled=5)
+        for d, n in day_count.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("month_name", "with_data", "expected"),
+    [
+        ("2026-11", ["2026-11-30"], ["11-30"]),  # a one-day month: one tick, that day
+        ("2026-02", ["2026-02-01", "2026-02-02", "2026-02-05"], ["02-01", "02-02", "02-03", "02-04", "02-05"]),
+        ("2026-12", [f"2026-12-{d:02d}" for d in range(1, 32) if d not in (10, 11, 12)], None),
+    ],
+)
+def test_per_day_plots_are_labelled_by_day_for_one_to_31_days_with_gaps(tmp_path, month_name, with_data, expected):
+    from fairwatch.monitor.daily import month_days
+
+    from fairwatch.app.export import _plot
+
+    labels = _plot(
+        tmp_path / "p.png",
+        "m",
+        "g",
+        month_days(month_name),
+        _day_metrics({d: 400 for d in with_data}),
+        [dt_ts(with_data[-1]) + 43200.0],
+    )
+    assert (tmp_path / "p.png").stat().st_size > 5_000
+    if expected is not None:
+        assert labels == expected
+    else:  # 31 days: every other day and the last, all of December, none of another month
+        assert labels[0] == "12-01" and labels[-1] == "12-31" and len(labels) == 16
+        assert all(lb.startswith("12-") for lb in labels)
+
+
+def dt_ts(day: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()

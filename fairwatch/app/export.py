@@ -44,7 +44,16 @@ from fairwatch.monitor.daily import RECON_RESULTS, DailyStore, month_days
 from fairwatch.monitor.metrics import AttributeMetrics, attribute_metrics
 from fairwatch.monitor.stats import GroupCounts
 
-__all__ = ["ExportSettings", "ExportResult", "export_month", "verify_export", "MONTH", "MSG_OUT_EXISTS", "NO_KAFKA"]
+__all__ = [
+    "ExportSettings",
+    "ExportResult",
+    "export_month",
+    "verify_export",
+    "MONTH",
+    "MSG_OUT_EXISTS",
+    "NO_KAFKA",
+    "day_axis",
+]
 
 log = logging.getLogger("fairwatch.export")
 
@@ -282,21 +291,43 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-") or "x"
 
 
+def day_axis(days: list[str], with_data: set[str]) -> tuple[list[str], list[int]]:
+    """The days a per-day plot spans (first to last day with data; the whole month without
+    any) and the positions that get a tick label: every day up to 16, else every other day
+    (and always the last), so 1 to 31 days stay readable.
+
+    >>> day_axis([f"2026-11-{d:02d}" for d in range(1, 31)], {"2026-11-30"})
+    (['2026-11-30'], [0])
+    >>> span, ticks = day_axis([f"2026-11-{d:02d}" for d in range(1, 31)], {"2026-11-01", "2026-11-30"})
+    >>> len(span), ticks[:3], ticks[-1]
+    (30, [0, 2, 4], 29)
+    """
+    have = [i for i, d in enumerate(days) if d in with_data]
+    span = days[have[0] : have[-1] + 1] if have else list(days)
+    step = 1 if len(span) <= 16 else 2
+    ticks = list(range(0, len(span), step))
+    if ticks[-1] != len(span) - 1:
+        ticks.append(len(span) - 1)
+    return span, ticks
+
+
 def _plot(
     path: Path, model: str, col: str, days: list[str], per_day: dict[str, AttributeMetrics], rollbacks: list[float]
-) -> None:
+) -> list[str]:
+    """The four per-day panels; returns the x tick labels drawn (``MM-DD``)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    x = [dt.datetime.fromisoformat(d) for d in days]
+    span, ticks = day_axis(days, set(per_day))
+    x = list(range(len(span)))  # one position per day: no date locator guessing ticks for a short span
+    day0 = dt.datetime.fromisoformat(span[0]).replace(tzinfo=dt.UTC).timestamp()
     groups = sorted({g.group for am in per_day.values() for g in am.groups})
 
     def series(fn) -> list[float]:
         out = []
-        for d in days:
+        for d in span:
             am = per_day.get(d)
             v = fn(am) if am is not None else None
             out.append(float("nan") if v is None else v)
@@ -307,35 +338,47 @@ def _plot(
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True)
     ax = axes[0][0]
-    ax.plot(x, series(lambda am: am.dp_ratio), marker="o", ms=3, label="DP ratio")
+    ax.plot(x, series(lambda am: am.dp_ratio), marker="o", ms=4, label="DP ratio")
     ax.axhline(0.80, color="tab:orange", ls="--", lw=1, label="0.80")
     ax.axhline(0.75, color="tab:red", ls="--", lw=1, label="0.75")
     ax.set_title("demographic parity ratio")
     ax.legend(fontsize=7)
     ax = axes[0][1]
     for g in groups:
-        ax.plot(x, series(group_value("disparate_impact", g)), marker=".", ms=3, label=g)
+        ax.plot(x, series(group_value("disparate_impact", g)), marker="o", ms=3, label=g)
     ax.axhspan(0.80, 1.25, color="tab:green", alpha=0.08)
     ax.set_title("disparate impact per group")
     ax.legend(fontsize=6, ncol=2)
     ax = axes[1][0]
-    ax.plot(x, series(lambda am: am.eo_gap), marker="o", ms=3, color="tab:purple")
+    ax.plot(x, series(lambda am: am.eo_gap), marker="o", ms=4, color="tab:purple")
     ax.axhline(0.12, color="tab:red", ls="--", lw=1)
     ax.set_title("equalized odds gap")
     ax = axes[1][1]
     for g in groups:
-        ax.plot(x, series(group_value("expected_calibration_error", g)), marker=".", ms=3, label=g)
+        ax.plot(x, series(group_value("expected_calibration_error", g)), marker="o", ms=3, label=g)
     ax.axhline(0.08, color="tab:red", ls="--", lw=1)
     ax.set_title("expected calibration error per group")
+    gaps = [i for i, d in enumerate(span) if d not in per_day]
+    labels = [span[i][5:] for i in ticks]
     for a in axes.flat:
+        for i in gaps:  # a day without data is shaded, not bridged
+            a.axvspan(i - 0.5, i + 0.5, color="0.85", alpha=0.5, lw=0)
         for t in rollbacks:
-            a.axvline(dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None), color="black", lw=0.8, ls=":")
-        a.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+            pos = (t - day0) / 86400.0 - 0.5  # noon of a day sits on that day's point
+            if -0.5 <= pos <= len(span) - 0.5:
+                a.axvline(pos, color="black", lw=0.8, ls=":")
+        a.set_xlim(-0.6, len(span) - 0.4)
+        a.set_xticks(ticks, labels)
+        if len(span) > 8:  # up to 16 labels: slanted so that they never run into each other
+            a.tick_params(axis="x", labelrotation=45, labelsize=7)
         a.grid(alpha=0.3)
-    fig.suptitle(f"{model} · {col} (per day; dotted = rollback)")
+    note = f"{span[0]} – {span[-1]}" if len(span) > 1 else span[0]
+    fig.suptitle(f"{model} · {col} (per day, {note}; dotted = rollback" + ("; grey = no data)" if gaps else ")"))
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+    drawn = [t.get_text() for t in axes[1][0].get_xticklabels()]
     plt.close(fig)
+    return drawn
 
 
 def _timeline_plot(path: Path, month: str, incidents: list[dict], rollbacks: list[dict]) -> None:
