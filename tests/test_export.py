@@ -478,3 +478,57 @@ def dt_ts(day: str) -> float:
     import datetime as dt
 
     return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()
+
+
+def test_the_months_incidents_rollbacks_pipeline_runs_and_plans_are_listed_and_linked(tmp_path):
+    import re
+
+    nov = START + 86400  # 2026-11-26
+    log = AuditLog(tmp_path / "audit.jsonl", clock=lambda: nov)
+    log.append("tier.change", model="m", window="24h", metric="dp_ratio", attribute="race", previous=0, tier=3)
+    log.append("action.page", incident="inc-7", model="m", tier=3)
+    log.append("pipeline.start", run_id="20261126T000000-inc-7", incident="inc-7", model="m")
+    log.append("pipeline.start", run_id="20261126T010000-inc-8", incident="inc-8", model="m")  # its dir is gone
+    log.append("rollback.execute", incident="inc-7", model="m", flag="f", variant="v1")
+    runs = tmp_path / "runs"
+    run = runs / "20261126T000000-inc-7"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"run_id": "20261126T000000-inc-7", "result": "passed", "model": "m"}')
+    (run / "remediation_plan.md").write_text("# plan\n")
+    old = runs / "20261015T000000-inc-1"  # October's run: not this month's
+    old.mkdir()
+    (old / "run.json").write_text('{"result": "escalated"}')
+    october = START - 40 * 86400
+    os.utime(old / "run.json", (october, october))
+    store = DailyStore(tmp_path / "empty.db")
+    out = tmp_path / "export"
+    export_month(MONTH_NAME, out, store=store, audit_log=log.path, pipeline_dir=runs)
+    assert verify_export(out) == []
+    doc = orjson.loads((out / "report.json").read_bytes())
+    by_run = {r["run"]: r for r in doc["pipeline_runs"]}
+    assert set(by_run) == {"20261126T000000-inc-7", "20261126T010000-inc-8"}
+    assert by_run["20261126T000000-inc-7"] | {"started": None} == {
+        "run": "20261126T000000-inc-7",
+        "started": None,
+        "incident": "inc-7",
+        "model": "m",
+        "result": "passed",
+        "seq": 3,
+        "record": "runs/20261126T000000-inc-7/run.json",
+        "plan": "plans/20261126T000000-inc-7/remediation_plan.md",
+    }
+    assert by_run["20261126T010000-inc-8"]["result"] == "no run directory"
+    assert doc["remediation_plans"] == [
+        {"run": "20261126T000000-inc-7", "href": "plans/20261126T000000-inc-7/remediation_plan.md"}
+    ]
+    assert [orjson.loads(x)["seq"] for x in (out / "audit/entries.jsonl").read_bytes().splitlines()] == [1, 2, 3, 4, 5]
+    assert not [e for e in doc["other_audit_entries"] if e["kind"].startswith("pipeline.")]
+    page = (out / "report.html").read_text()
+    hrefs = re.findall(r"href='([^']+)'", page)
+    ids = set(re.findall(r"id='([^']+)'", page))
+    for h in hrefs:  # every link resolves: a file in the bundle or an anchor on the page
+        assert (h[1:] in ids) if h.startswith("#") else (out / h).is_file(), h
+    # the incident links to its run; the run holds its start entry's anchor and links its record and plan
+    assert "#run-20261126T000000-inc-7" in hrefs and {"seq-2", "seq-3", "seq-5"} <= ids
+    assert {"runs/20261126T000000-inc-7/run.json", "plans/20261126T000000-inc-7/remediation_plan.md"} <= set(hrefs)
+    assert "Pipeline runs: 2" in page and "Remediation plans: 1" in page and "Rollbacks: 1" in page

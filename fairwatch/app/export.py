@@ -13,7 +13,9 @@ the exact sum of its days), and writes into ``--out``:
   with sample sizes and confidence intervals (Wilson / Katz / Newcombe);
 * ``report.json`` — the same numbers, incidents, rollbacks, reconciliation, the
   audit log's head (seq, hash);
-* ``plots/*.png``, ``plans/…``;
+* ``plots/*.png``; ``plans/<run>/`` and ``runs/<run>/run.json`` of the month's pipeline
+  runs (started this month, or with a plan or record written this month);
+  ``audit/entries.jsonl``, the month's audit-log entries (the report's rows link by seq);
 * ``manifest.sha256`` — SHA-256 of every other file (``sha256sum -c`` format).
 
 The export is built in a temporary sibling directory and renamed into place,
@@ -62,6 +64,10 @@ MONTH = "month"  # the ``period`` of month-level rows
 NO_KAFKA = "not applicable (no message of the month was consumed from Kafka)"
 MSG_OUT_EXISTS = "--out: {path!r} exists and is not empty; choose another directory"
 MANIFEST = "manifest.sha256"
+MONTH_ENTRIES = "audit/entries.jsonl"  # the month's audit-log entries, copied into the bundle
+PIPELINE_KIND = "pipeline."
+PIPELINE_START = "pipeline.start"
+PLAN_FILES = ("remediation_plan.html", "remediation_plan.md")
 
 GROUP_METRICS = (
     ("selection_rate", "selection_rate_ci", "wilson"),
@@ -456,8 +462,12 @@ def export_month(
             incidents = [e for e in entries if str(e.get("kind", "")).startswith(INCIDENT_KINDS)]
             rollbacks = [e for e in entries if str(e.get("kind", "")).startswith(ROLLBACK_KINDS)]
             seen = {id(e) for e in incidents + rollbacks}
+            runs = _copy_runs(pipeline_dir, month, entries, tmp)
+            seen |= {id(e) for e in entries if str(e.get("kind", "")).startswith(PIPELINE_KIND)}
             other = [e for e in entries if id(e) not in seen]
-            plans = _copy_plans(pipeline_dir, month, tmp) if pipeline_dir else []
+            plans = [{"run": r["run"], "href": r["plan"]} for r in runs if r["plan"]]
+            if entries:
+                _write_entries(tmp / MONTH_ENTRIES, entries)
             recon, recon_ok = _reconcile(store, month)
             decisions = _decisions_check(months, recon, s.decisions_topic)
             if recon_ok is not None and decisions is not None:
@@ -506,6 +516,8 @@ def export_month(
                 "rollbacks": rollbacks,
                 "other_audit_entries": other,
                 "remediation_plans": plans,
+                "pipeline_runs": runs,
+                "audit_entries_file": MONTH_ENTRIES if entries else None,
                 "audit_log": None
                 if audit is None
                 else {
@@ -533,7 +545,7 @@ def export_month(
                     decisions,
                     incidents,
                     rollbacks,
-                    plans,
+                    runs,
                     report["audit_log"],
                     len(rows),
                 ),
@@ -560,21 +572,53 @@ def _models_json(months, per_day) -> dict:
     return out
 
 
-def _copy_plans(pipeline_dir, month: str, tmp: Path) -> list[dict[str, str]]:
-    root = Path(pipeline_dir)
-    plans = []
-    if not root.is_dir():
-        return plans
-    for run in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = [run / n for n in ("remediation_plan.html", "remediation_plan.md") if (run / n).is_file()]
-        if not files or not _in_month(files[0].stat().st_mtime, month):
+def _write_entries(path: Path, entries: list[dict]) -> None:
+    """The month's audit-log entries, one JSON object a line (each row of the report links to its seq)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in entries))
+
+
+def _copy_runs(pipeline_dir, month: str, entries: list[dict], tmp: Path) -> list[dict[str, Any]]:
+    """The month's pipeline runs: started this month (a ``pipeline.start`` audit entry) or with a
+    remediation plan or ``run.json`` written this month; their ``run.json`` and plans are copied
+    into the bundle (``runs/<run>/``, ``plans/<run>/``)."""
+    started = {str(x.get("run_id")): x for x in entries if x.get("kind") == PIPELINE_START and x.get("run_id")}
+    root = Path(pipeline_dir) if pipeline_dir else None
+    dirs = {p.name: p for p in root.iterdir() if p.is_dir()} if root is not None and root.is_dir() else {}
+    out = []
+    for name in sorted(set(started) | set(dirs)):
+        run = dirs.get(name)
+        plan_files = [run / n for n in PLAN_FILES if (run / n).is_file()] if run else []
+        record = run / "run.json" if run and (run / "run.json").is_file() else None
+        written = [f for f in [*plan_files, record] if f is not None and _in_month(f.stat().st_mtime, month)]
+        if name not in started and not written:
             continue
-        dst = tmp / "plans" / _slug(run.name)
-        dst.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            shutil.copy2(f, dst / f.name)
-        plans.append({"run": run.name, "href": f"plans/{_slug(run.name)}/{files[0].name}"})
-    return plans
+        row: dict[str, Any] = {"run": name, "started": None, "incident": None, "model": None, "result": None}
+        if name in started:
+            x = started[name]
+            row.update(started=x.get("ts"), incident=x.get("incident"), model=x.get("model"), seq=x.get("seq"))
+        row["record"] = row["plan"] = None
+        if record is not None:
+            dst = tmp / "runs" / _slug(name)
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(record, dst / "run.json")
+            row["record"] = f"runs/{_slug(name)}/run.json"
+            try:
+                doc = orjson.loads(record.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                doc = {}
+            row["result"] = doc.get("result") if isinstance(doc, dict) else None
+            row["model"] = row["model"] or (doc.get("model") if isinstance(doc, dict) else None)
+        elif run is None:
+            row["result"] = "no run directory"
+        if plan_files:
+            dst = tmp / "plans" / _slug(name)
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in plan_files:
+                shutil.copy2(f, dst / f.name)
+            row["plan"] = f"plans/{_slug(name)}/{plan_files[0].name}"
+        out.append(row)
+    return out
 
 
 def _write_manifest(root: Path) -> dict[str, str]:
@@ -682,7 +726,89 @@ def _recon_html(month: str, months, recon: list[dict], recon_ok: bool | None, de
     return parts
 
 
-def _html(month, months, per_day, plots, recon, recon_ok, decisions, incidents, rollbacks, plans, audit, nrows) -> str:
+def _when(ts: Any) -> str:
+    try:
+        return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "–"
+
+
+def _activity_html(incidents: list[dict], rollbacks: list[dict], runs: list[dict], any_: bool) -> list[str]:
+    """Incidents, rollbacks, pipeline runs and remediation plans of the month, linked to each other:
+    every audit row has an anchor ``#seq-N``; an incident id links to its pipeline runs, a run
+    to its ``run.json`` and its plan (copied into the bundle)."""
+    e = html.escape
+    runs_of: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        if r.get("incident"):
+            runs_of[str(r["incident"])].append(r)
+
+    def incident_cell(x: dict) -> str:
+        inc = x.get("incident")
+        if not inc:
+            return "–"
+        links = "".join(f" → <a href='#run-{e(_slug(r['run']))}'>{e(r['run'])}</a>" for r in runs_of.get(str(inc), []))
+        return f"<code>{e(str(inc))}</code>{links}"
+
+    parts = [
+        "<h2>Incidents, rollbacks and pipeline runs</h2><img src='plots/incidents.png' alt='alert tiers and rollbacks'>"
+    ]
+    if any_:
+        parts.append(f"<p>Every row's audit entry: <a href='{MONTH_ENTRIES}'>{MONTH_ENTRIES}</a> (by seq).</p>")
+    for title, rows in (("Incidents (tier changes, actions)", incidents), ("Rollbacks", rollbacks)):
+        parts.append(f"<h3>{title}: {len(rows)}</h3>")
+        if rows:
+            parts.append(
+                "<table><tr><th>seq</th><th>time (UTC)</th><th>kind</th><th>incident</th><th>details</th></tr>"
+            )
+            for x in rows:
+                detail = ", ".join(
+                    f"{k}={v}" for k, v in x.items() if k not in ("seq", "ts", "kind", "prev_hash", "hash", "incident")
+                )
+                parts.append(
+                    f"<tr id='seq-{e(str(x.get('seq')))}'><td>{e(str(x.get('seq')))}</td><td>{_when(x.get('ts'))}</td>"
+                    f"<td>{e(str(x['kind']))}</td><td>{incident_cell(x)}</td><td><code>{e(detail[:400])}</code></td></tr>"
+                )
+            parts.append("</table>")
+    parts.append(f"<h3>Pipeline runs: {len(runs)}</h3>")
+    if runs:
+        parts.append(
+            "<table><tr><th>run</th><th>started (UTC)</th><th>incident</th><th>model</th><th>result</th>"
+            "<th>record</th><th>remediation plan</th></tr>"
+        )
+        for r in runs:
+            rec = f"<a href='{e(r['record'])}'>run.json</a>" if r["record"] else "–"
+            plan = f"<a href='{e(r['plan'])}'>plan</a>" if r["plan"] else "–"
+            started = _when(r["started"]) if r["started"] is not None else "–"
+            if r.get("seq") is not None:
+                started = f"<span id='seq-{e(str(r['seq']))}'>{started}</span>"  # its audit entry's anchor
+            parts.append(
+                f"<tr id='run-{e(_slug(r['run']))}'><td>{e(r['run'])}</td><td>{started}</td>"
+                f"<td>{e(str(r['incident'] or '–'))}</td><td>{e(str(r['model'] or '–'))}</td>"
+                f"<td>{e(str(r['result'] or '–'))}</td><td>{rec}</td><td>{plan}</td></tr>"
+            )
+        parts.append("</table>")
+    else:
+        parts.append("<p>No pipeline run this month.</p>")
+    plans = [r for r in runs if r["plan"]]
+    parts.append(f"<h3>Remediation plans: {len(plans)}</h3>")
+    if plans:
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li><a href='{e(r['plan'])}'>{e(r['run'])}</a>"
+                + (f" (incident <code>{e(str(r['incident']))}</code>)" if r["incident"] else "")
+                + "</li>"
+                for r in plans
+            )
+            + "</ul>"
+        )
+    else:
+        parts.append("<p>No pipeline run produced a remediation plan this month.</p>")
+    return parts
+
+
+def _html(month, months, per_day, plots, recon, recon_ok, decisions, incidents, rollbacks, runs, audit, nrows) -> str:
     e = html.escape
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>fairwatch audit {e(month)}</title>"
@@ -717,27 +843,7 @@ def _html(month, months, per_day, plots, recon, recon_ok, decisions, incidents, 
             )
         parts.append("</table>")
         parts.append(f"<img src='{e(plots[(model, col)])}' alt='{e(model)} {e(col)} per day'>")
-    # incidents and rollbacks
-    parts.append("<h2>Incidents and rollbacks</h2><img src='plots/incidents.png' alt='alert tiers and rollbacks'>")
-    for title, rows in (("Incidents (tier changes, actions)", incidents), ("Rollbacks", rollbacks)):
-        parts.append(f"<h3>{title}: {len(rows)}</h3>")
-        if rows:
-            parts.append("<table><tr><th>seq</th><th>time (UTC)</th><th>kind</th><th>details</th></tr>")
-            for x in rows:
-                when = dt.datetime.fromtimestamp(float(x["ts"]), dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-                detail = ", ".join(
-                    f"{k}={v}" for k, v in x.items() if k not in ("seq", "ts", "kind", "prev_hash", "hash")
-                )
-                parts.append(
-                    f"<tr><td>{x['seq']}</td><td>{when}</td><td>{e(str(x['kind']))}</td>"
-                    f"<td><code>{e(detail[:400])}</code></td></tr>"
-                )
-            parts.append("</table>")
-    parts.append("<h2>Remediation plans</h2>")
-    if plans:
-        parts.append("<ul>" + "".join(f"<li><a href='{e(p['href'])}'>{e(p['run'])}</a></li>" for p in plans) + "</ul>")
-    else:
-        parts.append("<p>No pipeline run produced a remediation plan this month.</p>")
+    parts += _activity_html(incidents, rollbacks, runs, bool(incidents or rollbacks or runs))
     parts.append("<h2>Audit log</h2>")
     if audit is None:
         parts.append("<p>No audit log given.</p>")
