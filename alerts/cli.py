@@ -1,8 +1,8 @@
 """``fairwatch flags status|rollback|restore`` and ``fairwatch baseline set|show``.
 
-Wire into the main parser with ``add_flags_parser(sub)`` and
-``add_baseline_parser(sub)``; every handler returns an exit code (0 ok, 1 the
-flag store failed, 2 bad input). Configuration: the ``alerts:`` key of
+Wire into the main parser with ``add_flags_parser(sub, load=…)`` and
+``add_baseline_parser(sub, load=…)`` (``load``: the application's configuration loader);
+every handler returns an exit code (0 ok, 1 the flag store failed, 2 bad input). Configuration: the ``alerts:`` key of
 ``--config FILE`` (or ``FAIRWATCH_CONFIG``); ``--flag-file`` points the flagd file
 store somewhere else, ``--baseline-file`` the baseline store.
 """
@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any
 # Building the parsers imports nothing heavy (``fairwatch --help`` starts at once); each
 # handler imports what it uses. pydantic's ValidationError is a ValueError.
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .config import AlertsConfig
     from .rollback import RollbackManager
+
+    #: The application's configuration loader, ``path → AlertsConfig`` (file + ``FAIRWATCH_…``
+    #: environment, errors as ``ConfigError``): this layer cannot import it, so it is passed in.
+    LoadAlerts = Callable[[str | None], AlertsConfig]
 
 __all__ = ["add_flags_parser", "add_baseline_parser", "EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE"]
 
@@ -33,10 +39,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _alerts_config(args: argparse.Namespace) -> AlertsConfig:
-    from .config import load_alerts_config
-
     path = getattr(args, "config", None) or os.environ.get("FAIRWATCH_CONFIG")
-    cfg = load_alerts_config(path)
+    cfg = args.load_alerts(path)
     upd: dict[str, Any] = {}
     if getattr(args, "flag_file", None):
         upd["rollback"] = cfg.rollback.model_copy(update={"flag_store": {"kind": "flagd-file", "path": args.flag_file}})
@@ -55,13 +59,14 @@ def _print(obj: Any, as_json: bool, text: str) -> None:
 
 
 # -- flags ---------------------------------------------------------------------------
-def add_flags_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_flags_parser(sub: argparse._SubParsersAction, *, load: LoadAlerts) -> argparse.ArgumentParser:
     flags = sub.add_parser(
         "flags",
         help="show, roll back or restore the model-version feature flags",
         description="Read or switch the feature flag that picks the served model version "
         "(alerts.rollback.models). Every change is appended to the audit log.",
     )
+    flags.set_defaults(load_alerts=load)
     fsub = flags.add_subparsers(dest="flags_command", metavar="ACTION")
     fsub.required = True
     st = fsub.add_parser("status", help="the served version of every configured model flag")
@@ -161,13 +166,14 @@ def _flags_restore(args: argparse.Namespace) -> int:
 
 
 # -- baseline ------------------------------------------------------------------------
-def add_baseline_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_baseline_parser(sub: argparse._SubParsersAction, *, load: LoadAlerts) -> argparse.ArgumentParser:
     base = sub.add_parser(
         "baseline",
         help="set or show the approved fairness baselines",
         description="Degradation tiers are measured against the approved baseline. "
         "Set it from a pipeline report or a --snapshot JSON.",
     )
+    base.set_defaults(load_alerts=load)
     bsub = base.add_subparsers(dest="baseline_command", metavar="ACTION")
     bsub.required = True
     bs = bsub.add_parser("set", help="approve a baseline from a report")

@@ -23,10 +23,8 @@ pydantic_core._pydantic_core.ValidationError: 1 validation error for AlertsConfi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from fairwatch.monitor.windows import parse_duration
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -41,7 +39,6 @@ __all__ = [
     "RollbackConfig",
     "NotifyConfig",
     "AdminConfig",
-    "load_alerts_config",
 ]
 
 #: The ``metric`` label values of ``fairness_alert_tier`` and what "worse" means for each.
@@ -308,13 +305,3 @@ class AlertsConfig(_Section):
         if not self.enabled:
             return ()
         return tuple(dict.fromkeys(w for pair in self.policy.confirm.items() for w in pair))
-
-
-def load_alerts_config(path: str | Path | None) -> AlertsConfig:
-    """The ``alerts:`` key of a fairwatch YAML file (embedded defaults without a file)."""
-    if not path:
-        return AlertsConfig()
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: must be a mapping of keys, got {type(data).__name__}")
-    return AlertsConfig.model_validate(data.get("alerts") or {})

@@ -47,7 +47,16 @@ import numpy as np
 import orjson
 from fairwatch.monitor.stats import DEFAULT_BINS, CountsTable, GroupCounts
 
-__all__ = ["DailyStats", "DailyStore", "PartitionDay", "day_of", "month_days", "RECON_RESULTS"]
+__all__ = [
+    "DailyStats",
+    "DailyStore",
+    "EventDays",
+    "PartitionDay",
+    "day_of",
+    "month_days",
+    "offset_runs",
+    "RECON_RESULTS",
+]
 
 DAY = 86400.0
 RECON_RESULTS = ("ok", "invalid", "duplicate", "late")
@@ -87,6 +96,53 @@ def month_days(month: str) -> list[str]:
     return out
 
 
+def offset_runs(offsets: Iterable[int], days: Iterable[int]) -> list[tuple[int, int, int]]:
+    """``(day, first, last)`` runs of consecutive offsets with the same day, in offset order.
+
+    >>> offset_runs([5, 6, 7, 9, 10], [1, 1, 2, 2, 2])
+    [(1, 5, 6), (2, 7, 7), (2, 9, 10)]
+    """
+    runs: list[list[int]] = []
+    for off, day in zip(offsets, days, strict=True):
+        off, day = int(off), int(day)
+        if runs and runs[-1][0] == day and runs[-1][2] == off - 1:
+            runs[-1][2] = off
+        else:
+            runs.append([day, off, off])
+    return [(d, a, b) for d, a, b in runs]
+
+
+class EventDays:
+    """One batch's events by *event day* (the engine fills it during ``process``).
+
+    ``counts``: (topic, day, result, reason) → events, the day of each event's own
+    timestamp (an invalid message has none: ``processing_day``, the day it was consumed);
+    ``positions``: topic → each message's day, by its position in the batch. Days are
+    days since the epoch (UTC).
+    """
+
+    __slots__ = ("processing_day", "counts", "positions")
+
+    def __init__(self, now: float):
+        self.processing_day = int(now // DAY)
+        self.counts: Counter = Counter()
+        self.positions: dict[str, np.ndarray] = {}
+
+    def add(self, topic: str, day: int, result: str, reason: str, n: int) -> None:
+        self.counts[(topic, int(day), result, reason)] += n
+
+    def tally(self, topic: str, result: str, reason: str, ts: np.ndarray) -> None:
+        if not len(ts):
+            return
+        days = np.floor_divide(ts, DAY).astype(np.int64)
+        lo, hi = int(days.min()), int(days.max())
+        if lo == hi:
+            self.add(topic, lo, result, reason, len(days))
+            return
+        for k, c in zip(*np.unique(days, return_counts=True), strict=True):
+            self.add(topic, int(k), result, reason, int(c))
+
+
 class _DayTables:
     """Counts of one model in one scope: one table per day, indexed like the model's group table."""
 
@@ -108,19 +164,23 @@ class _DayTables:
 
 @dataclass
 class PartitionDay:
-    """Reconciliation counters of one (topic, partition, day)."""
+    """Reconciliation counters of one (topic, partition, day): the runs of offsets whose
+    messages carry that day, and their events by result and reason."""
 
-    first: int | None = None
-    last: int | None = None
+    runs: list[list[int]] = field(default_factory=list)  # [first, last] of consecutive offsets
     events: Counter = field(default_factory=Counter)  # (result, reason) → events
     dead_lettered: Counter = field(default_factory=Counter)  # reason → events sent to the dead-letter topic
 
+    def run(self, first: int, last: int) -> None:
+        if self.runs and self.runs[-1][1] == first - 1:
+            self.runs[-1][1] = last
+        else:
+            self.runs.append([first, last])
+
     def offsets(self, offs: Iterable[int]) -> None:
-        offs = list(offs)
-        if offs:
-            lo, hi = min(offs), max(offs)
-            self.first = lo if self.first is None else min(self.first, lo)
-            self.last = hi if self.last is None else max(self.last, hi)
+        for off in sorted(int(o) for o in offs):
+            if not (self.runs and self.runs[-1][0] <= off <= self.runs[-1][1]):
+                self.run(off, off)
 
 
 def _rows(gidx: np.ndarray, *cols: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -186,14 +246,37 @@ class DailyStats:
         events: Counter,
         dead_lettered: Counter | None = None,
     ) -> None:
-        """One applied batch of one topic partition: its offsets and its events by (result, reason)."""
+        """Events of one batch all on one day, ``now``'s (their offsets and events by (result, reason))."""
         with self._lock:
-            per = self._recon.setdefault(self.scope, {})
-            pd = per.setdefault((topic, int(partition), day_of(now)), PartitionDay())
+            pd = self._day(topic, partition, day_of(now))
             pd.offsets(offsets)
             pd.events.update(events)
             if dead_lettered:
                 pd.dead_lettered.update(dead_lettered)
+
+    def count_event_days(
+        self,
+        topic: str,
+        partition: int,
+        offsets: list[int],
+        days: np.ndarray,
+        events: Counter,
+        dead_lettered: Counter | None = None,
+        dead_day: int | None = None,
+    ) -> None:
+        """One applied batch of one topic partition by *event day*: ``days`` is each offset's
+        day (:attr:`EventDays.positions`), ``events`` (day, result, reason) → n; the dead
+        letters count on ``dead_day`` (invalid messages: the day they were consumed)."""
+        with self._lock:
+            for day, a, b in offset_runs(offsets, days.tolist()):
+                self._day(topic, partition, _day_name(day)).run(a, b)
+            for (day, result, reason), n in events.items():
+                self._day(topic, partition, _day_name(day)).events[(result, reason)] += n
+            if dead_lettered and dead_day is not None:
+                self._day(topic, partition, _day_name(dead_day)).dead_lettered.update(dead_lettered)
+
+    def _day(self, topic: str, partition: int, day: str) -> PartitionDay:
+        return self._recon.setdefault(self.scope, {}).setdefault((topic, int(partition), day), PartitionDay())
 
     def discard(self, scope: object) -> None:
         """Forget a scope's pending counts (its engine state goes back to the checkpoint)."""
@@ -244,8 +327,7 @@ class DailyStats:
                         topic,
                         part,
                         day,
-                        pd.first,
-                        pd.last,
+                        pd.runs,
                         [[r, why, n] for (r, why), n in sorted(pd.events.items()) if n],
                         [[why, n] for why, n in sorted(pd.dead_lettered.items()) if n],
                     ]
@@ -277,6 +359,12 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS reconciliation_offsets ("
     " topic TEXT NOT NULL, partition INTEGER NOT NULL, day TEXT NOT NULL,"
     " first_offset INTEGER NOT NULL, last_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition, day))",
+    # one row per run and redo record (source = scope#generation): the same offsets applied
+    # twice (by two replicas) stay two rows, so the export sees them counted twice
+    "CREATE TABLE IF NOT EXISTS reconciliation_runs ("
+    " topic TEXT NOT NULL, partition INTEGER NOT NULL, day TEXT NOT NULL,"
+    " first_offset INTEGER NOT NULL, last_offset INTEGER NOT NULL, source TEXT NOT NULL,"
+    " PRIMARY KEY (topic, partition, day, first_offset, source))",
     "CREATE TABLE IF NOT EXISTS dead_lettered ("
     " topic TEXT NOT NULL, partition INTEGER NOT NULL, day TEXT NOT NULL, reason TEXT NOT NULL,"
     " events INTEGER NOT NULL, PRIMARY KEY (topic, partition, day, reason))",
@@ -293,6 +381,7 @@ _PUT_APPLIED = "INSERT OR REPLACE INTO applied VALUES (?, ?)"
 _ADD_EVENTS = (
     "INSERT INTO reconciliation VALUES (?,?,?,?,?,?) ON CONFLICT DO UPDATE SET events = events + excluded.events"
 )
+_ADD_RUN = "INSERT INTO reconciliation_runs VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING"
 _ADD_DEAD = "INSERT INTO dead_lettered VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE SET events = events + excluded.events"
 _ADD_OFFSETS = (
     "INSERT INTO reconciliation_offsets VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE"
@@ -313,6 +402,7 @@ _POSTGRES_SQL = {
     _ADD_EVENTS: "INSERT INTO reconciliation VALUES (%s,%s,%s,%s,%s,%s)"
     " ON CONFLICT (topic, partition, day, result, reason)"
     " DO UPDATE SET events = reconciliation.events + excluded.events",
+    _ADD_RUN: "INSERT INTO reconciliation_runs VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
     _ADD_DEAD: "INSERT INTO dead_lettered VALUES (%s,%s,%s,%s,%s) ON CONFLICT (topic, partition, day, reason)"
     " DO UPDATE SET events = dead_lettered.events + excluded.events",
     _ADD_OFFSETS: "INSERT INTO reconciliation_offsets VALUES (%s,%s,%s,%s,%s) ON CONFLICT (topic, partition, day)"
@@ -405,13 +495,21 @@ class DailyStore:
                     if old:
                         vals = _add_rows([orjson.loads(x) for x in old], vals)
                     db.execute(_PUT_COUNTS, (model, day, col, grp, *(orjson.dumps(v).decode() for v in vals)))
-                for topic, part, day, first, last, events, dls in rec["recon"]:
+                for entry in rec["recon"]:
+                    if len(entry) == 7:  # a record written before the runs: one (first, last) per day
+                        topic, part, day, first, last, events, dls = entry
+                        runs = [] if first is None else [[first, last]]
+                    else:
+                        topic, part, day, runs, events, dls = entry
                     for result, reason, n in events:
                         db.execute(_ADD_EVENTS, (topic, part, day, result, reason, n))
                     for reason, n in dls:
                         db.execute(_ADD_DEAD, (topic, part, day, reason, n))
-                    if first is not None:
-                        db.execute(_ADD_OFFSETS, (topic, part, day, first, last))
+                    for first, last in runs:
+                        db.execute(_ADD_RUN, (topic, part, day, first, last, f"{_scope(scope)}#{rec['generation']}"))
+                    if runs:
+                        lo, hi = min(r[0] for r in runs), max(r[1] for r in runs)
+                        db.execute(_ADD_OFFSETS, (topic, part, day, lo, hi))
                 db.execute(_PUT_APPLIED, (_scope(scope), rec["generation"]))
             except BaseException:
                 db.execute("ROLLBACK")
@@ -443,22 +541,49 @@ class DailyStore:
         return out
 
     def reconciliation(self, month: str) -> dict[tuple[str, int], dict]:
-        """Per (topic, partition): offsets range and events by (result, reason) over the month."""
+        """Per (topic, partition): the events of ``month`` by *event day*, whenever consumed,
+        and the offsets that carried them.
+
+        ``offsets``: how many messages carried the month's events (the runs' lengths);
+        ``first``/``last``: the lowest and highest of them; ``events`` (result, reason) → n;
+        ``dead_lettered`` reason → n. Over ``first``…``last`` the runs of *every* day (other
+        months' events interleave) must cover each offset exactly once: ``gaps`` offsets no
+        run holds (skipped), ``overlaps`` offsets held twice (counted twice), ``other_days``
+        offsets whose messages carry another month.
+        """
         like = (month + "-%",)
         out: dict[tuple[str, int], dict] = {}
 
         def slot(topic: str, part: int) -> dict:
             return out.setdefault(
-                (topic, int(part)), {"first": None, "last": None, "events": Counter(), "dead_lettered": Counter()}
+                (topic, int(part)),
+                {
+                    "first": None,
+                    "last": None,
+                    "offsets": 0,
+                    "runs": [],
+                    "events": Counter(),
+                    "dead_lettered": Counter(),
+                    "gaps": 0,
+                    "overlaps": 0,
+                    "other_days": 0,
+                },
             )
 
+        for topic, part, first, last in self.db.execute(
+            "SELECT topic, partition, first_offset, last_offset FROM reconciliation_runs WHERE day LIKE ?"
+            " ORDER BY topic, partition, first_offset",
+            like,
+        ):
+            slot(topic, part)["runs"].append((int(first), int(last)))
         for topic, part, first, last in self.db.execute(
             "SELECT topic, partition, min(first_offset), max(last_offset) FROM reconciliation_offsets"
             " WHERE day LIKE ? GROUP BY topic, partition",
             like,
         ):
             s = slot(topic, part)
-            s["first"], s["last"] = first, last
+            if not s["runs"]:  # counted before runs were kept: the day's range is its one run
+                s["runs"].append((int(first), int(last)))
         for topic, part, result, reason, n in self.db.execute(
             "SELECT topic, partition, result, reason, sum(events) FROM reconciliation WHERE day LIKE ?"
             " GROUP BY topic, partition, result, reason",
@@ -471,6 +596,31 @@ class DailyStore:
             like,
         ):
             slot(topic, part)["dead_lettered"][reason] += n
+        for (topic, part), s in out.items():
+            runs = s.pop("runs")
+            if not runs:
+                continue
+            s["first"], s["last"] = min(a for a, _ in runs), max(b for _, b in runs)
+            s["offsets"] = sum(b - a + 1 for a, b in runs)
+            every = self.db.execute(
+                "SELECT day, first_offset, last_offset FROM reconciliation_runs"
+                " WHERE topic = ? AND partition = ? AND last_offset >= ? AND first_offset <= ?",
+                (topic, part, s["first"], s["last"]),
+            ).fetchall()
+            clipped = sorted((max(a, s["first"]), min(b, s["last"])) for _, a, b in every)
+            if not every:
+                clipped = sorted(runs)
+            s["other_days"] = sum(
+                min(b, s["last"]) - max(a, s["first"]) + 1 for day, a, b in every if not day.startswith(month)
+            )
+            covered, total, end = 0, 0, s["first"] - 1
+            for a, b in clipped:
+                total += b - a + 1
+                if b > end:
+                    covered += b - max(a, end + 1) + 1
+                    end = b
+            s["gaps"] = (s["last"] - s["first"] + 1) - covered
+            s["overlaps"] = total - covered
         return out
 
     def has_month(self, month: str) -> bool:
@@ -490,7 +640,13 @@ class DailyStore:
             n = 0
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("daily_counts", "reconciliation", "reconciliation_offsets", "dead_lettered"):
+                for table in (
+                    "daily_counts",
+                    "reconciliation",
+                    "reconciliation_offsets",
+                    "reconciliation_runs",
+                    "dead_lettered",
+                ):
                     n += self.db.execute(f"DELETE FROM {table} WHERE day < ?", (day,)).rowcount
             except BaseException:
                 self.db.execute("ROLLBACK")

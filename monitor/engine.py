@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from fairwatch.monitor.engine_state import ModelState, models_blob, models_from_blob
@@ -37,6 +37,9 @@ from fairwatch.monitor.stats import GroupCounts
 from fairwatch.monitor.windows import WindowSpec
 from fairwatch.streaming.batch import AttributeRegistry, OutcomeColumns
 from fairwatch.streaming.schema import Rejection
+
+if TYPE_CHECKING:
+    from fairwatch.monitor.daily import EventDays
 
 __all__ = ["Engine", "EngineSettings", "VERSION", "ModelState"]
 
@@ -77,6 +80,8 @@ class EngineSettings:
     attributes: tuple[str, ...] | None = None
     intersections: tuple[tuple[str, ...], ...] | None = None
     reference_groups: Mapping[str, str] = field(default_factory=dict)
+    #: per model, attribute → reference group; overrides ``reference_groups`` for that model
+    model_reference_groups: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     label_maturity: Mapping[str, float] = field(default_factory=dict)  # per model, seconds
     join_ttl: float = 30 * 86400.0
     join_capacity: int = 500_000
@@ -97,6 +102,8 @@ class Engine:
         self.models: dict[str, ModelState] = {}
         self.events: Counter[tuple[str, str, str]] = Counter()
         self.touched: set[str] = set()  # models the last process() call updated
+        #: set for one process() call: its events counted by event day (the audit's reconciliation)
+        self.event_days: EventDays | None = None
         self.attribute_sets = AttributeRegistry()  # this engine's own: ids mean nothing to another
 
     def _state(self, model: str) -> ModelState:
@@ -116,18 +123,24 @@ class Engine:
         outcome_meta: Sequence[tuple[int, int]] | None = None,
         decision_topic: str = DECISIONS_TOPIC,
         outcome_topic: str = OUTCOMES_TOPIC,
+        event_days: EventDays | None = None,
     ) -> list[Rejection]:
         """Apply one micro-batch; returns the rejected events (for the dead-letter sink).
 
         ``now`` is the source's clock for the future-skew check (``None`` for a
-        replay of history). ``*_meta`` are (partition, offset) per event.
+        replay of history). ``*_meta`` are (partition, offset) per event. ``event_days``,
+        if given, receives every event's result by its event day and each message's day.
         """
         rejected: list[Rejection] = []
         self.touched = set()
-        if decisions:
-            ingest_decisions(self, decisions, now, decision_meta, decision_topic, rejected)
-        if outcomes:
-            ingest_outcomes(self, outcomes, now, outcome_meta, outcome_topic, rejected)
+        self.event_days = event_days
+        try:
+            if decisions:
+                ingest_decisions(self, decisions, now, decision_meta, decision_topic, rejected)
+            if outcomes:
+                ingest_outcomes(self, outcomes, now, outcome_meta, outcome_topic, rejected)
+        finally:
+            self.event_days = None
         return rejected
 
     def apply_outcomes(

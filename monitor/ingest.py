@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from fairwatch.monitor.daily import DAY
 from fairwatch.streaming.batch import DecisionColumns, OutcomeColumns, decode_decision_batch, decode_outcome_batch
 from fairwatch.streaming.schema import Rejection
 
@@ -22,12 +23,34 @@ if TYPE_CHECKING:
 __all__ = ["ingest_decisions", "ingest_outcomes", "apply_outcomes", "count_rejections"]
 
 
+def _tally(engine: Engine, topic: str, result: str, reason: str, ts: np.ndarray, mask=None) -> None:
+    """Count events by their event day in the batch's :class:`~fairwatch.monitor.daily.EventDays`, if asked."""
+    led = engine.event_days
+    if led is None:
+        return
+    led.tally(topic, result, reason, ts if mask is None else ts[mask])
+
+
+def _positions(engine: Engine, topic: str, n: int, bad, ts: np.ndarray) -> None:
+    """Each message's event day, by position in the batch (an invalid one: the processing day)."""
+    led = engine.event_days
+    if led is None:
+        return
+    days = np.full(n, led.processing_day, np.int64)
+    if len(ts):
+        good = np.ones(n, bool)
+        good[[j for j, _ in bad]] = False
+        days[good] = np.floor_divide(ts, DAY).astype(np.int64)
+    led.positions[topic] = days
+
+
 def ingest_decisions(engine: Engine, raws, now, meta, topic, rejected) -> None:
     """Validate, dedupe and count a batch of raw decisions; rejected ones are appended to ``rejected``."""
     good, bad = decode_decision_batch(
         raws, now=now, max_future_skew=engine.settings.max_future_skew, registry=engine.attribute_sets
     )
     count_rejections(engine, [(j, exc, raws[j]) for j, exc in bad], meta, topic, rejected)
+    _positions(engine, topic, len(raws), bad, good.ts)
     _per_model(engine, good, _model_decisions, topic)
 
 
@@ -56,14 +79,17 @@ def _model_decisions(engine: Engine, st: ModelState, cols: DecisionColumns, topi
         n_conf = int((~fresh & ~same).sum())
         if n_conf:
             engine.events[(topic, "duplicate", "conflicting")] += n_conf
+            _tally(engine, topic, "duplicate", "conflicting", ts_a, ~fresh & ~same)
         if n_dup - n_conf:
             engine.events[(topic, "duplicate", "same")] += n_dup - n_conf
+            _tally(engine, topic, "duplicate", "same", ts_a, ~fresh & same)
     # Lateness: older than the oldest live bucket, judged in arrival order.
     runmax = np.maximum.accumulate(np.where(fresh, ts_a, -np.inf))
     runmax = np.maximum(runmax, st.max_ts)
     late = fresh & (ts_a < runmax - engine.settings.allowed_lateness - st.span)
     if late.any():
         engine.events[(topic, "late", "too_old")] += int(late.sum())
+        _tally(engine, topic, "late", "too_old", ts_a, late)
         lj = np.nonzero(late)[0]
         st.join.release([ids[j] for j in lj.tolist()], rows[lj])
     ok = fresh & ~late
@@ -71,6 +97,7 @@ def _model_decisions(engine: Engine, st: ModelState, cols: DecisionColumns, topi
     if n_ok == 0:
         return
     engine.events[(topic, "ok", "")] += n_ok
+    _tally(engine, topic, "ok", "", ts_a, None if n_ok == n else ok)
     st.max_ts = max(st.max_ts, float(runmax[-1]))
     if n_ok == n:
         sel = slice(None)
@@ -119,6 +146,7 @@ def ingest_outcomes(engine: Engine, raws, now, meta, topic, rejected) -> None:
     """Validate a batch of raw outcomes and join them to their decisions (or let them wait)."""
     good, bad = decode_outcome_batch(raws, now=now, max_future_skew=engine.settings.max_future_skew)
     count_rejections(engine, [(j, exc, raws[j]) for j, exc in bad], meta, topic, rejected)
+    _positions(engine, topic, len(raws), bad, good.ts)
     apply_outcomes(engine, good, topic)
 
 
@@ -128,6 +156,8 @@ def count_rejections(engine: Engine, bad, meta, topic: str, rejected: list[Rejec
         part, off = meta[j] if meta else (None, None)
         rejected.append(Rejection(exc.reason, str(exc), bytes(raw), topic, part, off))
         engine.events[(topic, "invalid", exc.reason)] += 1
+        if engine.event_days is not None:  # no event time of its own: the day it was processed
+            engine.event_days.add(topic, engine.event_days.processing_day, "invalid", exc.reason, 1)
 
 
 def apply_outcomes(engine: Engine, good: OutcomeColumns, topic: str) -> None:
@@ -162,9 +192,11 @@ def _model_outcomes(engine: Engine, st: ModelState, cols: OutcomeColumns, topic:
     n_dup = int(dup.sum()) + int(already.sum())
     if n_dup:
         engine.events[(topic, "duplicate", "already_labeled")] += n_dup
+        _tally(engine, topic, "duplicate", "already_labeled", cols.ts, dup | already)
     n_ok = n - n_dup
     if n_ok:
         engine.events[(topic, "ok", "")] += n_ok
+        _tally(engine, topic, "ok", "", cols.ts, None if n_ok == n else ~(dup | already))
     if early.any():
         ej = np.nonzero(early)[0]
         st.join.wait_outcomes([ids[j] for j in ej], lab_a[ej], cols.ts[ej])

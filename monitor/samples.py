@@ -47,7 +47,7 @@ def build_snapshot(engine: Engine, *, now: float | None = None) -> Snapshot:
                     attribute=col,
                     min_decisions=s.min_decisions,
                     min_labeled=s.min_labeled,
-                    reference=s.reference_groups.get(col),
+                    reference=s.model_reference_groups.get(model, {}).get(col, s.reference_groups.get(col)),
                     confidence=s.confidence,
                 )
                 windows.append(WindowMetrics(model, wname, am))

@@ -94,6 +94,13 @@ FAMILIES: dict[str, Family] = {
             "Outcome joins: joined, expired (decision never labeled), orphaned (outcome never matched),"
             " superseded (the decision carried its own label).",
         ),
+        Family(
+            "fairwatch_dead_letters_total",
+            "counter",
+            ("topic", "result", "reason"),
+            "Dead letters by result: written, truncated (original too large: prefix, length and SHA-256 kept),"
+            " undeliverable (reason = the producer's error; the event was counted and passed).",
+        ),
         Family("fairwatch_consumer_lag", "gauge", ("topic", "partition"), "Kafka consumer lag in messages."),
         Family("fairwatch_pending_outcomes", "gauge", ("model",), "Decisions waiting for their outcome."),
         Family("fairwatch_last_checkpoint_timestamp_seconds", "gauge", (), "Wall time of the last durable checkpoint."),

@@ -14,8 +14,10 @@ the same index of both topics, and the range assignor gives both to one member.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
@@ -40,6 +42,7 @@ __all__ = [
     "KafkaSource",
     "DeadLetterProducer",
     "DeadLetterError",
+    "DEAD_LETTER_MAX_BYTES",
     "dead_letter_record",
 ]
 
@@ -116,18 +119,44 @@ def tp_key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-def dead_letter_record(r: Rejection) -> bytes:
-    """The dead-letter message: reason, message, where it came from, and the original bytes."""
-    return orjson.dumps(
-        {
-            "reason": r.reason,
-            "message": r.message,
-            "topic": r.topic,
-            "partition": r.partition,
-            "offset": r.offset,
-            "raw_base64": base64.b64encode(r.raw).decode(),
-        }
-    )
+#: Largest dead-letter value written: under kafka-python's default ``max_request_size``
+#: (1 MiB) and the broker's default ``message.max.bytes`` (1 MiB + 12), with room for
+#: the key, the header and the record batch around it.
+DEAD_LETTER_MAX_BYTES = 1_000_000
+#: A dead letter the broker still refuses as too large (a topic with a lower
+#: ``max.message.bytes``) is written once more with a prefix this small.
+DEAD_LETTER_FALLBACK_BYTES = 16 * 1024
+MAX_MESSAGE_CHARS = 2_000  # the rejection's message, cut (it may quote the bad value)
+
+
+def dead_letter_record(r: Rejection, *, max_bytes: int = DEAD_LETTER_MAX_BYTES) -> bytes:
+    """The dead-letter message: reason, message, where it came from, and the original bytes.
+
+    It always fits in ``max_bytes``: an original too large keeps its first bytes
+    (``truncated: true``); ``raw_length`` and ``raw_sha256`` always describe the whole.
+    """
+    return _letter(r, max_bytes)[0]
+
+
+def _letter(r: Rejection, max_bytes: int) -> tuple[bytes, bool]:
+    letter = {
+        "reason": r.reason,
+        "message": r.message[:MAX_MESSAGE_CHARS],
+        "topic": r.topic,
+        "partition": r.partition,
+        "offset": r.offset,
+        "raw_length": len(r.raw),
+        "raw_sha256": hashlib.sha256(r.raw).hexdigest(),
+        "truncated": False,
+        "raw_base64": "",
+    }
+    room = max_bytes - len(orjson.dumps(letter)) - len(',"truncated":true')  # base64 needs no escapes
+    raw = r.raw
+    if (len(raw) + 2) // 3 * 4 > room:
+        raw = raw[: max(0, room) // 4 * 3]
+        letter["truncated"] = True
+    letter["raw_base64"] = base64.b64encode(raw).decode()
+    return orjson.dumps(letter), letter["truncated"]
 
 
 class KafkaSource:
@@ -237,6 +266,12 @@ class KafkaSource:
     def assigned(self) -> list[int]:
         return sorted({tp.partition for tp in self.consumer.assignment()})
 
+    def joined(self) -> bool:
+        """A stable member of the group (a member with no partitions is one too: more replicas than partitions)."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        stable = getattr(coordinator, "stable", None)
+        return bool(stable()) if callable(stable) else bool(self.consumer.assignment())
+
     def lag(
         self, positions: dict[str, int], timeout_s: float = 5.0, *, cached: bool = False
     ) -> dict[tuple[str, int], int]:
@@ -266,8 +301,43 @@ class KafkaSource:
             log.warning("consumer close failed", exc_info=True)
 
 
+def _permanent_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """kafka-python's errors that no retry cures: (record too large, topic refused)."""
+    from kafka import errors
+
+    too_large = (errors.MessageSizeTooLargeError, errors.RecordListTooLargeError)
+    refused = (
+        errors.InvalidRecordError,
+        errors.CorruptRecordError,
+        errors.InvalidTopicError,
+        errors.TopicAuthorizationFailedError,
+        errors.ClusterAuthorizationFailedError,
+    )
+    return too_large, refused
+
+
+def _error_name(exc: BaseException) -> str:
+    """``MessageSizeTooLargeError`` → ``message_size_too_large`` (a bounded label value)."""
+    name = type(exc).__name__.removesuffix("Error")
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
 class DeadLetterProducer:
-    """Writes rejected events to the dead-letter topic and waits for the acknowledgement."""
+    """Writes rejected events to the dead-letter topic and waits for the acknowledgement.
+
+    Only an unreachable topic (timeouts, no leader, broker away: retriable errors)
+    raises :class:`DeadLetterError`, which holds the partition back. A letter the
+    topic can never take (record too large even truncated, invalid topic, not
+    authorized) is counted ``undeliverable`` under the producer's error, logged with
+    its topic, partition and offset, and passed.
+
+    ``written`` holds the keys (``topic:partition:offset`` of the original) of letters
+    already settled — acknowledged or undeliverable — so that a retry of the same
+    records after a stream failure does not write them again; the daemon keeps it
+    across reconnects and prunes it behind committed offsets. After a crash, letters
+    since the last checkpoint are written again under the same key: a reader
+    deduplicates by key (the topic can be compacted).
+    """
 
     def __init__(
         self,
@@ -276,37 +346,96 @@ class DeadLetterProducer:
         topic: str = DEADLETTER_TOPIC,
         client_options: dict | None = None,
         timeout_s: float = 10.0,
+        written: set[str] | None = None,
+        counts: Counter | None = None,
+        max_bytes: int = DEAD_LETTER_MAX_BYTES,
     ):
-        from kafka import KafkaProducer
-
         kafka_loop.install()
         security = {k: v for k, v in (client_options or {}).items() if k.startswith(("security_", "sasl_", "ssl_"))}
-        self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers, acks="all", retries=5, linger_ms=5, **security
-        )
+        max_request = int((client_options or {}).get("max_request_size", 1_048_576))
+        self._options = {
+            "bootstrap_servers": bootstrap_servers,
+            "acks": "all",
+            "retries": 5,
+            "linger_ms": 5,
+            **security,
+        }
+        self.producer = self._new_producer()
         self.topic = topic
         self.timeout_s = timeout_s
+        self.max_bytes = min(max_bytes, max_request - 4096)
+        self.written = set() if written is None else written
         self.sent = 0
+        # (source topic, result, reason) → letters; result: written, truncated or undeliverable
+        self.counts: Counter = Counter() if counts is None else counts
+
+    def _new_producer(self):
+        from kafka import KafkaProducer
+
+        return KafkaProducer(**self._options)
 
     def send(self, rejections: list[Rejection]) -> None:
-        if not rejections:
+        todo = [(r, f"{r.topic}:{r.partition}:{r.offset}") for r in rejections]
+        todo = [(r, key) for r, key in todo if key not in self.written]
+        if not todo:
             return
         deadline = time.monotonic() + self.timeout_s
+        sent = [(r, key, *self._send(r, key, self.max_bytes)) for r, key in todo]
+        too_large, refused = _permanent_errors()
+        for r, key, producer, future, truncated in sent:
+            try:
+                try:
+                    self._wait(future, deadline)
+                except too_large:
+                    if self.max_bytes <= DEAD_LETTER_FALLBACK_BYTES:
+                        raise
+                    if producer is self.producer and not isinstance(future, BaseException):
+                        # the broker refused it: kafka-python takes that as fatal for the whole producer
+                        self._renew()
+                    _, future, truncated = self._send(r, key, DEAD_LETTER_FALLBACK_BYTES)  # the topic takes less
+                    self._wait(future, deadline)
+            except too_large + refused as exc:
+                self._undeliverable(r, key, exc)
+                if not isinstance(exc, too_large) or isinstance(future, BaseException):
+                    continue
+                self._renew()  # refused by the broker: the producer is dead for every later letter
+                continue
+            except Exception as exc:
+                raise DeadLetterError(f"dead-letter topic {self.topic!r} did not acknowledge: {exc!r}") from exc
+            self.written.add(key)
+            self.counts[(r.topic, "truncated" if truncated else "written", r.reason)] += 1
+            self.sent += 1
+
+    def _renew(self) -> None:
+        old, self.producer = self.producer, self._new_producer()
         try:
-            futures = [
-                self.producer.send(
-                    self.topic,
-                    value=dead_letter_record(r),
-                    key=f"{r.topic}:{r.partition}:{r.offset}".encode(),
-                    headers=[("reason", r.reason.encode())],
-                )
-                for r in rejections
-            ]
-            for f in futures:
-                f.get(timeout=max(0.1, deadline - time.monotonic()))
-        except Exception as exc:
-            raise DeadLetterError(f"dead-letter topic {self.topic!r} did not acknowledge: {exc}") from exc
-        self.sent += len(rejections)
+            old.close(timeout=0)
+        except Exception:
+            log.warning("dead-letter producer close failed", exc_info=True)
+
+    def _send(self, r: Rejection, key: str, max_bytes: int) -> tuple:
+        """(producer, future or the exception ``send()`` raised at once, truncated?)."""
+        value, truncated = _letter(r, max_bytes)
+        producer = self.producer
+        try:
+            future = producer.send(self.topic, value=value, key=key.encode(), headers=[("reason", r.reason.encode())])
+        except Exception as exc:  # kafka-python checks the size before queueing
+            return producer, exc, truncated
+        return producer, future, truncated
+
+    def _wait(self, future, deadline: float) -> None:
+        if isinstance(future, BaseException):
+            raise future
+        future.get(timeout=max(0.1, deadline - time.monotonic()))
+
+    def _undeliverable(self, r: Rejection, key: str, exc: BaseException) -> None:
+        error = _error_name(exc)
+        log.error(
+            "dead letter undeliverable; the event is counted and passed",
+            extra={"topic": r.topic, "partition": r.partition, "offset": r.offset, "reason": r.reason, "error": error},
+        )
+        self.written.add(key)
+        self.counts[(r.topic, "undeliverable", error)] += 1
 
     def close(self) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,6 +35,7 @@ OWNED = sorted(
         "fairness_rollbacks_total",
         "fairness_pipeline_runs_total",
         "fairwatch_consumer_lag",
+        "fairwatch_dead_letters_total",
         "fairwatch_last_checkpoint_timestamp_seconds",
         "fairwatch_evaluator",  # the daemon's replicas (docs/replicas.md)
     }
@@ -318,3 +320,26 @@ def test_run_writes_every_threads_stack_on_sigusr1_and_goes_on(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_flags_and_baseline_load_through_the_root_loader(tmp_path):
+    """``FAIRWATCH_ALERTS__…`` overrides apply to ``fairwatch baseline``; a bad one is a ConfigError (exit 3)."""
+    baselines = tmp_path / "b.json"
+    baselines.write_text('{"m": {"values": {"demographic_parity_ratio": {"race": 0.9}}, "source": "test"}}')
+    env = {**os.environ, "FAIRWATCH_ALERTS__BASELINE_PATH": str(baselines)}
+    env.pop("FAIRWATCH_CONFIG", None)
+    cmd = [sys.executable, "-m", "fairwatch.app.cli", "baseline", "show", "--json"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["m"]["values"] == {"demographic_parity_ratio": {"race": 0.9}}
+    env["FAIRWATCH_ALERTS__ENABLD"] = "true"
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 3 and "FAIRWATCH_ALERTS__ENABLD: unknown key 'alerts.enabld'" in res.stderr
+
+
+def test_demo_duration_takes_the_duration_syntax():
+    from fairwatch.app.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--duration", "10s"])
+    assert args.duration == 10.0
+    assert build_parser().parse_args(["demo", "--duration", "2m"]).duration == 120.0

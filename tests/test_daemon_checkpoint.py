@@ -109,3 +109,41 @@ def test_an_assignment_after_a_failed_background_write_restores_the_last_durable
     assert d.on_assign([0]) == {f"{TOPIC}:0": half}
     assert d.positions == {f"{TOPIC}:0": half} and d.saving is None
     assert d.source.commits == [{f"{TOPIC}:0": half}]
+
+
+def test_liveness_fails_after_the_timeout_with_neither_membership_nor_progress(tmp_path):
+    """Deterministic: a fake clock; the rule, not a broker, is under test."""
+    from fairwatch.app.config import load_config
+    from fairwatch.app.daemon import Daemon
+
+    cfg = load_config(
+        env={
+            "FAIRWATCH_STATE__URL": f"sqlite:///{tmp_path}/s.db",
+            "FAIRWATCH_KAFKA__LIVENESS_TIMEOUT": "2m",
+            "FAIRWATCH_AUDIT__DAILY_STATS": "false",
+        }
+    )
+    now = [1000.0]
+    d = Daemon(cfg)
+    d.clock = lambda: now[0]
+    d.last_loop = d.last_progress = now[0]
+    try:
+        assert d.health()[0]
+        now[0] += 119
+        d.last_loop = now[0]  # the loop turns, but nothing joins and nothing arrives
+        assert d.health()[0]
+        now[0] += 2
+        d.last_loop = now[0]
+        alive, ready, detail = d.health()
+        assert not alive and not ready and "no group membership" in detail
+        d.on_assign([0])  # membership: alive again, for another full timeout
+        assert d.health()[0]
+        now[0] += 119
+        d.last_loop = now[0]
+        assert d.health()[0]
+        now[0] += 2
+        d.last_loop = now[0]
+        assert not d.health()[0]
+    finally:
+        d.store.close()
+        d.writer.shutdown()

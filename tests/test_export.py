@@ -21,7 +21,7 @@ from fairwatch.monitor.daily import DailyStats, DailyStore
 from fairwatch.monitor.engine import Engine, EngineSettings
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay, write_jsonl
 
-from fairwatch.app.export import MONTH, ExportSettings, export_month, month_metrics, verify_export
+from fairwatch.app.export import MONTH, NO_KAFKA, ExportSettings, export_month, month_metrics, verify_export
 
 START = 1795564800.0  # 2026-11-25T00:00:00Z: six November days, then two of December
 MONTH_NAME = "2026-11"
@@ -195,7 +195,12 @@ def test_export_files_csv_json_and_manifest(month):
     doc = orjson.loads((out / "report.json").read_bytes())
     assert doc["audit_log"]["ok"] and doc["audit_log"]["head"]["seq"] == 2
     assert [e["kind"] for e in doc["rollbacks"]] == ["rollback.execute"]
-    assert doc["reconciliation"] == {"pass": None, "partitions": []}  # a replay consumed no Kafka
+    assert doc["reconciliation"] == {
+        "pass": None,
+        "by": "event day",
+        "partitions": [],
+        "decisions": None,
+    }  # replay: no Kafka
     # Tampering with any exported file is caught by the manifest.
     (out / "metrics.csv").write_text("period\n")
     assert verify_export(out) == ["metrics.csv: sha256 differs"]
@@ -344,10 +349,186 @@ def test_cli_export_and_refusal_to_overwrite(month, tmp_path, capsys):
         "--no-progress",
     ]
     assert main(argv) == 0
-    assert "reconciliation no Kafka consumption recorded" in capsys.readouterr().out
+    assert f"reconciliation {NO_KAFKA};" in capsys.readouterr().out
     assert verify_export(out) == []
     assert main(argv) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["audit", "export", "--month", "2026-13", "--out", str(tmp_path / "x"), "--daily-db", str(db)])
     assert exc.value.code == 2
+
+
+def test_a_november_consumed_in_december_reconciles_every_november_decision(tmp_path, monkeypatch):
+    """Reconciliation by event day: a backfill of November (and a day of December) consumed on
+    December 20 reconciles November's decisions against the offsets that carried them."""
+    import time
+    import types
+
+    topic = "fairness.decisions"
+    sim = LoanSimulator(seed=11, start=1795910400.0, rate=0.01)  # 2026-11-29T00:00Z: Nov 29, Nov 30, Dec 1
+    events = [e.value for e in sim.advance(3 * 86400.0) if e.topic == topic]
+    nov = [v for v in events if b'"ts":"2026-11-' in v]
+    assert 1000 < len(nov) < len(events)
+    parts: dict[int, list[bytes]] = {0: [], 1: []}  # a decision keeps its partition (keyed by id)
+    for i, v in enumerate(events):
+        parts[i % 2].append(v)
+        if i % 701 == 350:  # poison and a duplicate inside November's offsets (and December's)
+            parts[i % 2] += [b"{", v]
+    values = parts[0] + parts[1]
+    clock = types.SimpleNamespace(time=lambda: 1797724800.0, monotonic=time.monotonic)  # 2026-12-20
+    monkeypatch.setattr("fairwatch.app.daemon.time", clock)
+    d = _daemon(tmp_path)
+    d.on_assign([0, 1])
+    # two partitions, offsets from 500 and 9000
+    base = {0: 500, 1: 9000}
+    for p, vals in parts.items():
+        for i in range(0, len(vals), 300):
+            chunk = vals[i : i + 300]
+            meta = [(p, base[p] + i + j) for j in range(len(chunk))]
+            d._apply({p: _batch(p, chunk, meta, {f"{topic}:{p}": base[p] + i + len(chunk)})})
+    d.checkpoint()
+    store = d.daily_store
+
+    res = export_month("2026-11", tmp_path / "nov", store=store, settings=ExportSettings())
+    assert res.reconciliation_ok is True
+    doc = orjson.loads((tmp_path / "nov" / "report.json").read_bytes())
+    rec = doc["reconciliation"]
+    assert rec["decisions"]["kafka_ok"] == len(nov) == sum(rec["decisions"]["metrics"].values())
+    assert {p["partition"] for p in rec["partitions"]} == {0, 1}
+    for p in rec["partitions"]:
+        # the poison counts on the day it was consumed (December), inside November's offsets
+        assert p["other_days"] > 0 and p["gaps"] == p["overlaps"] == 0
+        assert p["events"] == p["offsets"] and p["by_result"]["invalid"] == 0
+    page = (tmp_path / "nov" / "report.html").read_text()
+    assert "Reconciliation against Kafka offsets — <span class='pass'>PASS</span>" in page
+    assert NO_KAFKA not in page and "FAIL" not in page
+
+    dec = export_month("2026-12", tmp_path / "dec", store=store, settings=ExportSettings())
+    assert dec.reconciliation_ok is True
+    ddoc = orjson.loads((tmp_path / "dec" / "report.json").read_bytes())["reconciliation"]
+    assert ddoc["decisions"]["kafka_ok"] == len(events) - len(nov)
+    n_poison = sum(1 for v in values if v == b"{")
+    assert sum(p["by_result"]["invalid"] for p in ddoc["partitions"]) == n_poison
+    assert sum(p["dead_lettered"] for p in ddoc["partitions"]) == n_poison
+    assert sum(p["by_result"]["duplicate"] for p in rec["partitions"] + ddoc["partitions"]) == n_poison
+
+    # The same offsets counted a second time (two replicas both applying a partition) fail the month.
+    again = DailyStats()
+    again.scope = "stray"
+    again.count_event_days(topic, 0, [500, 501], np.array([20786, 20786]), Counter({(20786, "ok", ""): 2}))
+    assert store.apply(again.take("stray"))
+    bad = export_month("2026-11", tmp_path / "nov2", store=store, settings=ExportSettings())
+    assert bad.reconciliation_ok is False
+    p0 = next(
+        p
+        for p in orjson.loads((tmp_path / "nov2" / "report.json").read_bytes())["reconciliation"]["partitions"]
+        if p["partition"] == 0
+    )
+    assert p0["overlaps"] == 2 and not p0["pass"]
+    page = (tmp_path / "nov2" / "report.html").read_text()
+    assert "<span class='fail'>FAIL</span>" in page and "counted exactly once" not in page
+    assert "2 offsets counted twice" in page
+
+
+def _day_metrics(day_count: dict[str, int]):
+    from fairwatch.monitor.metrics import attribute_metrics
+    from fairwatch.monitor.stats import DEFAULT_BINS, GroupCounts
+
+    def counts(n: int, rate: float) -> GroupCounts:
+        c = GroupCounts.empty(DEFAULT_BINS)
+        c.decisions[1], c.decisions[0] = int(n * rate), n - int(n * rate)
+        return c
+
+    return {
+        d: attribute_metrics({"a": counts(n, 0.5), "b": counts(n, 0.4)}, attribute="g", min_decisions=10, min_labeled=5)
+        for d, n in day_count.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("month_name", "with_data", "expected"),
+    [
+        ("2026-11", ["2026-11-30"], ["11-30"]),  # a one-day month: one tick, that day
+        ("2026-02", ["2026-02-01", "2026-02-02", "2026-02-05"], ["02-01", "02-02", "02-03", "02-04", "02-05"]),
+        ("2026-12", [f"2026-12-{d:02d}" for d in range(1, 32) if d not in (10, 11, 12)], None),
+    ],
+)
+def test_per_day_plots_are_labelled_by_day_for_one_to_31_days_with_gaps(tmp_path, month_name, with_data, expected):
+    from fairwatch.monitor.daily import month_days
+
+    from fairwatch.app.export import _plot
+
+    labels = _plot(
+        tmp_path / "p.png",
+        "m",
+        "g",
+        month_days(month_name),
+        _day_metrics({d: 400 for d in with_data}),
+        [dt_ts(with_data[-1]) + 43200.0],
+    )
+    assert (tmp_path / "p.png").stat().st_size > 5_000
+    if expected is not None:
+        assert labels == expected
+    else:  # 31 days: every other day and the last, all of December, none of another month
+        assert labels[0] == "12-01" and labels[-1] == "12-31" and len(labels) == 16
+        assert all(lb.startswith("12-") for lb in labels)
+
+
+def dt_ts(day: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()
+
+
+def test_the_months_incidents_rollbacks_pipeline_runs_and_plans_are_listed_and_linked(tmp_path):
+    import re
+
+    nov = START + 86400  # 2026-11-26
+    log = AuditLog(tmp_path / "audit.jsonl", clock=lambda: nov)
+    log.append("tier.change", model="m", window="24h", metric="dp_ratio", attribute="race", previous=0, tier=3)
+    log.append("action.page", incident="inc-7", model="m", tier=3)
+    log.append("pipeline.start", run_id="20261126T000000-inc-7", incident="inc-7", model="m")
+    log.append("pipeline.start", run_id="20261126T010000-inc-8", incident="inc-8", model="m")  # its dir is gone
+    log.append("rollback.execute", incident="inc-7", model="m", flag="f", variant="v1")
+    runs = tmp_path / "runs"
+    run = runs / "20261126T000000-inc-7"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"run_id": "20261126T000000-inc-7", "result": "passed", "model": "m"}')
+    (run / "remediation_plan.md").write_text("# plan\n")
+    old = runs / "20261015T000000-inc-1"  # October's run: not this month's
+    old.mkdir()
+    (old / "run.json").write_text('{"result": "escalated"}')
+    october = START - 40 * 86400
+    os.utime(old / "run.json", (october, october))
+    store = DailyStore(tmp_path / "empty.db")
+    out = tmp_path / "export"
+    export_month(MONTH_NAME, out, store=store, audit_log=log.path, pipeline_dir=runs)
+    assert verify_export(out) == []
+    doc = orjson.loads((out / "report.json").read_bytes())
+    by_run = {r["run"]: r for r in doc["pipeline_runs"]}
+    assert set(by_run) == {"20261126T000000-inc-7", "20261126T010000-inc-8"}
+    assert by_run["20261126T000000-inc-7"] | {"started": None} == {
+        "run": "20261126T000000-inc-7",
+        "started": None,
+        "incident": "inc-7",
+        "model": "m",
+        "result": "passed",
+        "seq": 3,
+        "record": "runs/20261126T000000-inc-7/run.json",
+        "plan": "plans/20261126T000000-inc-7/remediation_plan.md",
+    }
+    assert by_run["20261126T010000-inc-8"]["result"] == "no run directory"
+    assert doc["remediation_plans"] == [
+        {"run": "20261126T000000-inc-7", "href": "plans/20261126T000000-inc-7/remediation_plan.md"}
+    ]
+    assert [orjson.loads(x)["seq"] for x in (out / "audit/entries.jsonl").read_bytes().splitlines()] == [1, 2, 3, 4, 5]
+    assert not [e for e in doc["other_audit_entries"] if e["kind"].startswith("pipeline.")]
+    page = (out / "report.html").read_text()
+    hrefs = re.findall(r"href='([^']+)'", page)
+    ids = set(re.findall(r"id='([^']+)'", page))
+    for h in hrefs:  # every link resolves: a file in the bundle or an anchor on the page
+        assert (h[1:] in ids) if h.startswith("#") else (out / h).is_file(), h
+    # the incident links to its run; the run holds its start entry's anchor and links its record and plan
+    assert "#run-20261126T000000-inc-7" in hrefs and {"seq-2", "seq-3", "seq-5"} <= ids
+    assert {"runs/20261126T000000-inc-7/run.json", "plans/20261126T000000-inc-7/remediation_plan.md"} <= set(hrefs)
+    assert "Pipeline runs: 2" in page and "Remediation plans: 1" in page and "Rollbacks: 1" in page

@@ -294,3 +294,35 @@ def test_dashboards_are_configmaps_for_the_grafana_sidecar(rendered) -> None:
     assert got == want
     for m in maps:
         assert m["metadata"]["annotations"]["k8s-sidecar-target-directory"] == "fairwatch"
+
+
+#: Dummy values for the Secrets the production chart references, by (secret, key).
+DUMMY_SECRETS = {
+    ("fairwatch-postgres", "url"): "postgresql://fairwatch:dummy-password@db/fairwatch",
+    ("fairwatch-admin", "token"): "dummy-admin-token",
+    ("fairwatch-kafka-sasl", "username"): "fairwatch",
+    ("fairwatch-kafka-sasl", "password"): "123",  # a password that looks like a number stays text
+}
+
+
+@pytest.mark.integration
+def test_the_whole_rendered_environment_loads_the_configuration(tmp_path: Path) -> None:
+    """Every variable the Deployment sets (Secrets filled with dummies) together with its ConfigMap."""
+    docs = _render("production")
+    (c,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {}
+    for e in c["env"]:
+        if "valueFrom" in e:
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = DUMMY_SECRETS[(ref["name"], ref["key"])]
+        else:
+            env[e["name"]] = e["value"]
+    assert "FAIRWATCH_ADMIN_TOKEN" in env
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and "fairwatch.yaml" in d["data"]]
+    cfg_path = tmp_path / "fairwatch.yaml"
+    cfg_path.write_text(cm["data"]["fairwatch.yaml"], encoding="utf-8")
+    cfg = load_config(cfg_path, env=env)
+    assert cfg.state.url == DUMMY_SECRETS[("fairwatch-postgres", "url")]
+    assert cfg.kafka.options["sasl_plain_password"] == "123"
+    assert cfg.kafka.options["sasl_plain_username"] == "fairwatch"
+    assert cfg.alerts.admin.token_env == "FAIRWATCH_ADMIN_TOKEN"

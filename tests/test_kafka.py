@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 #: Families only the daemon has: Kafka position, checkpoints, and the alert loop's output.
 KAFKA_ONLY = {
     "fairwatch_consumer_lag",
+    "fairwatch_dead_letters_total",
     "fairwatch_last_checkpoint_timestamp_seconds",
     "fairness_alert_tier",
     "fairness_alert_evidence",
@@ -426,7 +427,12 @@ def test_two_replicas_split_partitions_and_survive_a_kill(kafka_bootstrap, postg
         a.kill()  # its partitions move to b, which restores them from the shared PostgreSQL state
         for ev, key in models[3:]:
             produce(kafka_bootstrap, topics, ev, key)
-        live = b.wait_for(lambda m: decisions_total(m) == total, timeout=120, what="b takes over everything")
+        outcomes = sum(sum(1 for o, _ in ev if o) for ev, _ in models)
+        live = b.wait_for(  # outcomes too: comparing before the last outcomes are applied would race
+            lambda m: decisions_total(m) == total and events_total(m, topics.outcomes) == outcomes,
+            timeout=120,
+            what="b takes over everything",
+        )
         time.sleep(1.5)
         assert decisions_total(b.metrics()) == total
     finally:

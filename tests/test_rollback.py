@@ -16,6 +16,9 @@ from fairwatch.alerts.flags import FlagdFileStore
 from fairwatch.alerts.loop import AlertLoop
 from fairwatch.alerts.rollback import RollbackManager
 
+from fairwatch.app.commands import load_alerts
+from fairwatch.app.config import load_config
+
 STEPS = ["rollback.detect", "rollback.assess", "rollback.decide", "rollback.execute"]
 
 
@@ -108,8 +111,8 @@ def cli(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="fairwatch")
     sub = p.add_subparsers(dest="command")
-    add_flags_parser(sub)
-    add_baseline_parser(sub)
+    add_flags_parser(sub, load=load_alerts)
+    add_baseline_parser(sub, load=load_alerts)
     args = p.parse_args(argv)
     return args.func(args)
 
@@ -180,9 +183,8 @@ def test_baseline_cli_set_from_snapshot_and_show(config, tmp_path, capsys):
 # -- admin API ---------------------------------------------------------------------------------
 def test_admin_api_requires_the_bearer_token(config, flag_file, tmp_path):
     from fairwatch.alerts.admin import serve_admin
-    from fairwatch.alerts.config import load_alerts_config
 
-    loop = AlertLoop(load_alerts_config(config))
+    loop = AlertLoop(load_config(config).alerts)
     srv = serve_admin(loop, token="s3cret")
     base = f"http://127.0.0.1:{srv.server_port}"
 

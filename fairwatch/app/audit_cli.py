@@ -92,7 +92,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 @needs_extra("audit export", "audit")
 def _cmd_export(args: argparse.Namespace) -> int:
-    from fairwatch.app.export import ExportSettings, export_month
+    from fairwatch.app.export import NO_KAFKA, ExportSettings, export_month
     from fairwatch.monitor.daily import DailyStore
 
     cfg = _load(args)
@@ -111,7 +111,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
             audit_log=args.log or cfg.alerts.audit_path,
             pipeline_dir=args.pipeline_dir or cfg.pipeline_runs.run_dir,
             settings=ExportSettings(
-                cfg.min_decisions, cfg.min_labeled, cfg.confidence_level, dict(cfg.reference_groups)
+                cfg.min_decisions,
+                cfg.min_labeled,
+                cfg.confidence_level,
+                dict(cfg.reference_groups),
+                decisions_topic=cfg.kafka.decisions_topic,
             ),
             progress=not args.no_progress and sys.stderr.isatty(),
         )
@@ -120,7 +124,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     finally:
         store.close()
-    recon = {True: "pass", False: "FAIL", None: "no Kafka consumption recorded"}[res.reconciliation_ok]
+    recon = {True: "pass", False: "FAIL", None: NO_KAFKA}[res.reconciliation_ok]
     print(
         f"{res.out}/report.html: {len(res.files)} files, {res.rows} metric rows; reconciliation {recon}; "
         f"audit chain {'intact' if res.audit_ok else 'BROKEN'}"

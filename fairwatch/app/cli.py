@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from fairwatch.app.commands import EXIT_OK, EXIT_USAGE, load_command_config, needs_extra
+from fairwatch.app.commands import EXIT_OK, EXIT_USAGE, load_alerts, load_command_config, needs_extra
 
 __all__ = ["main", "build_parser"]
 
@@ -107,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=_positive_float, help="decisions per simulated second (default: 5)")
     demo.add_argument(
         "--duration",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="stop after this many wall seconds (default: run until Ctrl-C)",
+        type=_duration_arg,
+        metavar="DURATION",
+        help="stop after this much wall time, e.g. 10s, 5m (default: run until Ctrl-C)",
     )
     demo.add_argument(
         "--interval",
@@ -219,11 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from fairwatch.alerts.cli import add_baseline_parser, add_flags_parser
 
-    add_flags_parser(sub)
+    add_flags_parser(sub, load=load_alerts)
     from fairwatch.app.audit_cli import add_audit_parser
 
     add_audit_parser(sub)
-    add_baseline_parser(sub)
+    add_baseline_parser(sub, load=load_alerts)
     from fairwatch.intervention.cli import add_pipeline_parser
 
     add_pipeline_parser(sub)
@@ -408,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except ConfigError as exc:
-        print(f"fairwatch: configuration error: {exc}", file=sys.stderr)
+        from fairwatch.app.redact import redact
+
+        print(redact(f"fairwatch: configuration error: {exc}"), file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from fairwatch.alerts.config import AlertsConfig
     from fairwatch.app.config import Config
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "EXIT_USAGE",
     "EXTRAS",
     "MISSING_EXTRA",
+    "load_alerts",
     "load_command_config",
     "missing_modules",
     "needs_extra",
@@ -47,6 +49,14 @@ def load_command_config(args: argparse.Namespace) -> Config:
     level = getattr(args, "log_level", None) or cfg.log.level
     configure_logging(level, getattr(args, "log_format", None) or cfg.log.format)
     return cfg
+
+
+def load_alerts(path: str | None) -> AlertsConfig:
+    """``fairwatch flags`` / ``baseline``: the ``alerts:`` section through the same loader as
+    every command (``FAIRWATCH_ALERTS__…`` apply; errors are :class:`ConfigError`, exit 3)."""
+    from fairwatch.app.config import load_config
+
+    return load_config(path).alerts
 
 
 def missing_modules(extra: str) -> list[str]:

@@ -6,7 +6,12 @@ fails at start with the key and the reason (:class:`ConfigError`, exit code 3).
 Environment variables: ``FAIRWATCH_<KEY>`` for a top-level key and
 ``FAIRWATCH_<SECTION>__<KEY>`` for a nested one, values in YAML syntax:
 ``FAIRWATCH_MIN_DECISIONS=200``, ``FAIRWATCH_JOIN__TTL=60d``,
-``FAIRWATCH_WINDOWS="[1h, 24h]"``.
+``FAIRWATCH_WINDOWS="[1h, 24h]"``. A variable named by a ``*_env`` field (``alerts.admin.token_env``
+= ``FAIRWATCH_ADMIN_TOKEN``, ``alerts.notify.webhook_token_env``, …) holds a secret and is never
+read as a key.
+
+>>> load_config(env={"FAIRWATCH_ADMIN_TOKEN": "s3cret"}).alerts.admin.token_env
+'FAIRWATCH_ADMIN_TOKEN'
 
 >>> load_config(env={"FAIRWATCH_MIN_DECISIONS": "200"}).min_decisions
 200
@@ -21,6 +26,7 @@ fairwatch.app.config.ConfigError: FAIRWATCH_MIN_DECISION: unknown key 'min_decis
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -102,6 +108,11 @@ class KafkaConfig(_Section):
     outcomes_topic: str = "fairness.outcomes"
     deadletter_topic: str = "fairness.deadletter"
     max_poll_records: int = Field(10_000, ge=1)
+    #: a group join not complete after this long: close the consumer and join again (with backoff)
+    join_timeout: Duration = 60.0
+    #: ``/healthz`` fails (Kubernetes restarts the pod) after this long with neither group
+    #: membership nor records applied
+    liveness_timeout: Duration = 300.0
     options: dict[str, Any] = {}
 
 
@@ -238,6 +249,7 @@ class Config(_Section):
             attributes=tuple(self.attributes) if self.attributes is not None else None,
             intersections=(tuple(tuple(i) for i in self.intersections) if self.intersections is not None else None),
             reference_groups=refs,
+            model_reference_groups={name: dict(m.reference_groups) for name, m in self.models.items()},
             label_maturity={name: m.label_maturity for name, m in self.models.items()},
             join_ttl=self.join.ttl,
             join_capacity=self.join.memory_capacity,
@@ -250,10 +262,27 @@ def _known_keys(model: type[BaseModel]) -> list[str]:
     return list(model.model_fields)
 
 
-def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+def _secret_env_names(data: Any) -> set[str]:
+    """Values of every ``*_env`` key in a configuration tree: names of variables that hold secrets."""
+    out: set[str] = set()
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            if isinstance(k, str) and k.endswith("_env") and isinstance(v, str):
+                out.add(v)
+            else:
+                out |= _secret_env_names(v)
+    return out
+
+
+def _env_overrides(env: Mapping[str, str], secrets: set[str] = frozenset()) -> dict[str, Any]:
+    """``FAIRWATCH_…`` variables as a configuration tree, without those in ``secrets``."""
     out: dict[str, Any] = {}
+    # a *_env key set from the environment names a secret variable too
+    secrets = set(secrets) | {raw for var, raw in env.items() if var.startswith(ENV_PREFIX) and var.endswith("_ENV")}
     for var, raw in sorted(env.items()):
         if not var.startswith(ENV_PREFIX) or var in NON_CONFIG_ENV or var.startswith("FAIRWATCH_TEST_"):
+            continue
+        if var in secrets:
             continue
         path = [p.lower() for p in var[len(ENV_PREFIX) :].split("__")]
         model: type[BaseModel] | None = Config
@@ -297,6 +326,11 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+@functools.cache
+def _DEFAULTS() -> dict:  # noqa: N802 - a constant, computed once
+    return Config().model_dump()
+
+
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
     """Read the YAML file (if any), apply environment overrides, validate."""
     env = os.environ if env is None else env
@@ -315,7 +349,8 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(str(p), f"must be a mapping of keys, got {type(loaded).__name__}")
         data = loaded or {}
-    data = _merge(data, _env_overrides(env))
+    secrets = _secret_env_names(_DEFAULTS()) | _secret_env_names(data)
+    data = _merge(data, _env_overrides(env, secrets))
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -28,13 +28,15 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 
+import numpy as np
 import orjson
 
 from fairwatch.alerts import durable as alert_state
 from fairwatch.app.config import Config, ConfigError
 from fairwatch.app.evaluator import Evaluator
 from fairwatch.app.families import FAMILIES
-from fairwatch.monitor.daily import DailyStats, DailyStore
+from fairwatch.app.redact import redact, register_secret
+from fairwatch.monitor.daily import DailyStats, DailyStore, EventDays
 from fairwatch.monitor.exporter import serve_metrics
 from fairwatch.monitor.partials import PARTIAL, PartitionEngines, local_samples, partial_blob, partial_of
 from fairwatch.monitor.snapshot import Sample, SnapshotBoard
@@ -60,7 +62,8 @@ class Daemon:
         self.signals = 0
         self.ready = False
         self.broker_ok = False
-        self.last_loop = time.monotonic()
+        self.clock = time.monotonic  # replaced in tests of the liveness rule
+        self.last_loop = self.last_progress = self.clock()
         self.lag: dict[tuple[str, int], int] = {}
         # Per-day statistics for the monthly audit export: counted by an engine observer,
         # saved with each checkpoint as a redo record, applied to the daily store after it.
@@ -71,6 +74,10 @@ class Daemon:
         self._reset_memory()
         self.source = None
         self.dead_letters = None
+        # Dead letters settled (written or undeliverable), by the original's topic:partition:offset:
+        # kept across reconnects so a retry does not write them again, pruned behind commits.
+        self.dead_letter_keys: set[str] = set()
+        self.dead_letter_counts: Counter = Counter()  # (topic, result, reason) → letters
         self.closing = False
         self.alerts = None
         self.pipelines = None
@@ -143,6 +150,7 @@ class Daemon:
             self.owned[p] = set(models)
         self.positions.update(offsets)
         self.ready = True
+        self.progress()
         log.info("partitions assigned", extra={"partitions": partitions, "restored": sorted(cps), "offsets": offsets})
         return offsets
 
@@ -227,6 +235,10 @@ class Daemon:
     def _commit(self, offsets: dict[str, int], *, wait: bool) -> None:
         if self.source is not None:
             self.source.commit(offsets, wait=wait)  # … then Kafka may know
+        for key in list(self.dead_letter_keys):  # behind a durable checkpoint: never applied again
+            tp, _, offset = key.rpartition(":")
+            if tp in offsets and int(offset) < offsets[tp]:
+                self.dead_letter_keys.discard(key)
         parts = sorted({int(k.rpartition(":")[2]) for k in offsets})
         log.debug("checkpoint saved", extra={"partitions": parts, "offsets": offsets})
 
@@ -258,7 +270,11 @@ class Daemon:
         if self.kc.group_instance_id:
             options["group_instance_id"] = self.kc.group_instance_id
         self.dead_letters = DeadLetterProducer(
-            bootstrap_servers=self.kc.bootstrap_servers, topic=self.kc.deadletter_topic, client_options=options
+            bootstrap_servers=self.kc.bootstrap_servers,
+            topic=self.kc.deadletter_topic,
+            client_options=options,
+            written=self.dead_letter_keys,
+            counts=self.dead_letter_counts,
         )
         self.source = Source(
             bootstrap_servers=self.kc.bootstrap_servers,
@@ -317,8 +333,10 @@ class Daemon:
             b.outcomes, b.outcome_offsets = self._fresh(p, b.outcomes, b.outcome_offsets, kc.outcomes_topic)
             engine = self.engines[p]
             before = engine.events.copy()
+            days = None
             if self.daily is not None:
                 self.daily.scope = self._key(p)
+                days = EventDays(now)
             rejected = engine.process(
                 decisions=b.decisions,
                 outcomes=b.outcomes,
@@ -327,32 +345,45 @@ class Daemon:
                 outcome_meta=b.outcome_meta,
                 decision_topic=self.kc.decisions_topic,
                 outcome_topic=self.kc.outcomes_topic,
+                event_days=days,
             )
             if rejected:
                 self.dead_letters.send(rejected)  # raises DeadLetterError: then we do not advance
             delta = engine.events.copy()
             delta.subtract(before)
             self.ledgers.setdefault(p, Counter()).update(+delta)
-            if self.daily is not None:
-                self._reconcile(p, b, +delta, rejected, now)
+            if days is not None:
+                self._reconcile(p, b, days, rejected)
             self.owned.setdefault(p, set()).update(engine.touched)
             self.positions.update(b.next_offsets)
 
-    def _reconcile(self, p: int, b, delta: Counter, rejected, now: float) -> None:
-        """Per (topic, partition, day): offsets applied and their events by result and reason."""
+    def _reconcile(self, p: int, b, days: EventDays, rejected) -> None:
+        """Per (topic, partition, event day): the offsets whose messages carry that day and
+        their events by result and reason (the monthly export reconciles a month whenever
+        it was consumed)."""
         kc = self.kc
         for topic, offsets in ((kc.decisions_topic, b.decision_offsets), (kc.outcomes_topic, b.outcome_offsets)):
-            events = Counter({(r, why): n for (t, r, why), n in delta.items() if t == topic})
+            events = Counter({(d, r, why): n for (t, d, r, why), n in days.counts.items() if t == topic})
             if offsets or events:
                 dead = Counter(r.reason for r in rejected if r.topic == topic)
-                ends = (offsets[0], offsets[-1]) if offsets else ()  # offset order: the first and the last
-                self.daily.count_events(topic, p, now, ends, events, dead)
+                at = days.positions.get(topic)
+                if at is None or len(at) != len(offsets):
+                    at = np.full(len(offsets), days.processing_day)
+                self.daily.count_event_days(topic, p, offsets, at, events, dead, days.processing_day)
+
+    def progress(self) -> None:
+        """Group membership or records applied: the daemon is not stuck."""
+        self.last_progress = self.clock()
 
     def health(self) -> tuple[bool, bool, str]:
-        alive = time.monotonic() - self.last_loop < 60
+        now = self.clock()
+        stuck = now - self.last_progress > self.kc.liveness_timeout  # neither membership nor records
+        alive = now - self.last_loop < 60 and not stuck
         ready = self.ready and self.broker_ok
         broker = "ok" if self.broker_ok else "unreachable"
         detail = f"alive={alive} ready={ready} assigned={sorted(self.ledgers)} broker={broker}"
+        if stuck:
+            detail += f" stuck: no group membership and no records for {now - self.last_progress:.0f} s"
         return alive, ready, detail
 
     def _publish(self) -> None:
@@ -376,6 +407,10 @@ class Daemon:
             Sample("fairwatch_consumer_lag", {"topic": t, "partition": str(p)}, float(v))
             for (t, p), v in sorted(self.lag.items())
         ]
+        extra += [
+            Sample("fairwatch_dead_letters_total", {"topic": t, "result": r, "reason": why}, float(n))
+            for (t, r, why), n in sorted(self.dead_letter_counts.items())
+        ]
         if self.store.last_saved is not None:
             extra.append(Sample("fairwatch_last_checkpoint_timestamp_seconds", {}, self.store.last_saved))
         if self.pipelines is not None:
@@ -392,6 +427,7 @@ class Daemon:
 
     def run(self, *, install_signals: bool = True) -> int:
         cfg = self.config
+        self._register_secrets()
         with ExitStack() as stack:
             server, _ = serve_metrics(
                 self.board,
@@ -415,7 +451,11 @@ class Daemon:
             self._start_scheduler(stack)
             log.info(
                 "daemon started",
-                extra={"bootstrap": self.kc.bootstrap_servers, "group": self.kc.group_id, "state": cfg.state.url},
+                extra={
+                    "bootstrap": self.kc.bootstrap_servers,
+                    "group": self.kc.group_id,
+                    "state": redact(cfg.state.url),
+                },
             )
             backoff = 1.0
             while not self.stop.is_set():
@@ -436,9 +476,21 @@ class Daemon:
             log.info("daemon stopped")
         return EXIT_OK
 
+    def _register_secrets(self) -> None:
+        """Tokens and passwords this process holds: masked in every log line and endpoint."""
+        import os
+
+        for key, value in self.kc.options.items():
+            if any(w in key for w in ("password", "secret", "token")) and isinstance(value, str):
+                register_secret(value)
+        for var in (self.config.alerts.admin.token_env, self.config.alerts.notify.webhook_token_env):
+            if var:
+                register_secret(os.environ.get(var))
+
     def _jobs_route(self) -> tuple[str, bytes]:
         jobs = self.scheduler.jobs() if self.scheduler is not None else []
-        return "application/json", orjson.dumps({"scheduler": self.scheduler is not None, "jobs": jobs})
+        body = orjson.dumps({"scheduler": self.scheduler is not None, "jobs": jobs}, default=str)
+        return "application/json", redact(body.decode()).encode()
 
     def _start_scheduler(self, stack: ExitStack) -> None:
         """apscheduler jobs; checkpoint and evaluation only wake the loop (never run beside ``_apply``)."""
@@ -535,6 +587,10 @@ class Daemon:
         last = next((e for e in reversed(audit.entries()) if e.get("kind") == "config.loaded"), None)
         audit.append("config.loaded", sha256=digest, changed=last is not None and last.get("sha256") != digest)
 
+    def _joined(self) -> bool:
+        joined = getattr(self.source, "joined", None)
+        return joined() if callable(joined) else self.ready  # ready: an assignment (maybe empty) arrived
+
     def _due(self, name: str, now: float, at: float) -> bool:
         """Scheduler on: its flag says when; off: the loop's own timer."""
         if self.scheduler is None:
@@ -545,12 +601,19 @@ class Daemon:
         cfg = self.config
         next_checkpoint = next_eval = next_probe = time.monotonic()
         flowing = False  # records arrived since the last lag probe: the broker answers
+        joining = time.monotonic()  # not yet a stable member since then
         while not self.stop.is_set():
             self.last_loop = now = time.monotonic()
             batches = self.source.poll(timeout_ms=200)
             if batches:
                 self._apply(batches)
                 flowing = True
+                self.progress()
+            if self._joined():
+                joining = now
+                self.progress()
+            elif now - joining > self.kc.join_timeout:  # the run loop reconnects with backoff
+                raise RuntimeError(f"consumer group join did not complete in {self.kc.join_timeout:g} s")
             if self.saving is not None and self.saving.done():
                 self.settle()
             if now >= next_probe:

@@ -13,7 +13,9 @@ the exact sum of its days), and writes into ``--out``:
   with sample sizes and confidence intervals (Wilson / Katz / Newcombe);
 * ``report.json`` — the same numbers, incidents, rollbacks, reconciliation, the
   audit log's head (seq, hash);
-* ``plots/*.png``, ``plans/…``;
+* ``plots/*.png``; ``plans/<run>/`` and ``runs/<run>/run.json`` of the month's pipeline
+  runs (started this month, or with a plan or record written this month);
+  ``audit/entries.jsonl``, the month's audit-log entries (the report's rows link by seq);
 * ``manifest.sha256`` — SHA-256 of every other file (``sha256sum -c`` format).
 
 The export is built in a temporary sibling directory and renamed into place,
@@ -44,13 +46,28 @@ from fairwatch.monitor.daily import RECON_RESULTS, DailyStore, month_days
 from fairwatch.monitor.metrics import AttributeMetrics, attribute_metrics
 from fairwatch.monitor.stats import GroupCounts
 
-__all__ = ["ExportSettings", "ExportResult", "export_month", "verify_export", "MONTH", "MSG_OUT_EXISTS"]
+__all__ = [
+    "ExportSettings",
+    "ExportResult",
+    "export_month",
+    "verify_export",
+    "MONTH",
+    "MSG_OUT_EXISTS",
+    "NO_KAFKA",
+    "day_axis",
+]
 
 log = logging.getLogger("fairwatch.export")
 
 MONTH = "month"  # the ``period`` of month-level rows
+#: the verdict when no message with an event time in the month was consumed from Kafka
+NO_KAFKA = "not applicable (no message of the month was consumed from Kafka)"
 MSG_OUT_EXISTS = "--out: {path!r} exists and is not empty; choose another directory"
 MANIFEST = "manifest.sha256"
+MONTH_ENTRIES = "audit/entries.jsonl"  # the month's audit-log entries, copied into the bundle
+PIPELINE_KIND = "pipeline."
+PIPELINE_START = "pipeline.start"
+PLAN_FILES = ("remediation_plan.html", "remediation_plan.md")
 
 GROUP_METRICS = (
     ("selection_rate", "selection_rate_ci", "wilson"),
@@ -88,6 +105,8 @@ class ExportSettings:
     min_labeled: int = 50
     confidence: float = 0.95
     reference_groups: Mapping[str, str] = field(default_factory=dict)
+    #: the topic whose ``ok`` events must equal the decisions in the month's metrics
+    decisions_topic: str = "fairness.decisions"
 
 
 @dataclass(frozen=True)
@@ -200,6 +219,8 @@ def _in_month(ts: Any, month: str) -> bool:
 
 
 def _reconcile(store: DailyStore, month: str) -> tuple[list[dict[str, Any]], bool | None]:
+    """Per topic partition: the month's events (by event day, whenever consumed) against the
+    offsets that carried them; ``None`` when no message of the month came through Kafka."""
     parts = []
     for (topic, part), r in sorted(store.reconciliation(month).items()):
         by_result = {res: 0 for res in RECON_RESULTS}
@@ -208,7 +229,19 @@ def _reconcile(store: DailyStore, month: str) -> tuple[list[dict[str, Any]], boo
             by_result[res] = by_result.get(res, 0) + n
             reasons[res][why or "-"] = n
         counted = sum(by_result.values())
-        expected = None if r["first"] is None else r["last"] - r["first"] + 1
+        expected = r["offsets"] if r["first"] is not None else None
+        dead = sum(r["dead_lettered"].values())
+        problems = []
+        if expected is None:
+            problems.append("no offsets recorded")
+        elif counted != expected:
+            problems.append(f"{counted} events counted for {expected} offsets")
+        if r["gaps"]:
+            problems.append(f"{r['gaps']} offsets in the range counted for no day")
+        if r["overlaps"]:
+            problems.append(f"{r['overlaps']} offsets counted twice")
+        if dead != by_result.get("invalid", 0):
+            problems.append(f"{by_result.get('invalid', 0)} invalid events, {dead} dead-lettered")
         parts.append(
             {
                 "topic": topic,
@@ -216,17 +249,38 @@ def _reconcile(store: DailyStore, month: str) -> tuple[list[dict[str, Any]], boo
                 "first_offset": r["first"],
                 "last_offset": r["last"],
                 "offsets": expected,
+                "other_days": r["other_days"],
+                "gaps": r["gaps"],
+                "overlaps": r["overlaps"],
                 "events": counted,
                 "by_result": by_result,
                 "by_reason": dict(reasons),
-                "dead_lettered": sum(r["dead_lettered"].values()),
+                "dead_lettered": dead,
                 "dead_lettered_by_reason": dict(sorted(r["dead_lettered"].items())),
-                "pass": expected is not None
-                and counted == expected
-                and sum(r["dead_lettered"].values()) == by_result.get("invalid", 0),
+                "problems": problems,
+                "pass": not problems,
             }
         )
     return parts, (all(p["pass"] for p in parts) if parts else None)
+
+
+def _decisions_check(months, recon: list[dict], topic: str) -> dict[str, Any] | None:
+    """The month's decisions in the metrics against the ``ok`` decisions Kafka carried
+    (``None``: no decision of the month came through Kafka)."""
+    parts = [p for p in recon if p["topic"] == topic]
+    if not parts:
+        return None
+    metrics = _metric_decisions(months)
+    kafka = sum(p["by_result"]["ok"] for p in parts)
+    return {"topic": topic, "kafka_ok": kafka, "metrics": metrics, "pass": kafka == sum(metrics.values())}
+
+
+def _metric_decisions(months: Mapping[tuple[str, str], AttributeMetrics]) -> dict[str, int]:
+    """Decisions per model in the month's metrics (every attribute counts each decision once)."""
+    out: dict[str, int] = {}
+    for (model, _col), am in months.items():
+        out[model] = max(out.get(model, 0), sum(g.decisions for g in am.groups))
+    return out
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -243,21 +297,43 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-") or "x"
 
 
+def day_axis(days: list[str], with_data: set[str]) -> tuple[list[str], list[int]]:
+    """The days a per-day plot spans (first to last day with data; the whole month without
+    any) and the positions that get a tick label: every day up to 16, else every other day
+    (and always the last), so 1 to 31 days stay readable.
+
+    >>> day_axis([f"2026-11-{d:02d}" for d in range(1, 31)], {"2026-11-30"})
+    (['2026-11-30'], [0])
+    >>> span, ticks = day_axis([f"2026-11-{d:02d}" for d in range(1, 31)], {"2026-11-01", "2026-11-30"})
+    >>> len(span), ticks[:3], ticks[-1]
+    (30, [0, 2, 4], 29)
+    """
+    have = [i for i, d in enumerate(days) if d in with_data]
+    span = days[have[0] : have[-1] + 1] if have else list(days)
+    step = 1 if len(span) <= 16 else 2
+    ticks = list(range(0, len(span), step))
+    if ticks[-1] != len(span) - 1:
+        ticks.append(len(span) - 1)
+    return span, ticks
+
+
 def _plot(
     path: Path, model: str, col: str, days: list[str], per_day: dict[str, AttributeMetrics], rollbacks: list[float]
-) -> None:
+) -> list[str]:
+    """The four per-day panels; returns the x tick labels drawn (``MM-DD``)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    x = [dt.datetime.fromisoformat(d) for d in days]
+    span, ticks = day_axis(days, set(per_day))
+    x = list(range(len(span)))  # one position per day: no date locator guessing ticks for a short span
+    day0 = dt.datetime.fromisoformat(span[0]).replace(tzinfo=dt.UTC).timestamp()
     groups = sorted({g.group for am in per_day.values() for g in am.groups})
 
     def series(fn) -> list[float]:
         out = []
-        for d in days:
+        for d in span:
             am = per_day.get(d)
             v = fn(am) if am is not None else None
             out.append(float("nan") if v is None else v)
@@ -268,35 +344,47 @@ def _plot(
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex=True)
     ax = axes[0][0]
-    ax.plot(x, series(lambda am: am.dp_ratio), marker="o", ms=3, label="DP ratio")
+    ax.plot(x, series(lambda am: am.dp_ratio), marker="o", ms=4, label="DP ratio")
     ax.axhline(0.80, color="tab:orange", ls="--", lw=1, label="0.80")
     ax.axhline(0.75, color="tab:red", ls="--", lw=1, label="0.75")
     ax.set_title("demographic parity ratio")
     ax.legend(fontsize=7)
     ax = axes[0][1]
     for g in groups:
-        ax.plot(x, series(group_value("disparate_impact", g)), marker=".", ms=3, label=g)
+        ax.plot(x, series(group_value("disparate_impact", g)), marker="o", ms=3, label=g)
     ax.axhspan(0.80, 1.25, color="tab:green", alpha=0.08)
     ax.set_title("disparate impact per group")
     ax.legend(fontsize=6, ncol=2)
     ax = axes[1][0]
-    ax.plot(x, series(lambda am: am.eo_gap), marker="o", ms=3, color="tab:purple")
+    ax.plot(x, series(lambda am: am.eo_gap), marker="o", ms=4, color="tab:purple")
     ax.axhline(0.12, color="tab:red", ls="--", lw=1)
     ax.set_title("equalized odds gap")
     ax = axes[1][1]
     for g in groups:
-        ax.plot(x, series(group_value("expected_calibration_error", g)), marker=".", ms=3, label=g)
+        ax.plot(x, series(group_value("expected_calibration_error", g)), marker="o", ms=3, label=g)
     ax.axhline(0.08, color="tab:red", ls="--", lw=1)
     ax.set_title("expected calibration error per group")
+    gaps = [i for i, d in enumerate(span) if d not in per_day]
+    labels = [span[i][5:] for i in ticks]
     for a in axes.flat:
+        for i in gaps:  # a day without data is shaded, not bridged
+            a.axvspan(i - 0.5, i + 0.5, color="0.85", alpha=0.5, lw=0)
         for t in rollbacks:
-            a.axvline(dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None), color="black", lw=0.8, ls=":")
-        a.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+            pos = (t - day0) / 86400.0 - 0.5  # noon of a day sits on that day's point
+            if -0.5 <= pos <= len(span) - 0.5:
+                a.axvline(pos, color="black", lw=0.8, ls=":")
+        a.set_xlim(-0.6, len(span) - 0.4)
+        a.set_xticks(ticks, labels)
+        if len(span) > 8:  # up to 16 labels: slanted so that they never run into each other
+            a.tick_params(axis="x", labelrotation=45, labelsize=7)
         a.grid(alpha=0.3)
-    fig.suptitle(f"{model} · {col} (per day; dotted = rollback)")
+    note = f"{span[0]} – {span[-1]}" if len(span) > 1 else span[0]
+    fig.suptitle(f"{model} · {col} (per day, {note}; dotted = rollback" + ("; grey = no data)" if gaps else ")"))
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+    drawn = [t.get_text() for t in axes[1][0].get_xticklabels()]
     plt.close(fig)
+    return drawn
 
 
 def _timeline_plot(path: Path, month: str, incidents: list[dict], rollbacks: list[dict]) -> None:
@@ -374,9 +462,16 @@ def export_month(
             incidents = [e for e in entries if str(e.get("kind", "")).startswith(INCIDENT_KINDS)]
             rollbacks = [e for e in entries if str(e.get("kind", "")).startswith(ROLLBACK_KINDS)]
             seen = {id(e) for e in incidents + rollbacks}
+            runs = _copy_runs(pipeline_dir, month, entries, tmp)
+            seen |= {id(e) for e in entries if str(e.get("kind", "")).startswith(PIPELINE_KIND)}
             other = [e for e in entries if id(e) not in seen]
-            plans = _copy_plans(pipeline_dir, month, tmp) if pipeline_dir else []
+            plans = [{"run": r["run"], "href": r["plan"]} for r in runs if r["plan"]]
+            if entries:
+                _write_entries(tmp / MONTH_ENTRIES, entries)
             recon, recon_ok = _reconcile(store, month)
+            decisions = _decisions_check(months, recon, s.decisions_topic)
+            if recon_ok is not None and decisions is not None:
+                recon_ok = recon_ok and decisions["pass"]
             bar.advance(task)
 
             (tmp / "plots").mkdir()
@@ -416,11 +511,13 @@ def export_month(
                     "reference_groups": dict(s.reference_groups),
                 },
                 "models": _models_json(months, per_day),
-                "reconciliation": {"pass": recon_ok, "partitions": recon},
+                "reconciliation": {"pass": recon_ok, "by": "event day", "partitions": recon, "decisions": decisions},
                 "incidents": incidents,
                 "rollbacks": rollbacks,
                 "other_audit_entries": other,
                 "remediation_plans": plans,
+                "pipeline_runs": runs,
+                "audit_entries_file": MONTH_ENTRIES if entries else None,
                 "audit_log": None
                 if audit is None
                 else {
@@ -445,9 +542,10 @@ def export_month(
                     plots,
                     recon,
                     recon_ok,
+                    decisions,
                     incidents,
                     rollbacks,
-                    plans,
+                    runs,
                     report["audit_log"],
                     len(rows),
                 ),
@@ -474,21 +572,53 @@ def _models_json(months, per_day) -> dict:
     return out
 
 
-def _copy_plans(pipeline_dir, month: str, tmp: Path) -> list[dict[str, str]]:
-    root = Path(pipeline_dir)
-    plans = []
-    if not root.is_dir():
-        return plans
-    for run in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = [run / n for n in ("remediation_plan.html", "remediation_plan.md") if (run / n).is_file()]
-        if not files or not _in_month(files[0].stat().st_mtime, month):
+def _write_entries(path: Path, entries: list[dict]) -> None:
+    """The month's audit-log entries, one JSON object a line (each row of the report links to its seq)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in entries))
+
+
+def _copy_runs(pipeline_dir, month: str, entries: list[dict], tmp: Path) -> list[dict[str, Any]]:
+    """The month's pipeline runs: started this month (a ``pipeline.start`` audit entry) or with a
+    remediation plan or ``run.json`` written this month; their ``run.json`` and plans are copied
+    into the bundle (``runs/<run>/``, ``plans/<run>/``)."""
+    started = {str(x.get("run_id")): x for x in entries if x.get("kind") == PIPELINE_START and x.get("run_id")}
+    root = Path(pipeline_dir) if pipeline_dir else None
+    dirs = {p.name: p for p in root.iterdir() if p.is_dir()} if root is not None and root.is_dir() else {}
+    out = []
+    for name in sorted(set(started) | set(dirs)):
+        run = dirs.get(name)
+        plan_files = [run / n for n in PLAN_FILES if (run / n).is_file()] if run else []
+        record = run / "run.json" if run and (run / "run.json").is_file() else None
+        written = [f for f in [*plan_files, record] if f is not None and _in_month(f.stat().st_mtime, month)]
+        if name not in started and not written:
             continue
-        dst = tmp / "plans" / _slug(run.name)
-        dst.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            shutil.copy2(f, dst / f.name)
-        plans.append({"run": run.name, "href": f"plans/{_slug(run.name)}/{files[0].name}"})
-    return plans
+        row: dict[str, Any] = {"run": name, "started": None, "incident": None, "model": None, "result": None}
+        if name in started:
+            x = started[name]
+            row.update(started=x.get("ts"), incident=x.get("incident"), model=x.get("model"), seq=x.get("seq"))
+        row["record"] = row["plan"] = None
+        if record is not None:
+            dst = tmp / "runs" / _slug(name)
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(record, dst / "run.json")
+            row["record"] = f"runs/{_slug(name)}/run.json"
+            try:
+                doc = orjson.loads(record.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                doc = {}
+            row["result"] = doc.get("result") if isinstance(doc, dict) else None
+            row["model"] = row["model"] or (doc.get("model") if isinstance(doc, dict) else None)
+        elif run is None:
+            row["result"] = "no run directory"
+        if plan_files:
+            dst = tmp / "plans" / _slug(name)
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in plan_files:
+                shutil.copy2(f, dst / f.name)
+            row["plan"] = f"plans/{_slug(name)}/{plan_files[0].name}"
+        out.append(row)
+    return out
 
 
 def _write_manifest(root: Path) -> dict[str, str]:
@@ -531,7 +661,154 @@ th{background:#f3f3f3}.pass{color:#070;font-weight:bold}.fail{color:#b00;font-we
 img{max-width:100%;border:1px solid #ddd}code{font-size:12px}"""
 
 
-def _html(month, months, per_day, plots, recon, recon_ok, incidents, rollbacks, plans, audit, nrows) -> str:
+def _recon_html(month: str, months, recon: list[dict], recon_ok: bool | None, decisions: dict | None) -> list[str]:
+    """The reconciliation section: its headline says only what its table shows."""
+    e = html.escape
+    if recon_ok is None:
+        why = (
+            "the month's statistics come from a replay or a backfill"
+            if months
+            else "nothing was recorded for this month"
+        )
+        return [
+            f"<h2>Reconciliation against Kafka offsets — {e(NO_KAFKA)}</h2>",
+            f"<p>No message with an event time in {e(month)} was consumed from Kafka ({why}): "
+            "there are no offsets to reconcile.</p>",
+        ]
+    verdict = "<span class='pass'>PASS</span>" if recon_ok else "<span class='fail'>FAIL</span>"
+    summary = (
+        f"every message that carried an event of {e(month)} was counted exactly once"
+        if recon_ok
+        else "some messages of this month are not accounted for (see the failing rows)"
+    )
+    parts = [
+        f"<h2>Reconciliation against Kafka offsets — {verdict}</h2>",
+        f"<p>{summary.capitalize()}.</p>",
+        "<p>Events are reconciled by their <em>event day</em> — the UTC day of their own timestamp; an "
+        "invalid message has none and counts on the day it was consumed — so a month reconciles whenever "
+        "it was consumed (a backfill, a catch-up or a replay in a later month included). Per topic "
+        "partition: the events counted (ok + invalid + duplicate + late) must equal the offsets whose "
+        "messages carry the month; between the first and the last of them, messages of other months fill "
+        "the rest, and no offset may be counted for no day or twice; every invalid event must have been "
+        "dead-lettered.</p>",
+    ]
+    if decisions is not None:
+        n_metrics = sum(decisions["metrics"].values())
+        state = "<span class='pass'>equal</span>" if decisions["pass"] else "<span class='fail'>differ</span>"
+        per_model = ", ".join(f"{e(m)} {n}" for m, n in sorted(decisions["metrics"].items())) or "none"
+        parts.append(
+            f"<p>Decisions in the month's metrics: {n_metrics} ({per_model}); ok decisions on "
+            f"<code>{e(decisions['topic'])}</code>: {decisions['kafka_ok']} — {state}.</p>"
+        )
+    parts.append(
+        "<table><tr><th>topic</th><th>partition</th><th>offsets</th><th>of this month</th>"
+        "<th>of other months</th><th>ok</th><th>invalid</th><th>duplicate</th><th>late</th><th>counted</th>"
+        "<th>dead-lettered</th><th>reasons</th><th>check</th></tr>"
+    )
+    for p in recon:
+        br = p["by_result"]
+        reasons = "; ".join(
+            f"{r}: " + ", ".join(f"{k}={v}" for k, v in rs.items()) for r, rs in p["by_reason"].items() if r != "ok"
+        )
+        ok = (
+            "<span class='pass'>pass</span>"
+            if p["pass"]
+            else "<span class='fail'>fail: " + e("; ".join(p["problems"])) + "</span>"
+        )
+        rng = "–" if p["first_offset"] is None else f"{p['first_offset']}–{p['last_offset']}"
+        parts.append(
+            f"<tr><td>{e(p['topic'])}</td><td>{p['partition']}</td><td>{rng}</td><td>{p['offsets']}</td>"
+            f"<td>{p['other_days']}</td><td>{br['ok']}</td><td>{br['invalid']}</td><td>{br['duplicate']}</td>"
+            f"<td>{br['late']}</td><td>{p['events']}</td><td>{p['dead_lettered']}</td>"
+            f"<td>{e(reasons) or '–'}</td><td>{ok}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
+def _when(ts: Any) -> str:
+    try:
+        return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "–"
+
+
+def _activity_html(incidents: list[dict], rollbacks: list[dict], runs: list[dict], any_: bool) -> list[str]:
+    """Incidents, rollbacks, pipeline runs and remediation plans of the month, linked to each other:
+    every audit row has an anchor ``#seq-N``; an incident id links to its pipeline runs, a run
+    to its ``run.json`` and its plan (copied into the bundle)."""
+    e = html.escape
+    runs_of: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        if r.get("incident"):
+            runs_of[str(r["incident"])].append(r)
+
+    def incident_cell(x: dict) -> str:
+        inc = x.get("incident")
+        if not inc:
+            return "–"
+        links = "".join(f" → <a href='#run-{e(_slug(r['run']))}'>{e(r['run'])}</a>" for r in runs_of.get(str(inc), []))
+        return f"<code>{e(str(inc))}</code>{links}"
+
+    parts = [
+        "<h2>Incidents, rollbacks and pipeline runs</h2><img src='plots/incidents.png' alt='alert tiers and rollbacks'>"
+    ]
+    if any_:
+        parts.append(f"<p>Every row's audit entry: <a href='{MONTH_ENTRIES}'>{MONTH_ENTRIES}</a> (by seq).</p>")
+    for title, rows in (("Incidents (tier changes, actions)", incidents), ("Rollbacks", rollbacks)):
+        parts.append(f"<h3>{title}: {len(rows)}</h3>")
+        if rows:
+            parts.append(
+                "<table><tr><th>seq</th><th>time (UTC)</th><th>kind</th><th>incident</th><th>details</th></tr>"
+            )
+            for x in rows:
+                detail = ", ".join(
+                    f"{k}={v}" for k, v in x.items() if k not in ("seq", "ts", "kind", "prev_hash", "hash", "incident")
+                )
+                parts.append(
+                    f"<tr id='seq-{e(str(x.get('seq')))}'><td>{e(str(x.get('seq')))}</td><td>{_when(x.get('ts'))}</td>"
+                    f"<td>{e(str(x['kind']))}</td><td>{incident_cell(x)}</td><td><code>{e(detail[:400])}</code></td></tr>"
+                )
+            parts.append("</table>")
+    parts.append(f"<h3>Pipeline runs: {len(runs)}</h3>")
+    if runs:
+        parts.append(
+            "<table><tr><th>run</th><th>started (UTC)</th><th>incident</th><th>model</th><th>result</th>"
+            "<th>record</th><th>remediation plan</th></tr>"
+        )
+        for r in runs:
+            rec = f"<a href='{e(r['record'])}'>run.json</a>" if r["record"] else "–"
+            plan = f"<a href='{e(r['plan'])}'>plan</a>" if r["plan"] else "–"
+            started = _when(r["started"]) if r["started"] is not None else "–"
+            if r.get("seq") is not None:
+                started = f"<span id='seq-{e(str(r['seq']))}'>{started}</span>"  # its audit entry's anchor
+            parts.append(
+                f"<tr id='run-{e(_slug(r['run']))}'><td>{e(r['run'])}</td><td>{started}</td>"
+                f"<td>{e(str(r['incident'] or '–'))}</td><td>{e(str(r['model'] or '–'))}</td>"
+                f"<td>{e(str(r['result'] or '–'))}</td><td>{rec}</td><td>{plan}</td></tr>"
+            )
+        parts.append("</table>")
+    else:
+        parts.append("<p>No pipeline run this month.</p>")
+    plans = [r for r in runs if r["plan"]]
+    parts.append(f"<h3>Remediation plans: {len(plans)}</h3>")
+    if plans:
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li><a href='{e(r['plan'])}'>{e(r['run'])}</a>"
+                + (f" (incident <code>{e(str(r['incident']))}</code>)" if r["incident"] else "")
+                + "</li>"
+                for r in plans
+            )
+            + "</ul>"
+        )
+    else:
+        parts.append("<p>No pipeline run produced a remediation plan this month.</p>")
+    return parts
+
+
+def _html(month, months, per_day, plots, recon, recon_ok, decisions, incidents, rollbacks, runs, audit, nrows) -> str:
     e = html.escape
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>fairwatch audit {e(month)}</title>"
@@ -541,36 +818,7 @@ def _html(month, months, per_day, plots, recon, recon_ok, incidents, rollbacks, 
         "not averaged. Files: <a href='metrics.csv'>metrics.csv</a> "
         f"({nrows} rows) · <a href='report.json'>report.json</a> · <a href='{MANIFEST}'>{MANIFEST}</a></p>",
     ]
-    # reconciliation
-    verdict = {
-        True: "<span class='pass'>PASS</span>",
-        False: "<span class='fail'>FAIL</span>",
-        None: "<span>no Kafka consumption recorded for this month</span>",
-    }[recon_ok]
-    parts.append(f"<h2>Reconciliation: every event accounted for — {verdict}</h2>")
-    parts.append(
-        "<p>Per topic partition: events counted by result (ok + invalid + duplicate + late) must equal "
-        "the offsets consumed (last − first + 1); every invalid event must have been dead-lettered.</p>"
-    )
-    if recon:
-        parts.append(
-            "<table><tr><th>topic</th><th>partition</th><th>offsets</th><th>offsets consumed</th>"
-            "<th>ok</th><th>invalid</th><th>duplicate</th><th>late</th><th>counted</th>"
-            "<th>dead-lettered</th><th>reasons</th><th>check</th></tr>"
-        )
-        for p in recon:
-            br = p["by_result"]
-            reasons = "; ".join(
-                f"{r}: " + ", ".join(f"{k}={v}" for k, v in rs.items()) for r, rs in p["by_reason"].items() if r != "ok"
-            )
-            ok = "<span class='pass'>pass</span>" if p["pass"] else "<span class='fail'>fail</span>"
-            parts.append(
-                f"<tr><td>{e(p['topic'])}</td><td>{p['partition']}</td><td>{p['first_offset']}–{p['last_offset']}</td>"
-                f"<td>{p['offsets']}</td><td>{br['ok']}</td><td>{br['invalid']}</td><td>{br['duplicate']}</td>"
-                f"<td>{br['late']}</td><td>{p['events']}</td><td>{p['dead_lettered']}</td>"
-                f"<td>{e(reasons) or '–'}</td><td>{ok}</td></tr>"
-            )
-        parts.append("</table>")
+    parts += _recon_html(month, months, recon, recon_ok, decisions)
     # metrics
     parts.append("<h2>Metrics of the month</h2>")
     for (model, col), am in months.items():
@@ -595,27 +843,7 @@ def _html(month, months, per_day, plots, recon, recon_ok, incidents, rollbacks, 
             )
         parts.append("</table>")
         parts.append(f"<img src='{e(plots[(model, col)])}' alt='{e(model)} {e(col)} per day'>")
-    # incidents and rollbacks
-    parts.append("<h2>Incidents and rollbacks</h2><img src='plots/incidents.png' alt='alert tiers and rollbacks'>")
-    for title, rows in (("Incidents (tier changes, actions)", incidents), ("Rollbacks", rollbacks)):
-        parts.append(f"<h3>{title}: {len(rows)}</h3>")
-        if rows:
-            parts.append("<table><tr><th>seq</th><th>time (UTC)</th><th>kind</th><th>details</th></tr>")
-            for x in rows:
-                when = dt.datetime.fromtimestamp(float(x["ts"]), dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-                detail = ", ".join(
-                    f"{k}={v}" for k, v in x.items() if k not in ("seq", "ts", "kind", "prev_hash", "hash")
-                )
-                parts.append(
-                    f"<tr><td>{x['seq']}</td><td>{when}</td><td>{e(str(x['kind']))}</td>"
-                    f"<td><code>{e(detail[:400])}</code></td></tr>"
-                )
-            parts.append("</table>")
-    parts.append("<h2>Remediation plans</h2>")
-    if plans:
-        parts.append("<ul>" + "".join(f"<li><a href='{e(p['href'])}'>{e(p['run'])}</a></li>" for p in plans) + "</ul>")
-    else:
-        parts.append("<p>No pipeline run produced a remediation plan this month.</p>")
+    parts += _activity_html(incidents, rollbacks, runs, bool(incidents or rollbacks or runs))
     parts.append("<h2>Audit log</h2>")
     if audit is None:
         parts.append("<p>No audit log given.</p>")

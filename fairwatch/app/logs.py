@@ -1,4 +1,4 @@
-"""Structured logging: named loggers under ``fairwatch.*``, text or JSON lines."""
+"""Structured logging: named loggers under ``fairwatch.*``, text or JSON lines, secrets masked."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 import time
 
 import orjson
+
+from fairwatch.app.redact import redact
 
 __all__ = ["configure_logging", "JsonFormatter"]
 
@@ -28,7 +30,7 @@ class JsonFormatter(logging.Formatter):
                 out[k] = v
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(out, default=str).decode()
+        return redact(orjson.dumps(out, default=str).decode())  # secrets never reach a log
 
 
 class TextFormatter(logging.Formatter):
@@ -37,7 +39,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
         extra = " ".join(f"{k}={v!r}" for k, v in record.__dict__.items() if k not in _STANDARD)
-        return f"{base} {extra}" if extra else base
+        return redact(f"{base} {extra}" if extra else base)
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text", stream=None) -> None:
