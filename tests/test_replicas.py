@@ -281,13 +281,17 @@ def test_dp_drop_through_two_replicas_rolls_back_once_and_only_the_evaluator_act
         for r in reps:
             if r.proc.poll() is None:
                 r.stop()
-    kinds = {}
+    kinds, acted = {}, {}
     for i, r in enumerate(reps):
         log = tmp_path / f"r{i}" / "fairwatch-audit.jsonl"
         entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         kinds[r] = Counter(e["kind"] for e in entries)
+        acted[r] = {e["incident"] for e in entries if e["kind"].startswith("action.")}
     assert kinds[leader]["rollback.execute"] == 1, kinds[leader]
-    again = ("rollback.detect", "rollback.assess", "rollback.decide", "rollback.execute", "action.", "tier.")
-    acted = {k for k in kinds[other] if k.startswith(again)}
-    assert acted == set(), f"the new evaluator acted again on the open incident: {kinds[other]}"
+    # The survivor may open new incidents on the new evidence (fresh ids: the sequence goes on),
+    # but acts on none the dead evaluator acted on, and runs no rollback step again.
+    assert acted[leader], kinds[leader]
+    assert not acted[other] & acted[leader], f"the new evaluator acted again: {kinds[other]}"
+    again = ("rollback.detect", "rollback.assess", "rollback.decide", "rollback.execute")
+    assert not {k for k in kinds[other] if k.startswith(again)}, kinds[other]
     assert json.loads(flags.read_text())["flags"]["loan-model"]["defaultVariant"] == "v2"
