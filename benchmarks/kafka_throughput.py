@@ -15,6 +15,14 @@ messages from the loan simulator (one model per partition), measures:
 * event-to-metric latency at a paced ``--latency-rate`` decisions/s: for each
   event, the first scrape whose count includes it minus its produce time.
 
+``--part replicas`` (also in the default ``all``): ONE model whose producer keys by decision
+id over ``--replica-partitions`` (4) partitions, consumed by 1 and then by 2 ``fairwatch run``
+replicas in one group on a shared PostgreSQL (started here), in ``--replica-rounds`` rounds;
+reports the ratio 2 / 1 replicas (from process start, what a user waits for, and in steady
+state), the cores the replicas and the whole machine used (the broker and PostgreSQL share
+the 2 cores), how long the evaluator's merged gauges lag the last count, and the evaluator's
+per-evaluation merge cost at 1, 6, 24 and 96 partitions (``partials_merge.measure``).
+
 The raw clients and the daemons run ``--repeat`` times (default 5), in rounds
 (raw kafka-python, daemon on kafka-python, raw confluent-kafka, daemon on
 confluent-kafka), so each daemon run meets the same load of the shared machine as
@@ -45,6 +53,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT))  # the test helpers that start the broker and PostgreSQL (tests.infra)
 
 import numpy as np  # noqa: E402
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
@@ -268,6 +277,8 @@ class DaemonRun:
         max_poll_records: int,
         profile: Path | None = None,
         extra_env: dict | None = None,
+        state: str | None = None,
+        group: str | None = None,
     ):
         from tests.test_kafka import free_port
 
@@ -282,7 +293,7 @@ class DaemonRun:
             "--bootstrap-servers",
             bootstrap,
             "--state",
-            f"sqlite:///{self.dir}/state.db",
+            state or f"sqlite:///{self.dir}/state.db",
             "--port",
             str(self.port),
         ]
@@ -292,7 +303,7 @@ class DaemonRun:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "FAIRWATCH_KAFKA__CLIENT": client,
-            "FAIRWATCH_KAFKA__GROUP_ID": f"bench-{tag}",
+            "FAIRWATCH_KAFKA__GROUP_ID": group or f"bench-{tag}",
             "FAIRWATCH_KAFKA__DECISIONS_TOPIC": topic,
             "FAIRWATCH_KAFKA__OUTCOMES_TOPIC": topic + ".outcomes",
             "FAIRWATCH_KAFKA__DEADLETTER_TOPIC": topic + ".deadletter",
@@ -309,11 +320,16 @@ class DaemonRun:
             [sys.executable, *args], env=env, cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT
         )
 
-    def ok(self) -> float | None:
+    def scrape(self) -> str | None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-                text = r.read().decode()
+                return r.read().decode()
         except OSError:
+            return None
+
+    def ok(self, text: str | None = None) -> float | None:
+        text = self.scrape() if text is None else text
+        if text is None:
             return None
         total = 0.0
         for line in text.splitlines():
@@ -428,6 +444,242 @@ def processing_end(samples: list[tuple[float, float, float]], busy: float = 0.5)
         if t1 > t0 and (c1 - c0) / (t1 - t0) >= busy:
             end = i
     return samples[end][0], samples[end][1]
+
+
+# -- one model, many replicas ----------------------------------------------------------------
+
+
+def produce_one_model(bootstrap: str, topic: str, n: int, stamps: str = "ms_Z") -> dict:
+    """N decisions of ONE model, keyed by decision id (the usual producer): the client's
+    partitioner spreads the model over every partition of the topic."""
+    from confluent_kafka import Producer
+
+    rate = 200.0
+    sim = simulators(1, rate, start=time.time() - n / rate - 3600.0, seed=7)[0]
+    prod = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "acks": "all",
+        }
+    )
+    t0 = time.perf_counter()
+    made = total_bytes = 0
+    while made < n:
+        vals = restamp(sim.advance_batch(min(n - made, 20_000) / rate).topic_values(False)[: n - made], stamps)
+        for v in vals:
+            key = orjson_loads(v)["decision_id"].encode()
+            while True:
+                try:
+                    prod.produce(topic, v, key)
+                    break
+                except BufferError:
+                    prod.poll(0.05)
+            total_bytes += len(v)
+        prod.poll(0)
+        made += len(vals)
+    assert prod.flush(120) == 0
+    return {"decisions": made, "avg_bytes": total_bytes / made, "wall_s": time.perf_counter() - t0}
+
+
+def orjson_loads(v: bytes):
+    import orjson
+
+    return orjson.loads(v)
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (every core, /proc/stat)."""
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / TICK  # user nice system irq softirq steal
+
+
+def _merged_decisions(text: str, attribute: str, window: str) -> float | None:
+    """The evaluator's merged decisions of one attribute in one window (sum over its groups);
+    None from a replica that is not the evaluator."""
+    if not any(line.startswith("fairwatch_evaluator") and line.endswith(" 1.0") for line in text.splitlines()):
+        return None
+    total = 0.0
+    for line in text.splitlines():
+        if (
+            line.startswith("fairness_group_samples{")
+            and f'attribute="{attribute}"' in line
+            and f'window="{window}"' in line
+            and 'kind="decisions"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def replicas_throughput(
+    bootstrap: str,
+    topic: str,
+    n: int,
+    replicas: int,
+    workdir: Path,
+    dsn: str,
+    *,
+    eval_interval: float,
+    checkpoint_interval: float,
+    max_poll_records: int,
+    timeout: float,
+) -> dict:
+    """``replicas`` daemons in one group on a shared PostgreSQL, started together, until their
+    ok counts sum to N and the evaluator's merged gauges hold all N decisions."""
+    group = f"bench-rep{replicas}-{uuid.uuid4().hex[:6]}"
+    runs = [
+        DaemonRun(
+            bootstrap,
+            topic,
+            "kafka-python",
+            workdir,
+            eval_interval=eval_interval,
+            checkpoint_interval=checkpoint_interval,
+            max_poll_records=max_poll_records,
+            state=dsn,
+            group=group,
+        )
+        for _ in range(replicas)
+    ]
+    t_start = min(d.t_start for d in runs)
+    busy0 = machine_busy()
+    try:
+        samples: list[tuple[float, float, float]] = []
+        first = counted = merged_at = None
+        deadline = time.perf_counter() + timeout
+        while True:
+            for d in runs:
+                if d.proc.poll() is not None:
+                    raise RuntimeError(f"replica exited with {d.proc.returncode}:\n{d.log_tail()}")
+            texts = [d.scrape() for d in runs]
+            ok = sum((d.ok(t) or 0.0) if t else 0.0 for d, t in zip(runs, texts, strict=True))
+            merged = [m for t in texts if t for m in [_merged_decisions(t, "race", "7d")] if m is not None]
+            now, c = time.perf_counter(), sum(d.cpu() for d in runs)
+            samples.append((now, c, ok))
+            if ok and first is None:
+                first = (now, c, ok)
+            if ok >= n and counted is None:
+                counted = (now, c, machine_busy())
+            if counted is not None and merged and max(merged) >= n:
+                merged_at = now
+                break
+            if now > deadline:
+                raise RuntimeError(
+                    f"{replicas} replicas: {ok:.0f} of {n} counted, merged {merged} after {timeout} s:\n"
+                    + "\n".join(d.log_tail() for d in runs)
+                )
+            time.sleep(0.05)
+        end_t, end_c = processing_end(samples)
+        assigned = [_assigned(d) for d in runs]
+    finally:
+        for d in runs:
+            d.stop()
+    wall = counted[0] - t_start
+    return {
+        "replicas": replicas,
+        "assigned_partitions": assigned,
+        "from_process_start": rate_of(n, wall, counted[1]),
+        "steady_state": rate_of(n - int(first[2]), end_t - first[0], end_c - first[1]) if end_t > first[0] else None,
+        "replicas_cpu_cores": round(counted[1] / wall, 2),
+        "machine_busy_cores": round((counted[2] - busy0) / wall, 2),
+        "merged_lag_after_last_count_s": round(merged_at - counted[0], 2),
+        "note": "from_process_start: launch of every replica to the scrape where their ok counts sum to N (start-up, "
+        "group join and rebalance included: what a user waits for); machine_busy_cores: the whole machine "
+        "(replicas, broker, PostgreSQL, this script) over that time; merged_lag_after_last_count_s: until the "
+        "evaluator's merged 7d gauges hold all N (the partials' publish interval plus one evaluation)",
+    }
+
+
+def _assigned(d: DaemonRun) -> list[int]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{d.port}/readyz", timeout=5) as r:
+            text = r.read().decode()
+    except OSError as e:  # not ready (503) still carries the detail
+        text = e.read().decode() if hasattr(e, "read") else ""
+    if "assigned=[" not in text:
+        return []
+    return [int(x) for x in text.split("assigned=[", 1)[1].split("]", 1)[0].split(",") if x.strip()]
+
+
+def replicas_part(bootstrap: str, args) -> dict:
+    """1 vs 2 replicas on one model spread over ``--replica-partitions`` partitions, in rounds,
+    and the evaluator's merge cost at 1, 6, 24 and 96 partitions (benchmarks/partials_merge.py)."""
+    from partials_merge import measure
+
+    from tests.infra.postgres import postgres_server
+
+    workdir = Path(tempfile.mkdtemp(prefix="fairwatch-replica-bench-"))
+    out: dict = {
+        "setup": {
+            "decisions": args.replica_decisions,
+            "partitions": args.replica_partitions,
+            "models": 1,
+            "keyed_by": "decision_id",
+            "client": "kafka-python",
+            "state": "postgresql (local, started here)",
+            "evaluation_interval_s": args.eval_interval,
+            "checkpoint_interval_s": 1.0,
+            "rounds": args.replica_rounds,
+            "cpu_count": os.cpu_count(),
+        }
+    }
+    try:
+        with postgres_server() as pg:
+            topic = f"rep-{uuid.uuid4().hex[:6]}"
+            create_topics(bootstrap, [topic, topic + ".outcomes", topic + ".deadletter"], args.replica_partitions)
+            print(f"producing {args.replica_decisions:,} decisions of one model to {topic} …", file=sys.stderr)
+            out["produce"] = produce_one_model(bootstrap, topic, args.replica_decisions, args.stamps)
+            n = out["produce"]["decisions"]
+            rounds: dict[int, list] = {1: [], 2: []}
+            for i in range(args.replica_rounds):
+                for k in (1, 2):
+                    print(f"{k} replica(s), round {i + 1} … (load {load_average()})", file=sys.stderr)
+                    entry = replicas_throughput(
+                        bootstrap,
+                        topic,
+                        n,
+                        k,
+                        workdir,
+                        pg.dsn,
+                        eval_interval=args.eval_interval,
+                        checkpoint_interval=1.0,
+                        max_poll_records=args.max_poll_records,
+                        timeout=600,
+                    )
+                    entry["load_average"] = load_average()
+                    print(json.dumps(entry), file=sys.stderr)
+                    rounds[k].append(entry)
+            paired = [
+                (
+                    b["from_process_start"]["decisions_per_s"] / a["from_process_start"]["decisions_per_s"],
+                    (b["steady_state"] or {}).get("decisions_per_s", 0) / a["steady_state"]["decisions_per_s"],
+                )
+                for a, b in zip(rounds[1], rounds[2], strict=True)
+            ]
+            out["one_replica"] = rounds[1]
+            out["two_replicas"] = rounds[2]
+            out["ratio_two_vs_one"] = {
+                "from_process_start": round(statistics.median(w for w, _ in paired), 3),
+                "steady_state": round(statistics.median(s for _, s in paired), 3),
+                "per_round": [[round(w, 3), round(s, 3)] for w, s in paired],
+                "note": "median over rounds of (2 replicas) / (1 replica) decisions per wall second",
+            }
+            out["limit"] = {
+                "machine_busy_cores_one_replica": statistics.median(r["machine_busy_cores"] for r in rounds[1]),
+                "machine_busy_cores_two_replicas": statistics.median(r["machine_busy_cores"] for r in rounds[2]),
+                "replicas_cpu_cores_one": statistics.median(r["replicas_cpu_cores"] for r in rounds[1]),
+                "replicas_cpu_cores_two": statistics.median(r["replicas_cpu_cores"] for r in rounds[2]),
+                "note": f"{os.cpu_count()} cores shared by the replicas, the broker and PostgreSQL: a second "
+                "replica can add at most what the first leaves idle",
+            }
+            print("merge cost at 1, 6, 24, 96 partitions …", file=sys.stderr)
+            out["merge_cost"] = measure(pg.dsn, [1, 6, 24, 96], 5)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
 
 
 # -- latency ------------------------------------------------------------------------------
@@ -556,11 +808,22 @@ def main() -> int:
         help="form of the decisions' ts (us_Z: as datetime.isoformat() gives it, with Z)",
     )
     p.add_argument("--out", type=Path, help="default: results/kafka_throughput.json (_<form>.json for other stamps)")
+    p.add_argument(
+        "--part",
+        choices=["all", "clients", "replicas"],
+        default="all",
+        help="clients: raw clients vs the daemon; replicas: one model over --replica-partitions partitions, "
+        "1 vs 2 replicas on PostgreSQL, and the evaluator's merge cost (the other part's results are kept)",
+    )
+    p.add_argument("--replica-partitions", type=int, default=4)
+    p.add_argument("--replica-decisions", type=int, default=1_000_000)
+    p.add_argument("--replica-rounds", type=int, default=3)
     args = p.parse_args()
     if args.out is None:
         args.out = RESULTS if args.stamps == "ms_Z" else RESULTS.with_name(f"kafka_throughput_{args.stamps}.json")
     if args.quick:
         args.decisions, args.latency_seconds, args.repeat = 200_000, 10.0, 1
+        args.replica_decisions, args.replica_rounds = 200_000, 1
 
     broker = None
     if args.bootstrap:
@@ -602,136 +865,150 @@ def main() -> int:
         },
     }
     try:
-        topic = f"bench-{uuid.uuid4().hex[:6]}"
-        create_topics(bootstrap, [topic, topic + ".outcomes", topic + ".deadletter"], args.partitions)
-        print(f"producing {args.decisions:,} decisions to {topic} …", file=sys.stderr)
-        result["produce"] = produce_all(bootstrap, topic, args.decisions, args.partitions, args.stamps)
-        n = result["produce"]["decisions"]
-        result["setup"]["avg_event_bytes"] = round(result["produce"]["avg_bytes"], 1)
-        steps = [
-            ("raw_kafka_python", lambda: raw_kafka_python(bootstrap, topic, n, args.max_poll_records)),
-            (
-                "raw_kafka_python_check_crcs_off",
-                lambda: raw_kafka_python(bootstrap, topic, n, args.max_poll_records, check_crcs=False),
-            ),
-            ("raw_confluent", lambda: raw_confluent(bootstrap, topic, n, args.max_poll_records, args.partitions)),
-            ("source_kafka_python", lambda: source_only("kafka-python", bootstrap, topic, n, args.max_poll_records)),
-            ("source_confluent", lambda: source_only("confluent", bootstrap, topic, n, args.max_poll_records)),
-            (
-                "daemon_kafka_python",
-                lambda: daemon_throughput(
-                    bootstrap,
-                    topic,
-                    n,
-                    "kafka-python",
-                    workdir,
-                    eval_interval=args.eval_interval,
-                    max_poll_records=args.max_poll_records,
-                    timeout=300,
+        if args.part in ("all", "clients"):
+            topic = f"bench-{uuid.uuid4().hex[:6]}"
+            create_topics(bootstrap, [topic, topic + ".outcomes", topic + ".deadletter"], args.partitions)
+            print(f"producing {args.decisions:,} decisions to {topic} …", file=sys.stderr)
+            result["produce"] = produce_all(bootstrap, topic, args.decisions, args.partitions, args.stamps)
+            n = result["produce"]["decisions"]
+            result["setup"]["avg_event_bytes"] = round(result["produce"]["avg_bytes"], 1)
+            steps = [
+                ("raw_kafka_python", lambda: raw_kafka_python(bootstrap, topic, n, args.max_poll_records)),
+                (
+                    "raw_kafka_python_check_crcs_off",
+                    lambda: raw_kafka_python(bootstrap, topic, n, args.max_poll_records, check_crcs=False),
                 ),
-            ),
-            (
-                "daemon_confluent",
-                lambda: daemon_throughput(
-                    bootstrap,
-                    topic,
-                    n,
-                    "confluent",
-                    workdir,
-                    eval_interval=args.eval_interval,
-                    max_poll_records=args.max_poll_records,
-                    timeout=300,
+                ("raw_confluent", lambda: raw_confluent(bootstrap, topic, n, args.max_poll_records, args.partitions)),
+                (
+                    "source_kafka_python",
+                    lambda: source_only("kafka-python", bootstrap, topic, n, args.max_poll_records),
                 ),
-            ),
-        ]
-        # The repeated steps run in rounds (raw client, then the daemon on it), so each daemon
-        # run is compared with the raw run just before it, under the same load of the shared machine.
-        repeated = ["raw_kafka_python", "daemon_kafka_python", "raw_confluent", "daemon_confluent"]
-        rounds = {name: [] for name in repeated}
-        once = [(name, fn) for name, fn in steps if name not in rounds]
-        looped = sorted((s for s in steps if s[0] in rounds), key=lambda s: repeated.index(s[0]))
-        for i in range(args.repeat):
-            for name, fn in [*once, *looped] if i == 0 else looped:
-                print(f"{name} run {i + 1} … (load {load_average()})", file=sys.stderr)
-                entry = {**fn(), "load_average": load_average()}
-                print(json.dumps(entry), file=sys.stderr)
-                if name in rounds:
-                    rounds[name].append(entry)
-                else:
-                    result[name] = entry
-        for name in repeated:
-            runs = rounds[name]
-            result[name] = {"median": median_rates(runs), "runs": runs} if len(runs) > 1 else runs[0]
-        kp, cf = rates(result["raw_kafka_python"]), rates(result["raw_confluent"])
-        dc = rates(result["daemon_confluent"])
-        paired = [
-            (
-                rates(d)["decisions_per_s"] / rates(r)["decisions_per_s"],
-                rates(d)["decisions_per_cpu_s"] / rates(r)["decisions_per_cpu_s"],
-            )
-            for r, d in zip(rounds["raw_kafka_python"], rounds["daemon_kafka_python"], strict=True)
-        ]
-        wall_ratio = statistics.median(w for w, _ in paired)
-        cpu_ratio = statistics.median(c for _, c in paired)
-        result["ratios"] = {
-            "daemon_kafka_python_vs_raw_kafka_python_wall": round(wall_ratio, 3),
-            "daemon_kafka_python_vs_raw_kafka_python_cpu": round(cpu_ratio, 3),
-            "daemon_kafka_python_vs_raw_kafka_python_per_round": [[round(w, 3), round(c, 3)] for w, c in paired],
-            "daemon_confluent_vs_raw_confluent_wall": round(dc["decisions_per_s"] / cf["decisions_per_s"], 3),
-            "daemon_confluent_vs_raw_confluent_cpu": round(dc["decisions_per_cpu_s"] / cf["decisions_per_cpu_s"], 3),
-            "daemon_confluent_vs_raw_kafka_python_wall": round(dc["decisions_per_s"] / kp["decisions_per_s"], 3),
-            "note": "kafka-python ratios: the median over rounds of daemon run / raw run of the same round",
-        }
-        result["targets"] = {
-            "daemon_kafka_python_at_least_90pct_of_raw_kafka_python": {
-                "wall": wall_ratio >= 0.9,
-                "cpu": cpu_ratio >= 0.9,
-            },
-            "daemon_confluent_at_least_150k_per_core": {
-                "decisions_per_cpu_s": dc["decisions_per_cpu_s"],
-                "met": dc["decisions_per_cpu_s"] >= 150_000,
-            },
-        }
-        if args.profile:
-            for client in ("kafka-python", "confluent"):
-                prof = args.out.parent / f"kafka_throughput.{client}.prof"
-                print(f"profiling the daemon with {client} …", file=sys.stderr)
-                daemon_throughput(
-                    bootstrap,
-                    topic,
-                    n,
-                    client,
-                    workdir,
-                    eval_interval=args.eval_interval,
-                    max_poll_records=args.max_poll_records,
-                    timeout=900,
-                    profile=prof,
-                )
-                result.setdefault("profiles", []).append(str(prof.relative_to(ROOT)))
-        if not args.skip_latency:
-            for client in ("kafka-python", "confluent"):
-                print(f"latency with {client} at {args.latency_rate:g}/s …", file=sys.stderr)
-                result[f"latency_{client.replace('-', '_')}"] = {
-                    **latency(
+                ("source_confluent", lambda: source_only("confluent", bootstrap, topic, n, args.max_poll_records)),
+                (
+                    "daemon_kafka_python",
+                    lambda: daemon_throughput(
                         bootstrap,
+                        topic,
+                        n,
+                        "kafka-python",
+                        workdir,
+                        eval_interval=args.eval_interval,
+                        max_poll_records=args.max_poll_records,
+                        timeout=300,
+                    ),
+                ),
+                (
+                    "daemon_confluent",
+                    lambda: daemon_throughput(
+                        bootstrap,
+                        topic,
+                        n,
+                        "confluent",
+                        workdir,
+                        eval_interval=args.eval_interval,
+                        max_poll_records=args.max_poll_records,
+                        timeout=300,
+                    ),
+                ),
+            ]
+            # The repeated steps run in rounds (raw client, then the daemon on it), so each daemon
+            # run is compared with the raw run just before it, under the same load of the shared machine.
+            repeated = ["raw_kafka_python", "daemon_kafka_python", "raw_confluent", "daemon_confluent"]
+            rounds = {name: [] for name in repeated}
+            once = [(name, fn) for name, fn in steps if name not in rounds]
+            looped = sorted((s for s in steps if s[0] in rounds), key=lambda s: repeated.index(s[0]))
+            for i in range(args.repeat):
+                for name, fn in [*once, *looped] if i == 0 else looped:
+                    print(f"{name} run {i + 1} … (load {load_average()})", file=sys.stderr)
+                    entry = {**fn(), "load_average": load_average()}
+                    print(json.dumps(entry), file=sys.stderr)
+                    if name in rounds:
+                        rounds[name].append(entry)
+                    else:
+                        result[name] = entry
+            for name in repeated:
+                runs = rounds[name]
+                result[name] = {"median": median_rates(runs), "runs": runs} if len(runs) > 1 else runs[0]
+            kp, cf = rates(result["raw_kafka_python"]), rates(result["raw_confluent"])
+            dc = rates(result["daemon_confluent"])
+            paired = [
+                (
+                    rates(d)["decisions_per_s"] / rates(r)["decisions_per_s"],
+                    rates(d)["decisions_per_cpu_s"] / rates(r)["decisions_per_cpu_s"],
+                )
+                for r, d in zip(rounds["raw_kafka_python"], rounds["daemon_kafka_python"], strict=True)
+            ]
+            wall_ratio = statistics.median(w for w, _ in paired)
+            cpu_ratio = statistics.median(c for _, c in paired)
+            result["ratios"] = {
+                "daemon_kafka_python_vs_raw_kafka_python_wall": round(wall_ratio, 3),
+                "daemon_kafka_python_vs_raw_kafka_python_cpu": round(cpu_ratio, 3),
+                "daemon_kafka_python_vs_raw_kafka_python_per_round": [[round(w, 3), round(c, 3)] for w, c in paired],
+                "daemon_confluent_vs_raw_confluent_wall": round(dc["decisions_per_s"] / cf["decisions_per_s"], 3),
+                "daemon_confluent_vs_raw_confluent_cpu": round(
+                    dc["decisions_per_cpu_s"] / cf["decisions_per_cpu_s"], 3
+                ),
+                "daemon_confluent_vs_raw_kafka_python_wall": round(dc["decisions_per_s"] / kp["decisions_per_s"], 3),
+                "note": "kafka-python ratios: the median over rounds of daemon run / raw run of the same round",
+            }
+            result["targets"] = {
+                "daemon_kafka_python_at_least_90pct_of_raw_kafka_python": {
+                    "wall": wall_ratio >= 0.9,
+                    "cpu": cpu_ratio >= 0.9,
+                },
+                "daemon_confluent_at_least_150k_per_core": {
+                    "decisions_per_cpu_s": dc["decisions_per_cpu_s"],
+                    "met": dc["decisions_per_cpu_s"] >= 150_000,
+                },
+            }
+            if args.profile:
+                for client in ("kafka-python", "confluent"):
+                    prof = args.out.parent / f"kafka_throughput.{client}.prof"
+                    print(f"profiling the daemon with {client} …", file=sys.stderr)
+                    daemon_throughput(
+                        bootstrap,
+                        topic,
+                        n,
                         client,
                         workdir,
-                        rate=args.latency_rate,
-                        seconds=args.latency_seconds,
-                        partitions=args.partitions,
                         eval_interval=args.eval_interval,
-                        scrape_every=0.05,
-                    ),
-                    "load_average": load_average(),
-                }
-                print(json.dumps(result[f"latency_{client.replace('-', '_')}"]), file=sys.stderr)
+                        max_poll_records=args.max_poll_records,
+                        timeout=900,
+                        profile=prof,
+                    )
+                    result.setdefault("profiles", []).append(str(prof.relative_to(ROOT)))
+            if not args.skip_latency:
+                for client in ("kafka-python", "confluent"):
+                    print(f"latency with {client} at {args.latency_rate:g}/s …", file=sys.stderr)
+                    result[f"latency_{client.replace('-', '_')}"] = {
+                        **latency(
+                            bootstrap,
+                            client,
+                            workdir,
+                            rate=args.latency_rate,
+                            seconds=args.latency_seconds,
+                            partitions=args.partitions,
+                            eval_interval=args.eval_interval,
+                            scrape_every=0.05,
+                        ),
+                        "load_average": load_average(),
+                    }
+                    print(json.dumps(result[f"latency_{client.replace('-', '_')}"]), file=sys.stderr)
+        if args.part in ("all", "replicas"):
+            result["replicas"] = replicas_part(bootstrap, args)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if broker is not None:
             broker.close()
+    if args.part != "all" and args.out.exists():  # keep the other part's results
+        old = json.loads(args.out.read_text())
+        result = {**old, "replicas": result["replicas"]} if args.part == "replicas" else {**old, **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k in ("ratios", "targets")}, indent=2))
+    shown = {k: v for k, v in result.items() if k in ("ratios", "targets")}
+    if "replicas" in result:
+        shown["replicas_ratio_two_vs_one"] = result["replicas"]["ratio_two_vs_one"]
+    print(json.dumps(shown, indent=2))
     return 0
 
 
