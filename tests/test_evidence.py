@@ -59,6 +59,65 @@ def test_outcome_e_values_have_mean_at_most_one_on_their_boundaries():
     assert _mean_e(bank, inc) <= 1.01
 
 
+SCORES = np.array([0.03, 0.15, 0.35, 0.55, 0.75, 0.88, 0.97])  # mean score of each bin
+
+
+def _bins(rng, b, n, truth, scores=SCORES):
+    """Per-bin labeled counts, score sums and label sums ``(b, 2, B)`` (group 1 is a bystander)."""
+    nb = np.broadcast_to(n, (b, 2, len(scores))).astype(float)
+    s = nb * scores
+    lab = rng.binomial(nb.astype(int), np.clip(truth, 0, 1)).astype(float)
+    return Increment(
+        n=nb.sum(-1),
+        k=nb.sum(-1),
+        labeled=nb.sum(-1),
+        score_sum=s.sum(-1),
+        label_sum=lab.sum(-1),
+        bin_n=nb,
+        bin_s=s,
+        bin_l=lab,
+    )
+
+
+@pytest.mark.parametrize("scores", [SCORES, np.array([0.85])], ids=["spread", "one-score"])
+@pytest.mark.parametrize("sub", [-1, 1])
+def test_calibration_e_value_has_mean_at_most_one_once_it_has_learned(sub, scores):
+    """Outcomes exactly δ off the scores (the worst null point), after the bank has learned its
+    λ from earlier, miscalibrated-looking data: E[e] <= 1 still. With one score the bound is
+    tight (E[e] = 1 up to sampling), so a boundary off by 0.01 would fail here."""
+    rng = np.random.default_rng(4)
+    b, delta = 200_000, 0.08
+    bank = EvidenceBank([DetectorSpec("bias", 0, -1, delta, delta + 0.05, 2, 0, 0, sub=sub)], groups=2, batch=b)
+    bank.update(_bins(rng, b, 40, scores + sub * 0.13, scores))
+    assert (bank.cum_bn > 0).all()
+    boundary = scores + sub * delta  # E[Y] = score − δ (sub −1) or score + δ (sub +1)
+    mean = _mean_e(bank, _bins(rng, b, 30, boundary, scores))
+    assert mean <= 1.01
+    if len(scores) == 1:
+        assert mean > 0.97  # tight: the e-value is not trivially small
+    assert bank.log_e(_bins(rng, 1, 30, boundary, scores))[1].all()  # it did look
+
+
+def test_calibration_e_value_gathers_more_than_hoeffding_on_the_group_sums():
+    """The calibration-drift shape: most labels in the top bin (scores near 1, nearly calibrated
+    there after the clip at 1), the rest far off. The exact Bernoulli e-value grows much faster
+    than Hoeffding's bound on the same sums with λ = 4Δ (the e-value it replaced): near 1 a
+    label's variance is far below Hoeffding's 1/4."""
+    rng = np.random.default_rng(5)
+    b, delta, alt = 2_000, 0.08, 0.13
+    truth = np.where(SCORES < 0.9, SCORES - 0.15, SCORES - 0.09)
+    bank = EvidenceBank([DetectorSpec("bias", 0, -1, delta, alt, 2, 0, 0, sub=-1)], groups=2, batch=b)
+    hoeffding = np.zeros(b)
+    lam = 4 * (alt - delta)
+    n = np.array([0, 0, 2, 4, 6, 8, 60])
+    for _ in range(30):
+        inc = _bins(rng, b, n, truth)
+        bank.update(inc)
+        step = -lam * (inc.label_sum[:, 0] - inc.score_sum[:, 0]) - (lam * delta + lam * lam / 8) * inc.labeled[:, 0]
+        hoeffding = np.maximum(hoeffding + step, 0.0)
+    assert np.median(bank.S[:, 0]) > 1.4 * np.median(hoeffding) > 0  # measured 1.7×
+
+
 def test_vector_tiers_equal_the_tier_machine():
     rng = np.random.default_rng(3)
     b, steps = 64, 300

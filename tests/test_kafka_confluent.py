@@ -252,13 +252,16 @@ def test_unreachable_dead_letter_topic_stops_the_consumer_at_the_poison(kafka_bo
             time.sleep(0.3)
         assert seen_ok == {n1}
         c = committed(kafka_bootstrap, topics.group, topics.decisions)
-        assert c is not None and c <= poison_offset
+        # nothing past the poison committed (None: the first events' checkpoint had not committed
+        # yet when the poison came, which a busy machine allows)
+        assert c is None or c <= poison_offset
         log_text = d.log.read_text()
         assert "stream failed" in log_text and INVALID_TOPIC in log_text
         assert 503 in readyz  # not ready while it reconnects
     finally:
         assert d.stop() == 0
-    assert committed(kafka_bootstrap, topics.group, topics.decisions) <= poison_offset
+    c = committed(kafka_bootstrap, topics.group, topics.decisions)
+    assert c is None or c <= poison_offset
 
     # The topic fixed: the poison goes to the dead letters, everything is counted exactly once.
     d = Daemon(kafka_bootstrap, topics, state, tmp_path, client="kafka-python", name="fixed").start()
