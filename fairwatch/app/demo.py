@@ -367,7 +367,10 @@ def run_demo(
                                 "outcomes": outcomes,
                             },
                         )
-                    next_eval = now + interval
+                    # until some group has enough decisions for its rates (min_decisions), look
+                    # again at the next tick: the table and /metrics show numbers as soon as they exist
+                    has_rates = any(x.name == "fairness_selection_rate" for x in snap.samples)
+                    next_eval = now + interval if has_rates else now
                 stop.event.wait(0.2)
     finally:
         for s, h in previous.items():
