@@ -8,15 +8,14 @@ fresh process timed from ``exec`` to exit:
 * ``orjson``: a Python process doing only ``orjson.loads`` on every line of both
   files (the floor: reading and decoding, nothing else);
 * ``replay``: ``fairwatch replay --file … --outcomes … --snapshot …``;
-* ``backtest``: ``fairwatch backtest --file … --outcomes …`` when
-  ``fairwatch backtest --help`` succeeds (the subcommand is being added
-  elsewhere), else recorded as not available;
+* ``backtest``: ``fairwatch backtest --file … --outcomes … --out DIR`` (the default
+  policy over the same history in event time, actions in dry-run);
 * ``startup``: ``fairwatch replay`` over one decision line (how much of the
   replay time is start-up).
 
 Ratios are decode-only time / command time per round (= command rate as a share of
 the ``orjson.loads`` rate over the same lines), median over rounds; target ≥ 0.35
-for replay. Times are wall seconds and CPU seconds (user + system of the child).
+for replay and for backtest. Times are wall seconds and CPU seconds (user + system of the child).
 Writes ``benchmarks/results/replay_throughput.json``.
 
     python benchmarks/replay_throughput.py [--decisions 1000000] [--repeat 3] [--quick]
@@ -136,7 +135,9 @@ def main() -> int:
             "startup": fairwatch("replay", "--file", str(one), "--snapshot", str(workdir / "s1.json"), "--no-progress"),
         }
         if has_backtest:
-            steps["backtest"] = fairwatch("backtest", "--file", dec, "--outcomes", out)
+            steps["backtest"] = fairwatch(
+                "backtest", "--file", dec, "--outcomes", out, "--out", str(workdir / "backtest"), "--no-progress"
+            )
         runs: dict[str, list[dict]] = {k: [] for k in steps}
         for i in range(args.repeat):
             for name, argv in steps.items():

@@ -38,7 +38,14 @@ from fairwatch.streaming.schema import (
 )
 from fairwatch.streaming.stamps import stamps_to_epoch
 
-__all__ = ["AttributeRegistry", "DecisionColumns", "OutcomeColumns", "decode_decision_batch", "decode_outcome_batch"]
+__all__ = [
+    "AttributeRegistry",
+    "DecisionColumns",
+    "OutcomeColumns",
+    "decode_decision_batch",
+    "decode_outcome_batch",
+    "stamps_column",
+]
 
 
 class AttributeRegistry:
@@ -348,6 +355,19 @@ def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | N
         label,
         np.fromiter(map(_fingerprint, raws), np.int64, n),
     )
+
+
+def stamps_column(stamps: list, now: float | None = None, skew: float = 300.0) -> np.ndarray | None:
+    """Epoch seconds of ``ts`` values (RFC 3339 text, epoch numbers or both), vectorised and
+    range-checked (and skew-checked against ``now``); ``None`` if any value is not in a fast
+    form (then :func:`~fairwatch.streaming.schema.parse_timestamp` per value says why).
+
+    >>> stamps_column(["2026-11-21T10:15:00.123Z", 1795256100.5]).tolist()
+    [1795256100.123, 1795256100.5]
+    >>> stamps_column(["2026-11-21T10:15:00Z", None]) is None
+    True
+    """
+    return _stamps(stamps, now, skew)
 
 
 def _stamps(stamps: list, now: float | None, skew: float) -> np.ndarray | None:

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import numpy as np
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -39,6 +41,7 @@ from fairwatch.app.config import Config
 from fairwatch.monitor.engine import Engine
 from fairwatch.monitor.replay import _outcome_time as _line_time
 from fairwatch.monitor.replay import _OutcomeFeed
+from fairwatch.streaming.batch import stamps_column
 from fairwatch.streaming.files import DeadLetterFile, read_jsonl_batches
 
 __all__ = ["BacktestResult", "backtest", "rfc3339"]
@@ -67,15 +70,38 @@ class BacktestResult:
 def _models(path: Path) -> list[str]:
     """Model names in a decisions file (a byte scan, no JSON parse; unreadable lines are skipped)."""
     found: dict[str, None] = {}
+    raw_seen: set[bytes] = set()  # each distinct raw name is decoded once
     with open(path, "rb") as fh:
         for line in fh:
             m = _MODEL.search(line)
-            if m:
+            if m and (raw := m.group(1)) not in raw_seen:
+                raw_seen.add(raw)
                 try:
-                    found[json.loads(b'"' + m.group(1) + b'"')] = None
+                    found[json.loads(b'"' + raw + b'"')] = None
                 except ValueError:
                     continue
     return list(found)
+
+
+class _Stamp(msgspec.Struct):
+    """Only the ``ts`` of an event (msgspec skips the other fields in C)."""
+
+    ts: str | float | None = None
+
+
+_STAMP = msgspec.json.Decoder(_Stamp).decode
+
+
+def _line_times(lines: list[bytes]) -> list[float] | np.ndarray:
+    """Event times of decision lines, vectorised for the usual case (every line an object
+    with an RFC 3339 or epoch ``ts`` in range); line by line otherwise, where an unreadable
+    line sorts first (the engine rejects it with its reason when it is processed)."""
+    try:
+        stamps = [_STAMP(x).ts for x in lines]
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return [_line_time(x) for x in lines]
+    ts = stamps_column(stamps) if stamps else None
+    return ts if ts is not None else [_line_time(x) for x in lines]
 
 
 class _DecisionFeed:
@@ -88,7 +114,7 @@ class _DecisionFeed:
         self.batches = read_jsonl_batches(path, batch_size)
         self.lines: list[bytes] = []
         self.meta: list[tuple[int, int]] = []
-        self.times: list[float] = []
+        self.times = np.zeros(0)
         self.pos = 0
         self.done = 0
 
@@ -97,7 +123,7 @@ class _DecisionFeed:
         if nxt is None:
             return False
         self.lines, self.meta, self.done = nxt
-        self.times = [_line_time(x) for x in self.lines]
+        self.times = np.asarray(_line_times(self.lines), np.float64)
         self.pos = 0
         return True
 
@@ -108,9 +134,8 @@ class _DecisionFeed:
         while True:
             if self.pos >= len(self.lines) and not self._refill():
                 break
-            j = self.pos
-            while j < len(self.lines) and self.times[j] <= t:
-                j += 1
+            later = np.flatnonzero(self.times[self.pos :] > t)  # the prefix up to the first later line
+            j = self.pos + int(later[0]) if len(later) else len(self.lines)
             out.extend(self.lines[self.pos : j])
             meta.extend(self.meta[self.pos : j])
             self.pos = j
