@@ -97,3 +97,28 @@ def test_backtest_cli_prints_a_summary_and_learns_a_baseline(tmp_path, capsys):
     rows = [json.loads(x) for x in (tmp_path / "bt" / "incidents.jsonl").read_text().splitlines()]
     assert s["tier_raises"]["1"] >= 1 and any(r["tier"] == 1 for r in rows)
     assert main(["backtest", "--file", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_decision_times_read_vectorised_equal_the_per_line_times():
+    """The backtest cuts its history by each line's event time: the vectorised read gives the
+    per-line parser's value for every stamp form, and a batch with an unreadable line falls
+    back line by line (that line sorts first; the engine rejects it with its reason)."""
+    from datetime import UTC, datetime
+
+    from fairwatch.app.backtest import _line_time, _line_times
+
+    t = datetime(2026, 11, 3, 4, 5, 6, 789012, UTC)
+    clean = [
+        b'{"ts": "%s", "model": "m"}' % t.isoformat().encode(),
+        b'{"ts": "%s"}' % t.isoformat().replace("+00:00", "Z").encode(),
+        b'{"ts": "2026-11-03T04:05:06Z", "x": [1, {"y": 2}]}',
+        b'{"ts": "2026-11-03T06:05:06.5+02:00"}',
+        b'{"ts": 1793678706.25}',
+        b'{"ts": 1793678706}',
+    ]
+    want = [_line_time(x) for x in clean]
+    assert list(_line_times(clean)) == want and len(set(want)) > 1
+    for bad in (b"not json", b'{"ts": null}', b'{"no_ts": 1}', b'{"ts": "yesterday"}', b'{"ts": true}', b"[1, 2]"):
+        lines = [*clean, bad]
+        got = list(_line_times(lines))
+        assert got == [*want, _line_time(bad)], bad
