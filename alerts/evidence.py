@@ -224,7 +224,8 @@ class EvidenceBank:
         self._diff_cols = (self.g[i] + off, self.h[i] + off)
         delta = self.alt[i] - self.null[i]
         self._diff_a, self._diff_b = 4 * delta, 4 * delta * self.null[i] + 2 * delta * delta
-        # per calibration bin, what earlier evaluations saw (for the predictable λ of ``bias``)
+        # what earlier evaluations saw per group and calibration bin, discounted over
+        # BIAS_MEMORY labels (the predictable λ of ``bias`` uses the group's sums)
         self.cum_bn: np.ndarray | None = None
         self.cum_bs: np.ndarray | None = None
         self.cum_bl: np.ndarray | None = None
@@ -262,15 +263,17 @@ class EvidenceBank:
             out[:, i], saw[:, i] = self._bias(inc, i)
         return out, saw
 
-    #: pseudo-labels at the alternative behind each bin's estimated outcome rate
+    #: pseudo-labels at the alternative behind a group's estimated miss
     BIAS_PRIOR = 20.0
     #: labels of a group over which its estimated miss forgets the past (by e)
     BIAS_MEMORY = 300.0
-    #: largest λ of a bin (a bin estimated far off bets at most this hard)
+    #: largest λ (a group estimated far off bets at most this hard)
     BIAS_MAX_LAMBDA = 4.0
 
     def _bias(self, inc: Increment, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-bin Bernoulli e-value of "outcomes miss the scores by more than δ" (module doc)."""
+        """Bernoulli e-value of "a group's outcomes miss its scores by more than δ on average"
+        (module doc); the bins' counts are summed (a per-bin denominator would test a
+        stronger null)."""
         bn, bs, bl = inc.bins()
         g = self.g[i]
         n, ssum, lsum = bn[:, g], bs[:, g], bl[:, g]  # (batch, D, B)
