@@ -107,45 +107,11 @@ class Increment:
     labeled: np.ndarray | None = None
     score_sum: np.ndarray | None = None
     label_sum: np.ndarray | None = None
-    bin_n: np.ndarray | None = None
-    bin_s: np.ndarray | None = None
-    bin_l: np.ndarray | None = None
-
-    def bins(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Labeled decisions, score sums and label sums per calibration bin ``(batch, G, B)``;
-        without per-bin counts the group is one bin."""
-        if self.bin_n is not None:
-            return self.bin_n, self.bin_s, self.bin_l
-        return self.labeled[..., None], self.score_sum[..., None], self.label_sum[..., None]
 
     @classmethod
-    def from_tables(
-        cls,
-        dec: np.ndarray,
-        lab: np.ndarray,
-        cal_s: np.ndarray,
-        cal_l: np.ndarray,
-        cal_n: np.ndarray | None = None,
-    ) -> Increment:
+    def from_tables(cls, dec: np.ndarray, lab: np.ndarray, cal_s: np.ndarray, cal_l: np.ndarray) -> Increment:
         """From engine-shaped arrays: ``dec (..., G, 2)``, ``lab (..., G, 2, 2)`` [decision, label],
-        ``cal_s``/``cal_l (..., G)`` summed over bins, or ``(..., G, B)`` per bin with the bins'
-        labeled decisions ``cal_n (..., G, B)``."""
-        if cal_n is not None:
-            return cls(
-                n=dec.sum(-1),
-                k=dec[..., 1],
-                tp=lab[..., 1, 1],
-                pos=lab[..., 0, 1] + lab[..., 1, 1],
-                fp=lab[..., 1, 0],
-                neg=lab[..., 0, 0] + lab[..., 1, 0],
-                correct=lab[..., 0, 0] + lab[..., 1, 1],
-                labeled=lab.sum((-1, -2)),
-                score_sum=cal_s.sum(-1),
-                label_sum=cal_l.sum(-1),
-                bin_n=cal_n,
-                bin_s=cal_s,
-                bin_l=cal_l,
-            )
+        ``cal_s``/``cal_l (..., G)`` (summed over bins)."""
         return cls(
             n=dec.sum(-1),
             k=dec[..., 1],
@@ -224,11 +190,11 @@ class EvidenceBank:
         self._diff_cols = (self.g[i] + off, self.h[i] + off)
         delta = self.alt[i] - self.null[i]
         self._diff_a, self._diff_b = 4 * delta, 4 * delta * self.null[i] + 2 * delta * delta
-        # what earlier evaluations saw per group and calibration bin, discounted over
-        # BIAS_MEMORY labels (the predictable λ of ``bias`` uses the group's sums)
-        self.cum_bn: np.ndarray | None = None
-        self.cum_bs: np.ndarray | None = None
-        self.cum_bl: np.ndarray | None = None
+        # each group's labeled decisions, score and label sums, discounted over BIAS_MEMORY
+        # labels: what the predictable λ of ``bias`` learns from
+        self.cal_n = np.zeros((self.batch, self.groups))
+        self.cal_s = np.zeros((self.batch, self.groups))
+        self.cal_l = np.zeros((self.batch, self.groups))
 
     def log_e(self, inc: Increment) -> tuple[np.ndarray, np.ndarray]:
         """Per-detector log e-values of one increment, and whether each saw data."""
@@ -272,29 +238,23 @@ class EvidenceBank:
 
     def _bias(self, inc: Increment, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bernoulli e-value of "a group's outcomes miss its scores by more than δ on average"
-        (module doc); the bins' counts are summed (a per-bin denominator would test a
-        stronger null)."""
-        bn, bs, bl = inc.bins()
+        (module doc)."""
         g = self.g[i]
-        n, ssum, lsum = bn[:, g], bs[:, g], bl[:, g]  # (batch, D, B)
-        up = (self.sub[i] > 0)[None, :, None]  # outcomes above scores: the same test on 1 − Y, 1 − s
-        lo_l, lo_s = np.where(up, n - lsum, lsum), np.where(up, n - ssum, ssum)
-        delta = self.null[i][None, :]
-        gap0 = (self.alt[i] - self.null[i])[None, :]
-        if self.cum_bn is not None and self.cum_bn.shape == bn.shape:
-            cn, cs, cl = self.cum_bn[:, g], self.cum_bs[:, g], self.cum_bl[:, g]
-            cs, cl = np.where(up, cn - cs, cs), np.where(up, cn - cl, cl)
-        else:
-            cn = cs = cl = np.zeros_like(n, dtype=float)
+        up = self.sub[i] > 0  # outcomes above scores: the same test on 1 − Y, 1 − s
+
+        def oriented(n, ssum, lsum):
+            return n, np.where(up, n - ssum, ssum), np.where(up, n - lsum, lsum)
+
+        nt, st, lt = oriented(inc.labeled[:, g], inc.score_sum[:, g], inc.label_sum[:, g])
+        cn, cs, cl = oriented(self.cal_n[:, g], self.cal_s[:, g], self.cal_l[:, g])
+        delta, gap0 = self.null[i], self.alt[i] - self.null[i]
         with np.errstate(divide="ignore", invalid="ignore"):
             # the group's boundary outcome rate: its labels' mean score − δ (scores are known
             # before outcomes: predictable)
-            nt, lt = n.sum(-1), lo_l.sum(-1)
-            p0 = np.clip(np.where(nt > 0, lo_s.sum(-1) / nt, 0.0) - delta, 0.0, 1.0)
+            p0 = np.clip(np.where(nt > 0, st / nt, 0.0) - delta, 0.0, 1.0)
             # λ: the likelihood-ratio slope at p0 against the miss that recent labels showed,
             # shrunk towards the alternative (0 while the group looks calibrated)
-            c_n = cn.sum(-1)
-            gap = (cs.sum(-1) - cl.sum(-1) - delta * c_n + self.BIAS_PRIOR * gap0) / (c_n + self.BIAS_PRIOR)
+            gap = (cs - cl - delta * cn + self.BIAS_PRIOR * gap0) / (cn + self.BIAS_PRIOR)
             r = np.clip(p0 - gap, 1e-3, 1.0 - 1e-3)
             lam = np.log(p0 * (1.0 - r)) - np.log(r * (1.0 - p0))
             lam = np.where((nt > 0) & (p0 > 0) & (p0 < 1) & (gap > 0), np.clip(lam, 0.0, self.BIAS_MAX_LAMBDA), 0.0)
@@ -346,13 +306,10 @@ class EvidenceBank:
         self.cum_n += inc.n
         self.cum_k += inc.k
         if inc.score_sum is not None:
-            bn, bs, bl = inc.bins()
-            if self.cum_bn is None or self.cum_bn.shape != bn.shape:
-                self.cum_bn, self.cum_bs, self.cum_bl = (np.zeros(bn.shape) for _ in range(3))
             # recent labels weigh most: each new label of a group discounts its past by
             # 1/BIAS_MEMORY, so the estimate follows a drift within about BIAS_MEMORY labels
-            keep = np.exp(-bn.sum(-1, keepdims=True) / self.BIAS_MEMORY)
-            for cum, new in ((self.cum_bn, bn), (self.cum_bs, bs), (self.cum_bl, bl)):
+            keep = np.exp(-inc.labeled / self.BIAS_MEMORY)
+            for cum, new in ((self.cal_n, inc.labeled), (self.cal_s, inc.score_sum), (self.cal_l, inc.label_sum)):
                 cum *= keep
                 cum += new
         np.maximum(self.S + le, 0.0, out=self.S)

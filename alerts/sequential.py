@@ -248,45 +248,33 @@ class ModelEvidence:
         cal_s: np.ndarray,
         cal_l: np.ndarray,
         baseline: Baseline,
-        cal_n: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """Feed the *cumulative* counts ``(batch, G, …)``; returns the machine states ``(batch, M)``.
 
-        ``cal_s``/``cal_l``: score and label sums of the labeled decisions, ``(batch, G)``, or per
-        calibration bin ``(batch, G, B)`` with the bins' labeled decisions ``cal_n``.
         The first call (and a call after the counts went down: a restart) only records the counts.
         Groups are matched by name, so ``names`` may grow between calls.
         """
-        if cal_n is None:  # the group is one bin
-            cal_n, cal_s, cal_l = lab.sum((-1, -2))[..., None], cal_s[..., None], cal_l[..., None]
         if self.layout is not None and list(names[: len(self.layout.names)]) != self.layout.names:
             order = {n: i for i, n in enumerate(names)}
             keep = [order[n] for n in self.layout.names if n in order]
             rest = [i for i, n in enumerate(names) if n not in set(self.layout.names)]
             perm = keep + rest
             names = [names[i] for i in perm]
-            dec, lab, cal_s, cal_l, cal_n = (x[:, perm] for x in (dec, lab, cal_s, cal_l, cal_n))
+            dec, lab, cal_s, cal_l = (x[:, perm] for x in (dec, lab, cal_s, cal_l))
         self._relayout(list(names), baseline)
-        g, b = len(names), cal_n.shape[-1]
+        g = len(names)
         cum = np.concatenate(
-            [dec.reshape(self.batch, g, -1), lab.reshape(self.batch, g, -1), cal_n, cal_s, cal_l], axis=2
+            [dec.reshape(self.batch, g, -1), lab.reshape(self.batch, g, -1), cal_s[..., None], cal_l[..., None]],
+            axis=2,
         ).astype(float)
         last = self.last
-        if last is not None and last.shape[2] != cum.shape[2]:
-            last = None  # other calibration bins (or a memory saved before bins): record only
         if last is not None and last.shape[1] < g:
             last = np.concatenate([last, np.zeros((self.batch, g - last.shape[1], last.shape[2]))], axis=1)
         self.last = cum
         if last is None or (cum < last - 1e-6).any():
             return None
         d = cum - last
-        inc = Increment.from_tables(
-            d[..., 0:2],
-            d[..., 2:6].reshape(self.batch, g, 2, 2),
-            d[..., 6 + b : 6 + 2 * b],
-            d[..., 6 + 2 * b : 6 + 3 * b],
-            d[..., 6 : 6 + b],
-        )
+        inc = Increment.from_tables(d[..., 0:2], d[..., 2:6].reshape(self.batch, g, 2, 2), d[..., 6], d[..., 7])
         return self.judge(inc)
 
     def judge(self, inc: Increment) -> np.ndarray:
@@ -335,51 +323,43 @@ class ModelEvidence:
 def counts_from_snapshot(snap: Snapshot) -> dict[str, tuple[list[tuple[str, str]], tuple[np.ndarray, ...]]]:
     """Each model's cumulative counts from the snapshot's counter families.
 
-    Returns ``{model: (names, (dec (1,G,2), lab (1,G,2,2), cal_s (1,G,B), cal_l (1,G,B),
-    cal_n (1,G,B)))}`` with the calibration sums and labeled decisions per bin, groups in
-    first-seen order of ``fairness_decisions_total`` / ``fairness_outcomes_total``.
+    Returns ``{model: (names, (dec (1,G,2), lab (1,G,2,2), cal_s (1,G), cal_l (1,G)))}`` with
+    groups in first-seen order of ``fairness_decisions_total`` / ``fairness_outcomes_total``.
     """
-    cal_names = {
-        "fairness_calibration_score_sum_total": 2,
-        "fairness_calibration_label_sum_total": 3,
-        "fairness_calibration_count_total": 4,
-    }
     acc: dict[str, dict[tuple[str, str], list]] = {}
-    bins = 1
     for s in snap.samples:
         name = s.name
-        if name not in cal_names and name not in ("fairness_decisions_total", "fairness_outcomes_total"):
+        if name not in (
+            "fairness_decisions_total",
+            "fairness_outcomes_total",
+            "fairness_calibration_score_sum_total",
+            "fairness_calibration_label_sum_total",
+        ):
             continue
         lab = s.labels
         per = acc.setdefault(lab["model"], {})
         row = per.get((lab["attribute"], lab["group"]))
         if row is None:
-            row = per[(lab["attribute"], lab["group"])] = [np.zeros(2), np.zeros((2, 2)), {}, {}, {}]
+            row = per[(lab["attribute"], lab["group"])] = [np.zeros(2), np.zeros((2, 2)), 0.0, 0.0]
         if name == "fairness_decisions_total":
             row[0][int(lab["decision"])] = s.value
         elif name == "fairness_outcomes_total":
             row[1][int(lab["decision"]), int(lab["label"])] = s.value
+        elif name == "fairness_calibration_score_sum_total":
+            row[2] += s.value
         else:
-            b = int(lab["bin"])
-            row[cal_names[name]][b] = s.value
-            bins = max(bins, b + 1)
+            row[3] += s.value
     out = {}
     for model, per in acc.items():
         names = list(per)
         rows = list(per.values())
-        cal = np.zeros((3, len(rows), bins))
-        for j, r in enumerate(rows):
-            for c in range(3):
-                for b, v in r[2 + c].items():
-                    cal[c, j, b] = v
         out[model] = (
             names,
             (
                 np.array([r[0] for r in rows])[None],
                 np.array([r[1] for r in rows])[None],
-                cal[0][None],
-                cal[1][None],
-                cal[2][None],
+                np.array([r[2] for r in rows])[None],
+                np.array([r[3] for r in rows])[None],
             ),
         )
     return out

@@ -585,10 +585,9 @@ def part_check(eval_s: float = 30.0, hours: float = 3.0) -> dict:
                     list(st.groups.names),
                     t.dec[None],
                     t.lab[None],
-                    t.cal_s[None],
-                    t.cal_l[None],
+                    t.cal_s.sum(-1)[None],
+                    t.cal_l.sum(-1)[None],
                     lambda m, a, lp=loop: lp.baselines.get("loan-approval", m, a),
-                    t.cal_n[None],
                 )
                 if st_ is None:
                     continue

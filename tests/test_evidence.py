@@ -63,7 +63,8 @@ SCORES = np.array([0.03, 0.15, 0.35, 0.55, 0.75, 0.88, 0.97])  # mean score of e
 
 
 def _bins(rng, b, n, truth, scores=SCORES):
-    """Per-bin labeled counts, score sums and label sums ``(b, 2, B)`` (group 1 is a bystander)."""
+    """Labeled counts, score and label sums of labels drawn in bins of mean score ``scores``,
+    summed per group ``(b, 2)`` (group 1 is a bystander)."""
     nb = np.broadcast_to(n, (b, 2, len(scores))).astype(float)
     s = nb * scores
     lab = rng.binomial(nb.astype(int), np.clip(truth, 0, 1)).astype(float)
@@ -73,9 +74,6 @@ def _bins(rng, b, n, truth, scores=SCORES):
         labeled=nb.sum(-1),
         score_sum=s.sum(-1),
         label_sum=lab.sum(-1),
-        bin_n=nb,
-        bin_s=s,
-        bin_l=lab,
     )
 
 
@@ -89,7 +87,7 @@ def test_calibration_e_value_has_mean_at_most_one_once_it_has_learned(sub, score
     b, delta = 200_000, 0.08
     bank = EvidenceBank([DetectorSpec("bias", 0, -1, delta, delta + 0.05, 2, 0, 0, sub=sub)], groups=2, batch=b)
     bank.update(_bins(rng, b, 40, scores + sub * 0.13, scores))
-    assert (bank.cum_bn > 0).all()
+    assert (bank.cal_n > 0).all()
     boundary = scores + sub * delta  # E[Y] = score − δ (sub −1) or score + δ (sub +1)
     mean = _mean_e(bank, _bins(rng, b, 30, boundary, scores))
     assert mean <= 1.01
