@@ -42,7 +42,7 @@ from fairwatch.monitor.engine import Engine
 from fairwatch.monitor.replay import _outcome_time as _line_time
 from fairwatch.monitor.replay import _OutcomeFeed
 from fairwatch.streaming.batch import stamps_column
-from fairwatch.streaming.files import DeadLetterFile, read_jsonl_batches
+from fairwatch.streaming.files import DeadLetterFile, LineMeta, read_jsonl_batches
 
 __all__ = ["BacktestResult", "backtest", "rfc3339"]
 
@@ -113,7 +113,7 @@ class _DecisionFeed:
     def __init__(self, path: Path, batch_size: int):
         self.batches = read_jsonl_batches(path, batch_size)
         self.lines: list[bytes] = []
-        self.meta: list[tuple[int, int]] = []
+        self.meta = LineMeta(())
         self.times = np.zeros(0)
         self.pos = 0
         self.done = 0
@@ -127,21 +127,21 @@ class _DecisionFeed:
         self.pos = 0
         return True
 
-    def until(self, t: float) -> tuple[list[bytes], list[tuple[int, int]]]:
+    def until(self, t: float) -> tuple[list[bytes], LineMeta]:
         """Lines with time ≤ ``t`` (the file is expected in time order)."""
         out: list[bytes] = []
-        meta: list[tuple[int, int]] = []
+        meta: list[LineMeta] = []
         while True:
             if self.pos >= len(self.lines) and not self._refill():
                 break
             later = np.flatnonzero(self.times[self.pos :] > t)  # the prefix up to the first later line
             j = self.pos + int(later[0]) if len(later) else len(self.lines)
             out.extend(self.lines[self.pos : j])
-            meta.extend(self.meta[self.pos : j])
+            meta.append(self.meta[self.pos : j])
             self.pos = j
             if j < len(self.lines):
                 break
-        return out, meta
+        return out, LineMeta.concat(meta)
 
 
 def _next_time(feed: _DecisionFeed | _OutcomeFeed) -> float | None:
