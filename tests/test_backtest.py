@@ -122,3 +122,28 @@ def test_decision_times_read_vectorised_equal_the_per_line_times():
         lines = [*clean, bad]
         got = list(_line_times(lines))
         assert got == [*want, _line_time(bad)], bad
+
+
+def test_the_model_scan_reads_each_line_s_top_level_model(tmp_path):
+    """Models are each line's top-level ``model`` (not a ``model`` key nested in features,
+    escapes decoded), in order of first appearance; unreadable lines and lines without a
+    string model are skipped, in a batch that holds them too."""
+    from fairwatch.app.backtest import _models
+
+    lines = [
+        b'{"features": {"model": "nested"}, "model": "credit"}',
+        b"{not json",
+        b"[1, 2]",
+        b'{"model": 7}',
+        b'{"model": "a\\"b"}',
+        b'{"model": "credit"}',
+        b"",
+        b'{"decision_id": "x"}',
+        b'  {"model": "\\u00e9t\\u00e9"}  ',
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert _models(path) == ["credit", 'a"b', "été"]
+    clean = tmp_path / "clean.jsonl"
+    clean.write_bytes(b'{"model": "m2", "x": {"model": "no"}}\n{"model": "m1"}\n')
+    assert _models(clean) == ["m2", "m1"]

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ from fairwatch.streaming.files import DeadLetterFile, LineMeta, read_jsonl_batch
 
 __all__ = ["BacktestResult", "backtest", "rfc3339"]
 
-_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _BASELINE_FLAG = "approved-baseline"
 
 
@@ -67,19 +66,34 @@ class BacktestResult:
     dead_letter: Path | None
 
 
+class _ModelName(msgspec.Struct):
+    """Only the ``model`` of an event (msgspec skips the other fields in C)."""
+
+    model: str | None = None
+
+
+_MODEL_NAME = msgspec.json.Decoder(_ModelName).decode
+
+
+def _model_of(line: bytes) -> str | None:
+    try:
+        return _MODEL_NAME(line).model
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 def _models(path: Path) -> list[str]:
-    """Model names in a decisions file (a byte scan, no JSON parse; unreadable lines are skipped)."""
-    found: dict[str, None] = {}
-    raw_seen: set[bytes] = set()  # each distinct raw name is decoded once
-    with open(path, "rb") as fh:
-        for line in fh:
-            m = _MODEL.search(line)
-            if m and (raw := m.group(1)) not in raw_seen:
-                raw_seen.add(raw)
-                try:
-                    found[json.loads(b'"' + raw + b'"')] = None
-                except ValueError:
-                    continue
+    """Model names in a decisions file, in order of first appearance: each line's top-level
+    ``model`` read by msgspec (the rest of the line skipped in C); unreadable lines are skipped
+    (the engine rejects them with their reason when they are processed)."""
+    found: dict[str | None, None] = {}
+    for lines, _, _ in read_jsonl_batches(path, 100_000):
+        try:
+            names = map(attrgetter("model"), list(map(_MODEL_NAME, lines)))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            names = map(_model_of, lines)
+        found.update(dict.fromkeys(names))
+    found.pop(None, None)
     return list(found)
 
 
