@@ -164,7 +164,10 @@ class GroupCounts:
     # -- reads -----------------------------------------------------------------
     @property
     def n(self) -> int:
-        return int(self.decisions.sum())
+        # Read through .tolist(): Python ints, an order of magnitude cheaper than a numpy
+        # reduction on arrays this small (a snapshot reads thousands of these).
+        no, yes = self.decisions.tolist()
+        return no + yes
 
     @property
     def favorable(self) -> int:
@@ -172,16 +175,19 @@ class GroupCounts:
 
     @property
     def n_labeled(self) -> int:
-        return int(self.labeled.sum())
+        (a, b), (c, d) = self.labeled.tolist()
+        return a + b + c + d
 
     @property
     def positives(self) -> int:
         """Labeled decisions whose true outcome was favorable (label = 1)."""
-        return int(self.labeled[:, 1].sum())
+        (_, a), (_, b) = self.labeled.tolist()
+        return a + b
 
     @property
     def negatives(self) -> int:
-        return int(self.labeled[:, 0].sum())
+        (a, _), (b, _) = self.labeled.tolist()
+        return a + b
 
     @property
     def selection_rate(self) -> float | None:
@@ -202,7 +208,7 @@ class GroupCounts:
     @property
     def expected_calibration_error(self) -> float | None:
         """Σ_b |L_b − S_b| / N over labeled decisions (docs/metrics.md)."""
-        n = int(self.cal_n.sum())
+        n = sum(self.cal_n.tolist())
         if n == 0:
             return None
         return float(np.abs(self.cal_l - self.cal_s).sum()) / n
