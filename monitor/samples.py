@@ -39,8 +39,9 @@ def build_snapshot(engine: Engine, *, now: float | None = None) -> Snapshot:
             lab_tab = ring.outcome_window()
             for col in active:
                 idxs = by_col[col]
-                dec = {names[i][1]: dec_tab.row(i) for i in idxs}
-                lab = {names[i][1]: lab_tab.row(i) for i in idxs}
+                # views: the window tables are built for this snapshot and read right here
+                dec = {names[i][1]: dec_tab.view(i) for i in idxs}
+                lab = {names[i][1]: lab_tab.view(i) for i in idxs}
                 am = attribute_metrics(
                     dec,
                     lab,
@@ -95,25 +96,28 @@ def counter_samples(st: ModelState) -> list[Sample]:
     out: list[Sample] = []
     t = st.totals
     model = st.model
+    # Python numbers read once (tolist): a numpy scalar read per sample costs more than the sample
+    dec, lab, cal_n, cal_s, cal_l = (a.tolist() for a in t.arrays())
     for idx, (col, group) in enumerate(st.groups.names):
         base = {"model": model, "attribute": col, "group": group}
-        if not t.dec[idx].any() and not t.lab[idx].any():
+        (n0, n1), ((l00, l01), (l10, l11)) = dec[idx], lab[idx]
+        if not (n0 or n1 or l00 or l01 or l10 or l11):
             continue
         for d in (0, 1):
-            out.append(Sample("fairness_decisions_total", {**base, "decision": str(d)}, float(t.dec[idx, d])))
-            for lab in (0, 1):
+            out.append(Sample("fairness_decisions_total", {**base, "decision": str(d)}, float(dec[idx][d])))
+            for y in (0, 1):
                 out.append(
                     Sample(
                         "fairness_outcomes_total",
-                        {**base, "decision": str(d), "label": str(lab)},
-                        float(t.lab[idx, d, lab]),
+                        {**base, "decision": str(d), "label": str(y)},
+                        float(lab[idx][d][y]),
                     )
                 )
-        for b in range(t.bins):
+        for b, (cn, cs, cl) in enumerate(zip(cal_n[idx], cal_s[idx], cal_l[idx], strict=True)):
             bl = {**base, "bin": str(b)}
-            out.append(Sample("fairness_calibration_count_total", bl, float(t.cal_n[idx, b])))
-            out.append(Sample("fairness_calibration_score_sum_total", bl, float(t.cal_s[idx, b])))
-            out.append(Sample("fairness_calibration_label_sum_total", bl, float(t.cal_l[idx, b])))
+            out.append(Sample("fairness_calibration_count_total", bl, float(cn)))
+            out.append(Sample("fairness_calibration_score_sum_total", bl, float(cs)))
+            out.append(Sample("fairness_calibration_label_sum_total", bl, float(cl)))
     for result in ("joined", "expired", "orphaned", "superseded"):
         out.append(
             Sample("fairwatch_outcome_joins_total", {"model": model, "result": result}, float(st.join.counts[result]))

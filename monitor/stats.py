@@ -319,6 +319,12 @@ class CountsTable:
             self.cal_l[group].copy(),
         )
 
+    def view(self, group: int) -> GroupCounts:
+        """One group's counts as views into this table (no copy): for reading at once,
+        e.g. a snapshot's metrics over a window table built for it."""
+        assert self.lead == ()
+        return GroupCounts(self.dec[group], self.lab[group], self.cal_n[group], self.cal_s[group], self.cal_l[group])
+
     def to_state(self) -> dict:
         return {
             "lead": list(self.lead),
