@@ -589,3 +589,33 @@ def test_chunked_jsonl_reader_equals_line_by_line(tmp_path_factory, data, batch_
     path.write_bytes(data)
     got = list(read_jsonl_batches(path, batch_size, chunk_bytes=chunk_bytes))
     assert got == list(_read_jsonl_batches_by_line(path, batch_size))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2599), stamp_values), max_size=8), st.integers(0, 2**31))
+def test_stamps_of_every_form_over_many_runs_equal_per_event(special, seed):
+    """A batch of several runs (1,024 events each) of isoformat() stamps (mixed lengths) with
+    generated stamps of every form, valid or broken, at any position: the result is exactly
+    the per-event validator's (accept/reject, reason, message, value, order)."""
+    import random
+
+    from fairwatch.streaming.batch import AttributeRegistry, decode_decision_batch
+
+    rnd = random.Random(seed)
+    stamps: list = [
+        datetime.fromtimestamp(1.79e9 + rnd.randrange(10**9) / 1000, tz=UTC).isoformat() for _ in range(2600)
+    ]  # µs and no-fraction lengths mixed, as isoformat() writes them
+    for j, s in special:
+        stamps[j] = s
+    raws = [mutate(decision_id=f"d{j}", ts=s) for j, s in enumerate(stamps)]
+    good, bad = decode_decision_batch(raws, now=None, registry=AttributeRegistry())
+    expected_good, expected_bad = [], []
+    for j, raw in enumerate(raws):
+        try:
+            f = decision_fields(raw)
+        except EventError as exc:
+            expected_bad.append((j, exc.reason, str(exc)))
+        else:
+            expected_good.append(f[:6] + (tuple(f[6].items()),) + f[7:])
+    assert good.rows() == expected_good
+    assert [(j, e.reason, str(e)) for j, e in bad] == expected_bad
