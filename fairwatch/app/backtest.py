@@ -111,7 +111,7 @@ def _line_times(lines: list[bytes]) -> list[float] | np.ndarray:
     with an RFC 3339 or epoch ``ts`` in range); line by line otherwise, where an unreadable
     line sorts first (the engine rejects it with its reason when it is processed)."""
     try:
-        stamps = list(map(attrgetter("ts"), list(map(_STAMP, lines))))  # C loops, no bytecode per line
+        stamps = list(map(attrgetter("ts"), map(_STAMP, lines)))  # C loops, no bytecode per line
     except (msgspec.DecodeError, msgspec.ValidationError):
         return [_line_time(x) for x in lines]
     ts = stamps_column(stamps) if stamps else None
