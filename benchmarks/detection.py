@@ -13,6 +13,9 @@ Parts (``--part``, default all):
            delay from the step to the rollback, verification.
 ``cal``    ``calibration-drift`` over ``--seeds`` seeds: delay to tier 2, against
            the target label delay (median) + 30 min.
+``limits`` the fastest any detector with the guarantee can be on the ``dp`` and ``cal``
+           streams: oracle CUSUMs against the least favourable null stream
+           (``detection_limits.py``), beside ours on the same draws / seeds.
 
 Each stream is also judged by a naive monitor: fixed thresholds on the point
 values of a single 1h window (DI < 0.80, DP < 0.75, EO gap > 0.12, ECE > 0.08),
@@ -31,6 +34,7 @@ The simulator already advances in whole evaluation steps (``advance_batch(eval_s
     # what produced results/detection.json (one process at a time):
     python benchmarks/detection.py --part dp --seeds 20
     python benchmarks/detection.py --part cal --seeds 20
+    python benchmarks/detection.py --part limits --seeds 20   # after cal: compares with it
     python benchmarks/detection.py --part noise --days 30 --noise-seeds 1
 """
 
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -55,6 +60,7 @@ from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import detection_counts as dc  # noqa: E402
+import detection_limits as dl  # noqa: E402
 
 RATE = 10.0
 START = 1793491200.0  # LoanSimulator's default start (event time)
@@ -534,6 +540,106 @@ def part_count_drop(seeds: int, di: float, budget: dict | None, eval_s: float) -
     }
 
 
+def _event_thresholds(scenario: str, seed: int, eval_s: float) -> dict[str, float]:
+    """The alarm thresholds log(A·K) per tier of the event-level policy, after its first hour."""
+    with tempfile.TemporaryDirectory() as d:
+        loop, _ = make_loop(Path(d), {"evaluation_interval": eval_s})
+        sim = LoanSimulator(seed=seed, rate=RATE, scenario=scenario, drift_at=DRIFT_AT, delay=DELAY)
+        eng = Engine(EngineSettings(windows=WINDOWS, buckets=BUCKETS))
+        for _ in range(int(4200 // eval_s)):
+            b = sim.advance_batch(eval_s)
+            eng.process(decisions=b.topic_values(False), outcomes=b.topic_values(True), now=sim.now)
+            loop.evaluate(eng.snapshot(now=sim.now), eng)
+        out = {str(k): v for k, v in loop.policy.evidence["loan-approval"].tier_thresholds().items()}
+        loop.close()
+        return out
+
+
+def _ratio(ours: dict, floor: dict) -> float | None:
+    return round(ours["median"] / floor["median"], 3) if ours.get("n") and floor.get("n") else None
+
+
+def part_limits(seeds: int, eval_s: float, cal_ours: dict | None = None) -> dict:
+    """Oracle CUSUMs (``detection_limits.py``): the fastest any detector with the guarantee can be.
+
+    dp-drop at count level, paired seed by seed with ours on the same draws (no rollback, so
+    every seed sees the same stream); calibration-drift at event level on the simulator seeds
+    of ``--part cal`` (ours: that part's delays, ``cal_ours``).
+    """
+    cfg = _cfg()
+    log_a = {t: math.log(cfg.budget.seconds(t) / eval_s) for t in (2, 3)}
+    before, after = sim_cells()["before"], sim_cells("dp-drop")["after"]
+    t0 = time.perf_counter()
+    r = dc.run(
+        before,
+        cfg,
+        seeds=seeds,
+        seconds=DRIFT_AT + 4 * 3600.0,
+        step_s=eval_s,
+        seed=17,
+        baseline=dc.truth(before),
+        drift=(DRIFT_AT, after),
+        rollback=False,
+        stop_after_tier3=True,
+    )
+    ours = summary([None if x is None else x - DRIFT_AT for x in r["first_tier3_s"]])
+    thr = {"ours_log_AK": r["thresholds"][3], "one_series_log_A": log_a[3]}
+    lim = dl.dp_limit(
+        before,
+        after,
+        seeds=seeds,
+        thresholds=thr,
+        drift_at=DRIFT_AT,
+        horizon=4 * 3600.0,
+        step_s=eval_s,
+        rate=RATE,
+        seed=17,
+    )
+    floors = {k: summary(v) for k, v in lim.pop("delays_s").items()}
+    dp = {
+        **lim,
+        "thresholds_nats": thr,
+        "ours": ours,
+        "oracle": floors,
+        "ours_over_oracle_median": _ratio(ours, floors["ours_log_AK"]),
+        "target_median_s": 330.0,
+        "cpu_s": round(time.perf_counter() - t0, 1),
+    }
+    print(
+        f"limits dp-drop: ours {ours.get('median')} s, oracle {floors['ours_log_AK'].get('median')} s "
+        f"(one series {floors['one_series_log_A'].get('median')} s)",
+        flush=True,
+    )
+    cthr = {"ours_log_AK": _event_thresholds("calibration-drift", 1, eval_s)["2"], "one_series_log_A": log_a[2]}
+
+    def make_sim(seed: int, drift_at: float) -> LoanSimulator:
+        return LoanSimulator(seed=seed, rate=RATE, scenario="calibration-drift", drift_at=drift_at, delay=DELAY)
+
+    lim = dl.calibration_limit(
+        make_sim,
+        seeds=list(range(1, seeds + 1)),
+        thresholds=cthr,
+        drift_at=DRIFT_AT,
+        horizon=3 * 3600.0,
+        step_s=eval_s,
+    )
+    floors = {k: summary(v) for k, v in lim.pop("delays_s").items()}
+    cal = {
+        **lim,
+        "thresholds_nats": cthr,
+        "ours": cal_ours or {},
+        "oracle": floors,
+        "ours_over_oracle_median": _ratio(cal_ours or {}, floors["ours_log_AK"]),
+        "target_median_s": 1455.0,
+    }
+    print(
+        f"limits calibration-drift: oracle {floors['ours_log_AK'].get('median')} s "
+        f"(one series {floors['one_series_log_A'].get('median')} s)",
+        flush=True,
+    )
+    return {"dp_drop_rollback": dp, "calibration_drift_tier2": cal}
+
+
 def part_evalues(draws: int = 200_000) -> dict:
     """Mean log e-value per 30 s of the two ratio e-values vs a test that knew the reference rate.
 
@@ -615,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--part",
-        choices=("all", "check", "evalues", "null", "boundary", "dp", "dp10y", "drops", "cal", "noise"),
+        choices=("all", "check", "evalues", "null", "boundary", "dp", "dp10y", "drops", "cal", "limits", "noise"),
         default="all",
     )
     ap.add_argument("--days", type=float, default=90.0, help="null stream length per seed (default 90)")
@@ -686,6 +792,8 @@ def main(argv: list[str] | None = None) -> int:
                 "di_0.75_10y": part_count_drop(args.seeds, 0.75, {"tier3": "3650d"}, args.eval),
             }
         )
+    if args.part in ("all", "limits"):  # after "cal": compares with its delays
+        saver("limits")(part_limits(args.seeds, args.eval, result.get("calibration_drift", {}).get("ours")))
     if args.part in ("all", "boundary"):
         save = saver("boundary")
         save(part_boundary(args.null_seeds, min(args.days, 30.0), args.null_eval, save))
