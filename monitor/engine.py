@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from fairwatch.monitor.engine_state import ModelState, models_blob, models_from_blob
-from fairwatch.monitor.ingest import apply_outcomes, ingest_decisions, ingest_outcomes
+from fairwatch.monitor.ingest import apply_decisions, apply_outcomes, ingest_decisions, ingest_outcomes
 from fairwatch.monitor.samples import VERSION, build_snapshot
 from fairwatch.monitor.snapshot import Snapshot
 from fairwatch.monitor.stats import GroupCounts
 from fairwatch.monitor.windows import WindowSpec
-from fairwatch.streaming.batch import AttributeRegistry, OutcomeColumns
+from fairwatch.streaming.batch import AttributeRegistry, DecisionColumns, OutcomeColumns
 from fairwatch.streaming.schema import Rejection
 
 if TYPE_CHECKING:
@@ -143,6 +143,22 @@ class Engine:
             self.event_days = None
         return rejected
 
+    def apply_decisions(
+        self,
+        decisions: DecisionColumns,
+        *,
+        rejections: Sequence[Rejection] = (),
+        topic: str = DECISIONS_TOPIC,
+    ) -> None:
+        """Apply decisions already validated by :func:`~fairwatch.streaming.batch.decode_decision_batch`
+        with this engine's ``attribute_sets`` (a backtest reads each decision once, for its time and
+        its fields) and count their batch's ``rejections``. As :meth:`process` for those lines."""
+        if decisions.registry is not self.attribute_sets:
+            raise ValueError("decisions: decoded with another attribute-set registry than this engine's")
+        for r in rejections:
+            self.events[(topic, "invalid", r.reason)] += 1
+        apply_decisions(self, decisions, topic)
+
     def apply_outcomes(
         self,
         outcomes: OutcomeColumns,
@@ -158,9 +174,10 @@ class Engine:
         apply_outcomes(self, outcomes, topic)
 
     # -- evaluation ------------------------------------------------------------
-    def snapshot(self, *, now: float | None = None) -> Snapshot:
-        """Compute every metric of every window (docs/metrics.md) and the counters."""
-        return build_snapshot(self, now=now)
+    def snapshot(self, *, now: float | None = None, counters_only: bool = False) -> Snapshot:
+        """Compute every metric of every window (docs/metrics.md) and the counters
+        (``counters_only``: the counters alone, without the window statistics)."""
+        return build_snapshot(self, now=now, counters_only=counters_only)
 
     # -- checkpoints -----------------------------------------------------------
     def state_blob(self, models: Iterable[str] | None = None, *, events: Mapping | None = None) -> bytes:

@@ -193,7 +193,9 @@ class GroupTable:
             self._set_rows = grown
         rows = self._set_rows[sets]
         if len(rows) and rows.min() < 0:
-            uniq = np.unique(sets).tolist()
+            # in order of first appearance in this model's events (not of the registry's ids,
+            # which the engine's models share): a model's groups are ordered as if it were alone
+            uniq = list(dict.fromkeys(sets.tolist()))
             keys = [key_of(i) for i in uniq]
             self._cache_keys(keys)
             self._set_rows[uniq] = list(map(self._row_cache.__getitem__, keys))

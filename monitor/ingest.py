@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fairwatch.monitor.engine import Engine
     from fairwatch.monitor.engine_state import ModelState
 
-__all__ = ["ingest_decisions", "ingest_outcomes", "apply_outcomes", "count_rejections"]
+__all__ = ["ingest_decisions", "ingest_outcomes", "apply_decisions", "apply_outcomes", "count_rejections"]
 
 
 def _tally(engine: Engine, topic: str, result: str, reason: str, ts: np.ndarray, mask=None) -> None:
@@ -51,6 +51,12 @@ def ingest_decisions(engine: Engine, raws, now, meta, topic, rejected) -> None:
     )
     count_rejections(engine, [(j, exc, raws[j]) for j, exc in bad], meta, topic, rejected)
     _positions(engine, topic, len(raws), bad, good.ts)
+    _per_model(engine, good, _model_decisions, topic)
+
+
+def apply_decisions(engine: Engine, good: DecisionColumns, topic: str) -> None:
+    """Dedupe and count decisions already validated (``good`` of :func:`decode_decision_batch`
+    with this engine's attribute-set registry), model by model."""
     _per_model(engine, good, _model_decisions, topic)
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -23,7 +25,7 @@ from fairwatch.streaming.files import DeadLetterFile, read_jsonl_batches
 from fairwatch.streaming.schema import EventError, Rejection, parse_timestamp
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-__all__ = ["ReplayResult", "replay"]
+__all__ = ["EventFeed", "ReplayResult", "line_time", "replay"]
 
 log = logging.getLogger("fairwatch.replay")
 
@@ -37,21 +39,30 @@ class ReplayResult:
     dead_letter: Path | None
 
 
-def _outcome_time(line: bytes) -> float:
-    """Event time of a rejected outcome line for ordering; unreadable ones sort first."""
+def line_time(line: bytes) -> float:
+    """Event time of a rejected line for ordering; unreadable ones sort first."""
     try:
         return parse_timestamp(orjson.loads(line).get("ts"))
     except (orjson.JSONDecodeError, EventError, AttributeError):
         return -math.inf
 
 
-class _OutcomeFeed:
-    """Outcome batches, each decoded once (fast path): its times order the feed, its
-    fields go to the engine as they are."""
+class EventFeed:
+    """Event batches of a JSONL file, each decoded once (fast path): its times order the feed,
+    its fields go to the engine as they are.
 
-    def __init__(self, path: Path | None, batch_size: int):
+    ``decode(lines)`` gives ``(columns, bad)`` as :func:`decode_outcome_batch` does (for
+    decisions: :func:`~fairwatch.streaming.batch.decode_decision_batch` with the engine's
+    registry). A batch is decoded only once the one before is handed out completely, and
+    :meth:`parts` hands out one batch's part at a time, so attribute-set ids decoded with an
+    engine's registry are applied before the next decode may reset that registry.
+    """
+
+    def __init__(self, path: Path | None, batch_size: int, decode=None, topic: str = OUTCOMES_TOPIC):
         self.batches = read_jsonl_batches(path, batch_size) if path else iter(())
-        self.good = OutcomeColumns.from_rows(())
+        self.decode = decode or decode_outcome_batch  # default: outcomes
+        self.topic = topic
+        self.good = None
         self.times = np.zeros(0)  # per line, in file order
         self.slot = np.zeros(0, np.int64)  # per line: its index in ``good``, -1 if rejected
         self.rejections: dict[int, Rejection] = {}  # line index → rejection
@@ -64,8 +75,8 @@ class _OutcomeFeed:
         if nxt is None:
             return False
         lines, meta, self.done = nxt
-        self.good, bad = decode_outcome_batch(lines)
-        self.rejections = {j: Rejection(exc.reason, str(exc), lines[j], OUTCOMES_TOPIC, *meta[j]) for j, exc in bad}
+        self.good, bad = self.decode(lines)
+        self.rejections = {j: Rejection(exc.reason, str(exc), lines[j], self.topic, *meta[j]) for j, exc in bad}
         self.slot = np.full(len(lines), -1, np.int64)
         ok = np.ones(len(lines), bool)
         ok[list(self.rejections)] = False
@@ -73,27 +84,43 @@ class _OutcomeFeed:
         self.times = np.empty(len(lines))
         self.times[ok] = self.good.ts
         for j in self.rejections:  # where a rejected line's time reads, it still orders the feed
-            self.times[j] = _outcome_time(lines[j])
+            self.times[j] = line_time(lines[j])
         self.pos = 0
         return True
 
-    def until(self, t: float) -> tuple[OutcomeColumns, list[Rejection]]:
-        """Outcomes with time ≤ ``t`` (in file order; the file is expected in time order)."""
-        parts: list[OutcomeColumns] = []
-        rejected: list[Rejection] = []
+    def next_time(self) -> float | None:
+        """Event time of the next unread line (``None`` when the file is exhausted)."""
+        if self.pos >= len(self.times) and not self._refill():
+            return None
+        return float(self.times[self.pos])
+
+    def parts(self, t: float) -> Iterator[tuple[Any, list[Rejection]]]:
+        """The lines up to the first one later than ``t`` (the file is expected in time order),
+        as ``(columns, rejections)`` per batch, in file order."""
         while True:
             if self.pos >= len(self.times) and not self._refill():
-                break
+                return
             later = np.nonzero(self.times[self.pos :] > t)[0]
             j = self.pos + int(later[0]) if len(later) else len(self.times)
             slots = self.slot[self.pos : j]
-            parts.append(self.good.take(slots[slots >= 0]))
-            if self.rejections:
-                rejected += [self.rejections[k] for k in range(self.pos, j) if k in self.rejections]
+            rejected = (
+                [self.rejections[k] for k in range(self.pos, j) if k in self.rejections] if self.rejections else []
+            )
+            part = self.good.take(slots[slots >= 0])
             self.read += j - self.pos
-            self.pos = j
+            start, self.pos = self.pos, j
+            if j > start:
+                yield part, rejected
             if j < len(self.times):
-                break
+                return
+
+    def until(self, t: float) -> tuple[OutcomeColumns, list[Rejection]]:
+        """Outcomes with time ≤ ``t``, as one batch (see :meth:`parts`)."""
+        parts: list[OutcomeColumns] = []
+        rejected: list[Rejection] = []
+        for part, rej in self.parts(t):
+            parts.append(part)
+            rejected += rej
         return OutcomeColumns.concat(parts), rejected
 
 
@@ -114,7 +141,7 @@ def replay(
         if p is not None and not p.is_file():
             raise FileNotFoundError(f"{field}: no such file {str(p)!r}")
     dl = DeadLetterFile(dead_letter, source=str(dpath)) if dead_letter else None
-    feed = _OutcomeFeed(opath, batch_size)
+    feed = EventFeed(opath, batch_size)
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
     n_dec = rejected = 0
     with Progress(

@@ -19,8 +19,17 @@ __all__ = ["build_snapshot", "counter_samples", "VERSION"]
 VERSION = __version__
 
 
-def build_snapshot(engine: Engine, *, now: float | None = None) -> Snapshot:
-    """Every metric of every window (docs/metrics.md), named as its "Prometheus names" section says."""
+def build_snapshot(engine: Engine, *, now: float | None = None, counters_only: bool = False) -> Snapshot:
+    """Every metric of every window (docs/metrics.md), named as its "Prometheus names" section says.
+
+    ``counters_only``: only the counters (totals, joins, pending outcomes, events) and the
+    event times, without the window statistics: what the sequential alert policy reads
+    (:func:`fairwatch.alerts.sequential.counts_from_snapshot`), for a backtest that exports
+    nothing.
+    """
+    if counters_only:
+        samples = [x for model in sorted(engine.models) for x in counter_samples(engine.models[model])]
+        return _snapshot(engine, samples, [], now)
     s = engine.settings
     samples: list[Sample] = []
     windows: list[WindowMetrics] = []
@@ -80,9 +89,14 @@ def build_snapshot(engine: Engine, *, now: float | None = None) -> Snapshot:
                     if value is not None:
                         add(Sample(name, base, value))
         samples.extend(counter_samples(st))
+    return _snapshot(engine, samples, windows, now)
+
+
+def _snapshot(engine: Engine, samples: list[Sample], windows: list[WindowMetrics], now: float | None) -> Snapshot:
+    """The snapshot of ``samples`` and ``windows``, with the events ledger and the build info."""
     for (topic, result, reason), v in sorted(engine.events.items()):
-        add(Sample("fairwatch_events_total", {"topic": topic, "result": result, "reason": reason}, float(v)))
-    add(Sample("fairwatch_build_info", {"version": VERSION}, 1.0))
+        samples.append(Sample("fairwatch_events_total", {"topic": topic, "result": result, "reason": reason}, float(v)))
+    samples.append(Sample("fairwatch_build_info", {"version": VERSION}, 1.0))
     return Snapshot(
         created=time.time() if now is None else now,
         samples=tuple(samples),

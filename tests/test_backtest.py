@@ -99,51 +99,86 @@ def test_backtest_cli_prints_a_summary_and_learns_a_baseline(tmp_path, capsys):
     assert main(["backtest", "--file", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 2
 
 
-def test_decision_times_read_vectorised_equal_the_per_line_times():
-    """The backtest cuts its history by each line's event time: the vectorised read gives the
-    per-line parser's value for every stamp form, and a batch with an unreadable line falls
-    back line by line (that line sorts first; the engine rejects it with its reason)."""
-    from datetime import UTC, datetime
-
-    from fairwatch.app.backtest import _line_time, _line_times
-
-    t = datetime(2026, 11, 3, 4, 5, 6, 789012, UTC)
-    clean = [
-        b'{"ts": "%s", "model": "m"}' % t.isoformat().encode(),
-        b'{"ts": "%s"}' % t.isoformat().replace("+00:00", "Z").encode(),
-        b'{"ts": "2026-11-03T04:05:06Z", "x": [1, {"y": 2}]}',
-        b'{"ts": "2026-11-03T06:05:06.5+02:00"}',
-        b'{"ts": 1793678706.25}',
-        b'{"ts": 1793678706}',
+def test_a_model_that_appears_later_is_judged_and_rolled_back_as_if_alone(tmp_path):
+    """Models join the backtest with their first valid decision: here the dp-drop model comes
+    after another model's fair stream and after unreadable lines, in small batches. Its tier
+    changes are the live run's, its rollback is simulated, and the models are listed in order
+    of their first decision."""
+    (tmp_path / "demo").mkdir()
+    config = Config.model_validate(CONFIG)
+    live = _demo_run(tmp_path, config, hours=1.5)
+    early = LoanSimulator(seed=5, rate=5.0, start=LoanSimulator().start - 1800.0, model="early-model")
+    lines = [b"{not json", b'{"schema": "decision/v1"}']
+    for _ in range(2 * 3600 // 300):
+        lines += early.advance_batch(300.0).topic_values(False)
+    demo = (tmp_path / "decisions.jsonl").read_bytes().splitlines()
+    merged = lines[:2] + sorted(lines[2:] + demo, key=lambda x: orjson.loads(x)["ts"])
+    (tmp_path / "merged.jsonl").write_bytes(b"\n".join(merged) + b"\n")
+    result = backtest(
+        tmp_path / "merged.jsonl",
+        outcomes=tmp_path / "outcomes.jsonl",
+        config=config,
+        out=tmp_path / "bt",
+        batch_size=500,
+        progress=False,
+    )
+    rows = [json.loads(x) for x in (tmp_path / "bt" / "incidents.jsonl").read_text().splitlines()]
+    want = [(rfc3339(c.at), c.metric, c.attribute, c.group, c.previous, c.tier) for c in live.changes]
+    got = [
+        (r["at"], r["metric"], r["attribute"], r["group"], r["previous"], r["tier"])
+        for r in rows
+        if r["model"] == "loan-approval"
     ]
-    want = [_line_time(x) for x in clean]
-    assert list(_line_times(clean)) == want and len(set(want)) > 1
-    for bad in (b"not json", b'{"ts": null}', b'{"no_ts": 1}', b'{"ts": "yesterday"}', b'{"ts": true}', b"[1, 2]"):
-        lines = [*clean, bad]
-        got = list(_line_times(lines))
-        assert got == [*want, _line_time(bad)], bad
+    assert got == want
+    s = result.summary
+    assert s["models"] == ["early-model", "loan-approval"]
+    assert [r["model"] for r in s["rollbacks"]] == ["loan-approval"]
+    assert s["rejected"] == 2 and s["decisions"] == len(merged)
 
 
-def test_the_model_scan_reads_each_line_s_top_level_model(tmp_path):
-    """Models are each line's top-level ``model`` (not a ``model`` key nested in features,
-    escapes decoded), in order of first appearance; unreadable lines and lines without a
-    string model are skipped, in a batch that holds them too."""
-    from fairwatch.app.backtest import _models
+def test_decisions_decoded_once_count_as_the_raw_lines_do(tmp_path):
+    """The backtest's decision feed (each line decoded once, handed to the engine as columns,
+    batch by batch) counts exactly what ``Engine.process`` counts over the same lines, also
+    when the attribute-set registry fills up and resets between batches, with rejected and
+    repeated lines among them."""
+    from functools import partial
 
-    lines = [
-        b'{"features": {"model": "nested"}, "model": "credit"}',
-        b"{not json",
-        b"[1, 2]",
-        b'{"model": 7}',
-        b'{"model": "a\\"b"}',
-        b'{"model": "credit"}',
-        b"",
-        b'{"decision_id": "x"}',
-        b'  {"model": "\\u00e9t\\u00e9"}  ',
-    ]
+    from fairwatch.monitor.engine import DECISIONS_TOPIC
+    from fairwatch.monitor.replay import EventFeed
+    from fairwatch.streaming.batch import decode_decision_batch
+
+    sim = LoanSimulator(seed=3, rate=20.0)
+    lines = []
+    for k in range(30):
+        for j, raw in enumerate(sim.advance_batch(10.0).topic_values(False)):
+            ev = orjson.loads(raw)
+            ev["attributes"]["region"] = f"r{(k * 7 + j) % 23}"  # many distinct attribute sets
+            lines.append(orjson.dumps(ev))
+        lines += [b'{"schema": "decision/v1", "ts": 1}', lines[-3]]  # rejected, and a repeat
     path = tmp_path / "d.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    assert _models(path) == ["credit", 'a"b', "été"]
-    clean = tmp_path / "clean.jsonl"
-    clean.write_bytes(b'{"model": "m2", "x": {"model": "no"}}\n{"model": "m1"}\n')
-    assert _models(clean) == ["m2", "m1"]
+    settings = Config.model_validate({**CONFIG, "attributes": ["race", "sex", "region"]}).engine_settings()
+    fed, raw = Engine(settings), Engine(settings)
+    for e in (fed, raw):
+        e.attribute_sets.limit = 5
+    feed = EventFeed(path, 97, partial(decode_decision_batch, registry=fed.attribute_sets), DECISIONS_TOPIC)
+    rejected = []
+    t = sim.start
+    while feed.next_time() is not None:
+        t += 20.0
+        for cols, rej in feed.parts(t):
+            fed.apply_decisions(cols, rejections=rej)
+            rejected += rej
+    want = []
+    for i in range(0, len(lines), 97):
+        want += raw.process(decisions=lines[i : i + 97])
+    assert fed.attribute_sets.generation > 3
+    assert [(r.reason, r.raw) for r in rejected] == [(r.reason, r.raw) for r in want]
+
+    def counters(e):
+        return sorted(
+            (x.name, tuple(sorted(x.labels.items())), x.value) for x in e.snapshot(now=0.0, counters_only=True).samples
+        )
+
+    assert counters(fed) == counters(raw)
+    assert any(x[0] == "fairness_decisions_total" and ("attribute", "region") in x[1] for x in counters(fed))

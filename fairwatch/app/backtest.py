@@ -23,12 +23,10 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import msgspec
-import numpy as np
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -38,11 +36,10 @@ from fairwatch.alerts.config import AlertsConfig, ModelFlag
 from fairwatch.alerts.loop import AlertLoop
 from fairwatch.alerts.notify import Notifier
 from fairwatch.app.config import Config
-from fairwatch.monitor.engine import Engine
-from fairwatch.monitor.replay import _outcome_time as _line_time
-from fairwatch.monitor.replay import _OutcomeFeed
-from fairwatch.streaming.batch import stamps_column
-from fairwatch.streaming.files import DeadLetterFile, LineMeta, read_jsonl_batches
+from fairwatch.monitor.engine import DECISIONS_TOPIC, Engine
+from fairwatch.monitor.replay import EventFeed
+from fairwatch.streaming.batch import decode_decision_batch
+from fairwatch.streaming.files import DeadLetterFile
 
 __all__ = ["BacktestResult", "backtest", "rfc3339"]
 
@@ -66,116 +63,30 @@ class BacktestResult:
     dead_letter: Path | None
 
 
-class _ModelName(msgspec.Struct):
-    """Only the ``model`` of an event (msgspec skips the other fields in C)."""
-
-    model: str | None = None
-
-
-_MODEL_NAME = msgspec.json.Decoder(_ModelName).decode
-
-
-def _model_of(line: bytes) -> str | None:
-    try:
-        return _MODEL_NAME(line).model
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+def _served_flag(model: str) -> dict[str, Any]:
+    """A model's simulated flag: the version it serves, or the approved baseline once rolled back."""
+    return {
+        "state": "ENABLED",
+        "variants": {"served": "served", _BASELINE_FLAG: _BASELINE_FLAG},
+        "defaultVariant": "served",
+    }
 
 
-def _models(path: Path) -> list[str]:
-    """Model names in a decisions file, in order of first appearance: each line's top-level
-    ``model`` read by msgspec (the rest of the line skipped in C); unreadable lines are skipped
-    (the engine rejects them with their reason when they are processed)."""
-    found: dict[str | None, None] = {}
-    for lines, _, _ in read_jsonl_batches(path, 100_000):
-        try:
-            names = map(attrgetter("model"), list(map(_MODEL_NAME, lines)))
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            names = map(_model_of, lines)
-        found.update(dict.fromkeys(names))
-    found.pop(None, None)
-    return list(found)
-
-
-class _Stamp(msgspec.Struct):
-    """Only the ``ts`` of an event (msgspec skips the other fields in C)."""
-
-    ts: str | float | None = None
-
-
-_STAMP = msgspec.json.Decoder(_Stamp).decode
-
-
-def _line_times(lines: list[bytes]) -> list[float] | np.ndarray:
-    """Event times of decision lines, vectorised for the usual case (every line an object
-    with an RFC 3339 or epoch ``ts`` in range); line by line otherwise, where an unreadable
-    line sorts first (the engine rejects it with its reason when it is processed)."""
-    try:
-        stamps = list(map(attrgetter("ts"), map(_STAMP, lines)))  # C loops, no bytecode per line
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return [_line_time(x) for x in lines]
-    ts = stamps_column(stamps) if stamps else None
-    return ts if ts is not None else [_line_time(x) for x in lines]
-
-
-class _DecisionFeed:
-    """Decision lines in file order with their event times, handed out up to a time.
-
-    The engine validates the lines (fast path) when they are processed; here only their
-    time is read, to cut the history at each evaluation."""
-
-    def __init__(self, path: Path, batch_size: int):
-        self.batches = read_jsonl_batches(path, batch_size)
-        self.lines: list[bytes] = []
-        self.meta = LineMeta(())
-        self.times = np.zeros(0)
-        self.pos = 0
-        self.done = 0
-
-    def _refill(self) -> bool:
-        nxt = next(self.batches, None)
-        if nxt is None:
-            return False
-        self.lines, self.meta, self.done = nxt
-        self.times = np.asarray(_line_times(self.lines), np.float64)
-        self.pos = 0
-        return True
-
-    def until(self, t: float) -> tuple[list[bytes], LineMeta]:
-        """Lines with time ≤ ``t`` (the file is expected in time order)."""
-        out: list[bytes] = []
-        meta: list[LineMeta] = []
-        while True:
-            if self.pos >= len(self.lines) and not self._refill():
-                break
-            later = np.flatnonzero(self.times[self.pos :] > t)  # the prefix up to the first later line
-            j = self.pos + int(later[0]) if len(later) else len(self.lines)
-            out.extend(self.lines[self.pos : j])
-            meta.append(self.meta[self.pos : j])
-            self.pos = j
-            if j < len(self.lines):
-                break
-        return out, LineMeta.concat(meta)
-
-
-def _next_time(feed: _DecisionFeed | _OutcomeFeed) -> float | None:
-    """Event time of the next unread line of a feed (``None`` when it is exhausted)."""
-    if feed.pos >= len(feed.times) and not feed._refill():
-        return None
-    return float(feed.times[feed.pos])
+def add_models(loop: AlertLoop, models: list[str], flags: Path) -> None:
+    """Simulate the rollback of models seen for the first time: a flag each in the flag file,
+    and in the rollback configuration the loop's rollback manager reads."""
+    doc = json.loads(flags.read_text())
+    for m in models:
+        doc["flags"][f"backtest-{m}"] = _served_flag(m)
+        loop.config.rollback.models[m] = ModelFlag(flag=f"backtest-{m}", rollback_to=_BASELINE_FLAG)
+    flags.write_text(json.dumps(doc))
 
 
 def _loop(config: Config, models: list[str], state: Path) -> AlertLoop:
-    """The daemon's alert loop with every model's rollback simulated and nothing external."""
+    """The daemon's alert loop with every model's rollback simulated and nothing external
+    (``models``: at least one; more join with :func:`add_models`)."""
     base = config.alerts
-    flags = {
-        f"backtest-{m}": {
-            "state": "ENABLED",
-            "variants": {"served": "served", _BASELINE_FLAG: _BASELINE_FLAG},
-            "defaultVariant": "served",
-        }
-        for m in models
-    }
+    flags = {f"backtest-{m}": _served_flag(m) for m in models}
     (state / "flags.json").write_text(json.dumps({"flags": flags}))
     rollback = base.rollback.model_copy(
         update={
@@ -211,6 +122,33 @@ def _loop(config: Config, models: list[str], state: Path) -> AlertLoop:
     )
 
 
+def _evaluate(
+    loop: AlertLoop, engine: Engine, t_eval: float, learn_baseline, seen: set[str], counters_only: bool, record
+) -> None:
+    """One evaluation at event time ``t_eval``: baselines to learn for new models, the
+    judgement, and ``record(change, actions)`` for each tier change."""
+    for m, st in engine.models.items():
+        if m not in seen and st.max_ts > -math.inf:
+            seen.add(m)
+            if learn_baseline is not None and not loop.baselines.values(m):
+                start = st.max_ts
+                loop.learners[m] = BaselineLearner(
+                    start=start, end=start + learn_baseline, window=loop._longest_window()
+                )
+    before = len(loop.changes)
+    acted = {i["id"]: len(i["actions"]) for i in loop.incidents()}
+    # The sequential policy reads only the counters; the window statistics are for
+    # exposition (nothing is exported here) and for a baseline being learned.
+    loop.judge(engine.snapshot(now=t_eval, counters_only=counters_only and not loop.learners), engine)
+    new_actions = {
+        (i["model"], i["metric"], i["attribute"]): [a["action"] for a in i["actions"][acted.get(i["id"], 0) :]]
+        for i in loop.incidents()
+    }
+    for c in loop.changes[before:]:
+        acts = new_actions.pop((c.model, c.metric, c.attribute), [])
+        record(c, [a for a in acts if a in ("notify", "page", "pipeline", "rollback", "escalate")])
+
+
 def backtest(
     decisions: str | Path,
     *,
@@ -237,10 +175,13 @@ def backtest(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     interval = float(config.alerts.evaluation_interval or config.evaluation_interval)
-    models = _models(dpath)
     engine = Engine(config.engine_settings())
     dl = DeadLetterFile(out_dir / "deadletter.jsonl", source=str(dpath))
-    dfeed, ofeed = _DecisionFeed(dpath, batch_size), _OutcomeFeed(opath, batch_size)
+    # each line decoded once, by the engine's fast path: its time cuts the history, its fields
+    # are counted as they are (with the engine's attribute-set registry)
+    decode = partial(decode_decision_batch, registry=engine.attribute_sets)
+    dfeed = EventFeed(dpath, batch_size, decode, DECISIONS_TOPIC)
+    ofeed = EventFeed(opath, batch_size)
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
     n_dec = n_out = rejected = evaluations = 0
     incidents_path = out_dir / "incidents.jsonl"
@@ -259,80 +200,82 @@ def backtest(
             transient=True,
         ) as bar,
     ):
-        loop = _loop(config, models, Path(state))
+        # the loop starts with the first model; models that appear later join it (add_models)
+        loop: AlertLoop | None = None
+        models: list[str] = []
         task = bar.add_task("backtest", total=total)
-        first = [t for t in (_next_time(dfeed), _next_time(ofeed)) if t is not None and math.isfinite(t)]
+        first = [t for t in (dfeed.next_time(), ofeed.next_time()) if t is not None and math.isfinite(t)]
         t_eval = math.ceil(min(first) / interval) * interval if first else None
         seen_models: set[str] = set()
         # without new lines the engine's windows stand still (they follow event time), so after
         # for + clear_for empty evaluations every state machine is stationary: a gap is skipped
         pol = config.alerts.policy
         settle, empty = pol.for_ + pol.clear_for + 1, 0
+        counters_only = pol.evidence == "sequential"
+
+        def record(c, acts: list[str]) -> None:
+            """One tier change: a line of incidents.jsonl, the raises and the simulated rollbacks."""
+            row = {
+                "at": rfc3339(c.at),
+                "model": c.model,
+                "metric": c.metric,
+                "attribute": c.attribute,
+                "group": c.group,
+                "window": c.window,
+                "previous": c.previous,
+                "tier": c.tier,
+                "actions": acts,
+                "evidence": {
+                    "statistic": c.evidence,
+                    "threshold": c.threshold,
+                    "value": c.value,
+                    "ci": list(c.ci) if c.ci else None,
+                    "reason": c.reason,
+                },
+            }
+            inc_fh.write(orjson.dumps(row) + b"\n")
+            if c.tier > max(c.previous, 0) and c.tier >= 1:
+                raises[str(c.tier)] += 1
+                first_raise[str(c.tier)] = first_raise[str(c.tier)] or row["at"]
+            if "rollback" in acts:
+                served = engine.models[c.model].versions.most_common(1) if c.model in engine.models else []
+                rollbacks.append({"at": row["at"], "model": c.model, "from_version": served[0][0] if served else None})
+
         while t_eval is not None:
-            dec, dmeta = dfeed.until(t_eval)
+            rej: list = []
+            found: dict[str, None] = {}
+            for cols, drej in dfeed.parts(t_eval):  # each part counted before the next batch is decoded
+                engine.apply_decisions(cols, rejections=drej)
+                n_dec += len(cols) + len(drej)
+                found.update(dict.fromkeys(cols.models))
+                rej += drej
             outs, orej = ofeed.until(t_eval)
-            n_dec += len(dec)
             n_out += len(outs) + len(orej)
-            rej = engine.process(decisions=dec, decision_meta=dmeta)
             engine.apply_outcomes(outs, rejections=orej)
+            arrived = bool(rej or found or len(outs) or orej)
             rej += orej
             rejected += len(rej)
             dl.write(rej)
-            for m, st in engine.models.items():
-                if m not in seen_models and st.max_ts > -math.inf:
-                    seen_models.add(m)
-                    if learn_baseline is not None and not loop.baselines.values(m):
-                        start = st.max_ts
-                        loop.learners[m] = BaselineLearner(
-                            start=start, end=start + learn_baseline, window=loop._longest_window()
-                        )
-            before = len(loop.changes)
-            acted = {i["id"]: len(i["actions"]) for i in loop.incidents()}
-            loop.evaluate(engine.snapshot(now=t_eval), engine)
+            new = [m for m in found if m not in models]
+            if new:  # a model's first decisions: its rollback is simulated from now on
+                if loop is None:
+                    loop = _loop(config, new, Path(state))
+                else:
+                    add_models(loop, new, Path(state) / "flags.json")
+                models += new
+            if loop is not None:  # before the first decision there is nothing to judge
+                _evaluate(loop, engine, t_eval, learn_baseline, seen_models, counters_only, record)
             evaluations += 1
-            new_actions = {
-                (i["model"], i["metric"], i["attribute"]): [a["action"] for a in i["actions"][acted.get(i["id"], 0) :]]
-                for i in loop.incidents()
-            }
-            for c in loop.changes[before:]:
-                acts = new_actions.pop((c.model, c.metric, c.attribute), [])
-                acts = [a for a in acts if a in ("notify", "page", "pipeline", "rollback", "escalate")]
-                row = {
-                    "at": rfc3339(c.at),
-                    "model": c.model,
-                    "metric": c.metric,
-                    "attribute": c.attribute,
-                    "group": c.group,
-                    "window": c.window,
-                    "previous": c.previous,
-                    "tier": c.tier,
-                    "actions": acts,
-                    "evidence": {
-                        "statistic": c.evidence,
-                        "threshold": c.threshold,
-                        "value": c.value,
-                        "ci": list(c.ci) if c.ci else None,
-                        "reason": c.reason,
-                    },
-                }
-                inc_fh.write(orjson.dumps(row) + b"\n")
-                if c.tier > max(c.previous, 0) and c.tier >= 1:
-                    raises[str(c.tier)] += 1
-                    first_raise[str(c.tier)] = first_raise[str(c.tier)] or row["at"]
-                if "rollback" in acts:
-                    served = engine.models[c.model].versions.most_common(1) if c.model in engine.models else []
-                    rollbacks.append(
-                        {"at": row["at"], "model": c.model, "from_version": served[0][0] if served else None}
-                    )
             bar.update(task, completed=min(total, dfeed.done + ofeed.done))
-            empty = 0 if (dec or len(outs) or orej) else empty + 1
-            nxt = [t for t in (_next_time(dfeed), _next_time(ofeed)) if t is not None]
+            empty = 0 if arrived else empty + 1
+            nxt = [t for t in (dfeed.next_time(), ofeed.next_time()) if t is not None]
             if not nxt:
                 break
             t_eval += interval
             if empty > settle:  # nothing can change until the next line: skip the gap
                 t_eval = max(t_eval, math.ceil(min(nxt) / interval) * interval)
-        loop.close()
+        if loop is not None:
+            loop.close()
     dl.close()
     summary = {
         "decisions": n_dec,
