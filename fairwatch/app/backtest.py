@@ -8,8 +8,10 @@ later line in its file — a line that arrives late in the file counts when it a
 as it would live. Gaps in the history are skipped once nothing can change any more
 (``for + clear_for`` evaluations without new lines: the windows follow event time).
 
-Actions are dry-run: notifications go nowhere, the pipeline is only recorded, and every
-model's rollback is simulated (a flag file in a temporary directory, ``dry_run``);
+Each decision line is decoded once, by the engine's fast path: its time cuts the history,
+its fields are counted as they are. Actions are dry-run: notifications go nowhere, the
+pipeline is only recorded, and every model's rollback is simulated from its first valid
+decision on (a flag file in a temporary directory, ``dry_run``);
 nothing external is called. Outputs in ``DIR``: ``incidents.jsonl`` (one object per tier
 change), ``summary.json``, and ``deadletter.jsonl`` for rejected lines (counted, never
 stopping the run, as in replay).
