@@ -48,7 +48,7 @@ log = logging.getLogger("fairwatch.alerts")
 FORMAT = 1
 
 #: the mutable arrays of an evidence bank and of the vector state machines (the rest is layout)
-BANK_STATE = ("S", "seen", "cum_n", "cum_k", "_choice", "cal_n", "cal_s", "cal_l")
+BANK_STATE = ("S", "seen", "cum_n", "cum_k", "_choice")
 TIERS_STATE = ("state", "down_len", "down_max", "missing")
 
 _INCIDENT_FIELDS = (

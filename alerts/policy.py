@@ -367,7 +367,7 @@ class Policy:
     def _evaluate_sequential(self, snap: Snapshot) -> list[TierChange]:
         """The e-detectors of every model on the counts since the last evaluation."""
         changes: list[TierChange] = []
-        for model, (names, (dec, lab, cal_s, cal_l)) in sorted(counts_from_snapshot(snap).items()):
+        for model, (names, (dec, lab, cal_n, cal_s, cal_l)) in sorted(counts_from_snapshot(snap).items()):
             ev = self.evidence.get(model)
             if ev is None:
                 ev = self.evidence[model] = ModelEvidence(
@@ -376,7 +376,7 @@ class Policy:
             before = None if ev.tiers is None else ev.tiers.state[0].copy()
             prev_machines = [] if ev.layout is None else list(ev.layout.machines)
             states = ev.step(
-                names, dec, lab, cal_s, cal_l, lambda metric, attr, m=model: self.baselines.get(m, metric, attr)
+                names, dec, lab, cal_n, cal_s, cal_l, lambda metric, attr, m=model: self.baselines.get(m, metric, attr)
             )
             if states is None:
                 continue

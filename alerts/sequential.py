@@ -245,14 +245,17 @@ class ModelEvidence:
         names: list[tuple[str, str]],
         dec: np.ndarray,
         lab: np.ndarray,
+        cal_n: np.ndarray,
         cal_s: np.ndarray,
         cal_l: np.ndarray,
         baseline: Baseline,
     ) -> np.ndarray | None:
         """Feed the *cumulative* counts ``(batch, G, …)``; returns the machine states ``(batch, M)``.
 
-        The first call (and a call after the counts went down: a restart) only records the counts.
-        Groups are matched by name, so ``names`` may grow between calls.
+        ``dec (batch, G, 2)``, ``lab (batch, G, 2, 2)``; ``cal_n``/``cal_s``/``cal_l (batch, G, bins)``:
+        labeled decisions, score and label sums per score bin. The first call (and a call after
+        the counts went down: a restart, or after the number of bins changed) only records the
+        counts. Groups are matched by name, so ``names`` may grow between calls.
         """
         if self.layout is not None and list(names[: len(self.layout.names)]) != self.layout.names:
             order = {n: i for i, n in enumerate(names)}
@@ -260,21 +263,30 @@ class ModelEvidence:
             rest = [i for i, n in enumerate(names) if n not in set(self.layout.names)]
             perm = keep + rest
             names = [names[i] for i in perm]
-            dec, lab, cal_s, cal_l = (x[:, perm] for x in (dec, lab, cal_s, cal_l))
+            dec, lab, cal_n, cal_s, cal_l = (x[:, perm] for x in (dec, lab, cal_n, cal_s, cal_l))
         self._relayout(list(names), baseline)
         g = len(names)
+        bins = cal_n.shape[2]
         cum = np.concatenate(
-            [dec.reshape(self.batch, g, -1), lab.reshape(self.batch, g, -1), cal_s[..., None], cal_l[..., None]],
-            axis=2,
+            [dec.reshape(self.batch, g, -1), lab.reshape(self.batch, g, -1), cal_n, cal_s, cal_l], axis=2
         ).astype(float)
         last = self.last
+        if last is not None and last.shape[2] != cum.shape[2]:
+            last = None  # other bins (or memory saved before bins were read): start from these counts
         if last is not None and last.shape[1] < g:
             last = np.concatenate([last, np.zeros((self.batch, g - last.shape[1], last.shape[2]))], axis=1)
         self.last = cum
         if last is None or (cum < last - 1e-6).any():
             return None
         d = cum - last
-        inc = Increment.from_tables(d[..., 0:2], d[..., 2:6].reshape(self.batch, g, 2, 2), d[..., 6], d[..., 7])
+        c = d[..., 6:]
+        inc = Increment.from_tables(
+            d[..., 0:2],
+            d[..., 2:6].reshape(self.batch, g, 2, 2),
+            c[..., :bins],
+            c[..., bins : 2 * bins],
+            c[..., 2 * bins :],
+        )
         return self.judge(inc)
 
     def judge(self, inc: Increment) -> np.ndarray:
@@ -323,43 +335,46 @@ class ModelEvidence:
 def counts_from_snapshot(snap: Snapshot) -> dict[str, tuple[list[tuple[str, str]], tuple[np.ndarray, ...]]]:
     """Each model's cumulative counts from the snapshot's counter families.
 
-    Returns ``{model: (names, (dec (1,G,2), lab (1,G,2,2), cal_s (1,G), cal_l (1,G)))}`` with
+    Returns ``{model: (names, (dec (1,G,2), lab (1,G,2,2), cal_n, cal_s, cal_l (1,G,bins)))}`` with
     groups in first-seen order of ``fairness_decisions_total`` / ``fairness_outcomes_total``.
     """
     acc: dict[str, dict[tuple[str, str], list]] = {}
+    cal = (
+        "fairness_calibration_count_total",
+        "fairness_calibration_score_sum_total",
+        "fairness_calibration_label_sum_total",
+    )
+    bins = 1
     for s in snap.samples:
         name = s.name
-        if name not in (
-            "fairness_decisions_total",
-            "fairness_outcomes_total",
-            "fairness_calibration_score_sum_total",
-            "fairness_calibration_label_sum_total",
-        ):
+        if name not in ("fairness_decisions_total", "fairness_outcomes_total") and name not in cal:
             continue
         lab = s.labels
         per = acc.setdefault(lab["model"], {})
         row = per.get((lab["attribute"], lab["group"]))
         if row is None:
-            row = per[(lab["attribute"], lab["group"])] = [np.zeros(2), np.zeros((2, 2)), 0.0, 0.0]
+            row = per[(lab["attribute"], lab["group"])] = [np.zeros(2), np.zeros((2, 2)), {}, {}, {}]
         if name == "fairness_decisions_total":
             row[0][int(lab["decision"])] = s.value
         elif name == "fairness_outcomes_total":
             row[1][int(lab["decision"]), int(lab["label"])] = s.value
-        elif name == "fairness_calibration_score_sum_total":
-            row[2] += s.value
         else:
-            row[3] += s.value
+            b = int(lab["bin"])
+            bins = max(bins, b + 1)
+            row[2 + cal.index(name)][b] = s.value
     out = {}
     for model, per in acc.items():
         names = list(per)
         rows = list(per.values())
+        tables = []
+        for k in (2, 3, 4):
+            t = np.zeros((1, len(rows), bins))
+            for j, r in enumerate(rows):
+                for b, v in r[k].items():
+                    t[0, j, b] = v
+            tables.append(t)
         out[model] = (
             names,
-            (
-                np.array([r[0] for r in rows])[None],
-                np.array([r[1] for r in rows])[None],
-                np.array([r[2] for r in rows])[None],
-                np.array([r[3] for r in rows])[None],
-            ),
+            (np.array([r[0] for r in rows])[None], np.array([r[1] for r in rows])[None], *tables),
         )
     return out

@@ -691,8 +691,9 @@ def part_check(eval_s: float = 30.0, hours: float = 3.0) -> dict:
                     list(st.groups.names),
                     t.dec[None],
                     t.lab[None],
-                    t.cal_s.sum(-1)[None],
-                    t.cal_l.sum(-1)[None],
+                    t.cal_n[None],
+                    t.cal_s[None],
+                    t.cal_l[None],
                     lambda m, a, lp=loop: lp.baselines.get("loan-approval", m, a),
                 )
                 if st_ is None:

@@ -125,11 +125,14 @@ class CountStream:
         self.cal_s += (arrived.sum(-1) * self.label_rate).sum(-1)
         self.cal_l += arrived[..., 1].sum(-1)
         m = self.member
+        lab = np.einsum("gc,bcdl->bgdl", m, self.lab)
+        # one score bin: scores are calibrated in the mean, the bins' spread is not modelled
         return (
             np.einsum("gc,bcd->bgd", m, self.dec),
-            np.einsum("gc,bcdl->bgdl", m, self.lab),
-            self.cal_s @ m.T,
-            self.cal_l @ m.T,
+            lab,
+            lab.sum((-1, -2))[..., None],
+            (self.cal_s @ m.T)[..., None],
+            (self.cal_l @ m.T)[..., None],
         )
 
 

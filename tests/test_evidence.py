@@ -54,8 +54,8 @@ def test_outcome_e_values_have_mean_at_most_one_on_their_boundaries():
     assert _mean_e(bank, inc) <= 1.01
     # calibration: outcomes 0.08 below the scores (score 0.9, outcome rate 0.82)
     bank = EvidenceBank([DetectorSpec("bias", 0, -1, 0.08, 0.13, 2, 0, 0, sub=-1)], groups=2, batch=b)
-    lab = rng.binomial(60, 0.82, (b, 2)).astype(float)
-    inc = Increment(n=n, k=n, labeled=n, score_sum=np.full((b, 2), 60 * 0.9), label_sum=lab)
+    lab = rng.binomial(60, 0.82, (b, 2, 1)).astype(float)
+    inc = Increment(n=n, k=n, labeled=n, cal_n=n[..., None], cal_s=np.full((b, 2, 1), 60 * 0.9), cal_l=lab)
     assert _mean_e(bank, inc) <= 1.01
 
 
@@ -63,57 +63,78 @@ SCORES = np.array([0.03, 0.15, 0.35, 0.55, 0.75, 0.88, 0.97])  # mean score of e
 
 
 def _bins(rng, b, n, truth, scores=SCORES):
-    """Labeled counts, score and label sums of labels drawn in bins of mean score ``scores``,
-    summed per group ``(b, 2)`` (group 1 is a bystander)."""
+    """Labels drawn in bins of mean score ``scores`` with outcome rates ``truth`` per bin, as
+    the engine's per-bin tables ``(b, 2, bins)`` (group 1 is a bystander)."""
     nb = np.broadcast_to(n, (b, 2, len(scores))).astype(float)
-    s = nb * scores
     lab = rng.binomial(nb.astype(int), np.clip(truth, 0, 1)).astype(float)
-    return Increment(
-        n=nb.sum(-1),
-        k=nb.sum(-1),
-        labeled=nb.sum(-1),
-        score_sum=s.sum(-1),
-        label_sum=lab.sum(-1),
-    )
+    return Increment(n=nb.sum(-1), k=nb.sum(-1), labeled=nb.sum(-1), cal_n=nb, cal_s=nb * scores, cal_l=lab)
+
+
+def _null_points(scores, n, sub, delta):
+    """Outcome rates per bin (``n`` labels each) whose mean is the boundary (mean score ∓ δ):
+    every bin at its boundary, and two uneven ones: two bins 0.05 past it where a label is
+    informative (boundary rate near 0 or 1) and two 0.05 inside where it is not (near 1/2),
+    and the reverse. A rate clipped to [0, 1] moves into the null."""
+    at = scores + sub * delta
+    if len(scores) == 1:
+        return {"each bin at the boundary": at}
+    tilt = np.zeros(len(scores))
+    tilt[[1, 6] if sub < 0 else [0, 5]] = 0.05  # equal labels per bin: the tilts cancel
+    tilt[[2, 3]] = -0.05
+    return {"each bin at the boundary": at, "uneven": at + sub * tilt, "uneven, reversed": at - sub * tilt}
 
 
 @pytest.mark.parametrize("scores", [SCORES, np.array([0.85])], ids=["spread", "one-score"])
 @pytest.mark.parametrize("sub", [-1, 1])
-def test_calibration_e_value_has_mean_at_most_one_once_it_has_learned(sub, scores):
-    """Outcomes exactly δ off the scores (the worst null point), after the bank has learned its
-    λ from earlier, miscalibrated-looking data: E[e] <= 1 still. With one score the bound is
-    tight (E[e] = 1 up to sampling), so a boundary off by 0.01 would fail here."""
+def test_calibration_e_value_has_mean_at_most_one_on_every_null_point(sub, scores):
+    """The null is the *mean* miss ≤ δ: bins may miss by different amounts. On points of the
+    boundary (every bin at it, or uneven bins whose mean is at it), E[e] ≤ 1. With one score
+    the bound is tight, so a boundary off by 0.01 would fail here; per-bin boundaries (the
+    sharper e-value that tests "no bin misses by more than δ") exceed 1 on an uneven point."""
     rng = np.random.default_rng(4)
-    b, delta = 200_000, 0.08
+    b, delta, n = 200_000, 0.08, 30
     bank = EvidenceBank([DetectorSpec("bias", 0, -1, delta, delta + 0.05, 2, 0, 0, sub=sub)], groups=2, batch=b)
-    bank.update(_bins(rng, b, 40, scores + sub * 0.13, scores))
-    assert (bank.cal_n > 0).all()
-    boundary = scores + sub * delta  # E[Y] = score − δ (sub −1) or score + δ (sub +1)
-    mean = _mean_e(bank, _bins(rng, b, 30, boundary, scores))
-    assert mean <= 1.01
-    if len(scores) == 1:
-        assert mean > 0.97  # tight: the e-value is not trivially small
-    assert bank.log_e(_bins(rng, 1, 30, boundary, scores))[1].all()  # it did look
+    for name, truth in _null_points(scores, n, sub, delta).items():
+        inc = _bins(rng, b, n, truth, scores)
+        mean = _mean_e(bank, inc)
+        assert mean <= 1.01, name
+        if len(scores) == 1:
+            assert mean > 0.97  # tight: the e-value is not trivially small
+        assert bank.log_e(_bins(rng, 1, n, truth, scores))[1].all()  # it did look
+        if name == "uneven":  # the per-bin test, q_b = s_b ∓ δ in every bin: not valid here
+            p, q = scores + sub * (delta + 0.05), scores + sub * delta
+            y = inc.cal_l[:, 0] if sub < 0 else n - inc.cal_l[:, 0]
+            p, q = (p, q) if sub < 0 else (1 - p, 1 - q)
+            ok = (p > 0) & (q < 1)  # elsewhere a bin's boundary is vacuous: e = 1 there
+            p, q, y = p[ok], q[ok], y[:, ok]
+            per_bin = (y * np.log(p / q) + (n - y) * np.log((1 - p) / (1 - q))).sum(-1)
+            assert np.exp(per_bin).mean() > 1.05
 
 
-def test_calibration_e_value_gathers_more_than_hoeffding_on_the_group_sums():
+def test_calibration_e_value_gathers_more_than_the_pooled_one_and_hoeffding():
     """The calibration-drift shape: most labels in the top bin (scores near 1, nearly calibrated
-    there after the clip at 1), the rest far off. The exact Bernoulli e-value grows much faster
-    than Hoeffding's bound on the same sums with λ = 4Δ (the e-value it replaced): near 1 a
-    label's variance is far below Hoeffding's 1/4."""
+    there after the clip at 1), the rest far off. The per-bin e-value grows faster than the
+    likelihood ratio on the group's pooled sums (the same alternative, q = mean score − δ),
+    which grows much faster than Hoeffding's bound with λ = 4Δ: near 1 a label's variance is
+    far below Hoeffding's 1/4."""
     rng = np.random.default_rng(5)
     b, delta, alt = 2_000, 0.08, 0.13
     truth = np.where(SCORES < 0.9, SCORES - 0.15, SCORES - 0.09)
     bank = EvidenceBank([DetectorSpec("bias", 0, -1, delta, alt, 2, 0, 0, sub=-1)], groups=2, batch=b)
+    pooled = np.zeros(b)
     hoeffding = np.zeros(b)
     lam = 4 * (alt - delta)
     n = np.array([0, 0, 2, 4, 6, 8, 60])
     for _ in range(30):
         inc = _bins(rng, b, n, truth)
         bank.update(inc)
-        step = -lam * (inc.label_sum[:, 0] - inc.score_sum[:, 0]) - (lam * delta + lam * lam / 8) * inc.labeled[:, 0]
+        labeled, ssum, lsum = inc.labeled[:, 0], inc.cal_s[:, 0].sum(-1), inc.cal_l[:, 0].sum(-1)
+        p, q = ssum / labeled - alt, ssum / labeled - delta
+        pooled = np.maximum(pooled + lsum * np.log(p / q) + (labeled - lsum) * np.log((1 - p) / (1 - q)), 0.0)
+        step = -lam * (lsum - ssum) - (lam * delta + lam * lam / 8) * labeled
         hoeffding = np.maximum(hoeffding + step, 0.0)
-    assert np.median(bank.S[:, 0]) > 1.4 * np.median(hoeffding) > 0  # measured 1.7×
+    assert np.median(bank.S[:, 0]) > 1.2 * np.median(pooled) > 0
+    assert np.median(pooled) > 1.4 * np.median(hoeffding) > 0
 
 
 def test_vector_tiers_equal_the_tier_machine():
@@ -148,7 +169,7 @@ def _run(ev: ModelEvidence, rates, steps: int, rng, n=(186, 39)) -> np.ndarray:
     names = [("race", "White"), ("race", "Black")]
     dec = np.zeros((b, 2, 2))
     zeros2 = np.zeros((b, 2, 2, 2))
-    zeros1 = np.zeros((b, 2))
+    zeros1 = np.zeros((b, 2, 1))
     first = np.full(b, -1)
     for t in range(steps):
         p = rates(t)
@@ -157,7 +178,7 @@ def _run(ev: ModelEvidence, rates, steps: int, rng, n=(186, 39)) -> np.ndarray:
             kj = rng.binomial(nj, p[j])
             dec[:, j, 1] += kj
             dec[:, j, 0] += nj - kj
-        st = ev.step(names, dec, zeros2, zeros1, zeros1, lambda m, a: None)
+        st = ev.step(names, dec, zeros2, zeros1, zeros1, zeros1, lambda m, a: None)
         if st is not None:
             hit = (st.max(1) >= 3) & (first < 0)
             first[hit] = t
