@@ -74,7 +74,7 @@ def _served_flag(model: str) -> dict[str, Any]:
     }
 
 
-def add_models(loop: AlertLoop, models: list[str], flags: Path) -> None:
+def _add_models(loop: AlertLoop, models: list[str], flags: Path) -> None:
     """Simulate the rollback of models seen for the first time: a flag each in the flag file,
     and in the rollback configuration the loop's rollback manager reads."""
     doc = json.loads(flags.read_text())
@@ -86,7 +86,7 @@ def add_models(loop: AlertLoop, models: list[str], flags: Path) -> None:
 
 def _loop(config: Config, models: list[str], state: Path) -> AlertLoop:
     """The daemon's alert loop with every model's rollback simulated and nothing external
-    (``models``: at least one; more join with :func:`add_models`)."""
+    (``models``: at least one; more join with :func:`_add_models`)."""
     base = config.alerts
     flags = {f"backtest-{m}": _served_flag(m) for m in models}
     (state / "flags.json").write_text(json.dumps({"flags": flags}))
@@ -202,7 +202,7 @@ def backtest(
             transient=True,
         ) as bar,
     ):
-        # the loop starts with the first model; models that appear later join it (add_models)
+        # the loop starts with the first model; models that appear later join it (_add_models)
         loop: AlertLoop | None = None
         models: list[str] = []
         task = bar.add_task("backtest", total=total)
@@ -263,7 +263,7 @@ def backtest(
                 if loop is None:
                     loop = _loop(config, new, Path(state))
                 else:
-                    add_models(loop, new, Path(state) / "flags.json")
+                    _add_models(loop, new, Path(state) / "flags.json")
                 models += new
             if loop is not None:  # before the first decision there is nothing to judge
                 _evaluate(loop, engine, t_eval, learn_baseline, seen_models, counters_only, record)
