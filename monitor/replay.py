@@ -8,6 +8,7 @@ expiring their decisions first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -18,7 +19,9 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fairwatch.monitor.engine import OUTCOMES_TOPIC, Engine, EngineSettings
+from fairwatch.monitor.decoder import DecoderProcess
+from fairwatch.monitor.decoder import available as decoder_available
+from fairwatch.monitor.engine import DECISIONS_TOPIC, OUTCOMES_TOPIC, Engine, EngineSettings
 from fairwatch.monitor.snapshot import Snapshot
 from fairwatch.streaming.batch import OutcomeColumns, decode_outcome_batch
 from fairwatch.streaming.files import DeadLetterFile, read_jsonl_batches
@@ -124,6 +127,19 @@ class EventFeed:
         return OutcomeColumns.concat(parts), rejected
 
 
+def _decisions(
+    engine: Engine, path: Path, batch_size: int, decoder: DecoderProcess | None
+) -> Iterator[tuple[list[Rejection], int, int]]:
+    """Each batch of decision lines applied to ``engine``: ``(rejections, lines, bytes_read)``."""
+    if decoder is None:
+        for lines, meta, done in read_jsonl_batches(path, batch_size):
+            yield engine.process(decisions=lines, decision_meta=meta), len(lines), done
+        return
+    for cols, rejected, n_lines, done in decoder:
+        engine.apply_decisions(cols, rejections=rejected)
+        yield list(rejected), n_lines, done
+
+
 def replay(
     decisions: str | Path,
     *,
@@ -132,8 +148,13 @@ def replay(
     dead_letter: str | Path | None = None,
     batch_size: int = 10_000,
     progress: bool = True,
+    parallel: bool | None = None,
 ) -> ReplayResult:
-    """Replay JSONL files through a fresh engine and return its final snapshot."""
+    """Replay JSONL files through a fresh engine and return its final snapshot.
+
+    ``parallel``: read and decode the decisions in a child process while this one counts
+    (:mod:`fairwatch.monitor.decoder`; the same result); default: where two cores are usable.
+    """
     engine = Engine(settings)
     dpath = Path(decisions)
     opath = Path(outcomes) if outcomes else None
@@ -144,18 +165,23 @@ def replay(
     feed = EventFeed(opath, batch_size)
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
     n_dec = rejected = 0
-    with Progress(
-        TextColumn("[bold]replay[/]"),
-        BarColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=True,
-    ) as bar:
+    # started before the progress bar's thread: a fork copies only the thread that forks
+    use = decoder_available() if parallel is None else parallel
+    decoder = DecoderProcess(dpath, batch_size, engine.attribute_sets, DECISIONS_TOPIC) if use else None
+    with (
+        contextlib.closing(decoder) if decoder else contextlib.nullcontext(),
+        Progress(
+            TextColumn("[bold]replay[/]"),
+            BarColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            disable=not progress,
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task("replay", total=total)
-        for lines, meta, done in read_jsonl_batches(dpath, batch_size):
-            n_dec += len(lines)
-            rej = engine.process(decisions=lines, decision_meta=meta)
+        for rej, n_lines, done in _decisions(engine, dpath, batch_size, decoder):
+            n_dec += n_lines
             newest = max((st.max_ts for st in engine.models.values()), default=-math.inf)
             outs, orej = feed.until(newest)
             engine.apply_outcomes(outs, rejections=orej)

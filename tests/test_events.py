@@ -613,3 +613,72 @@ def test_stamps_of_every_form_over_many_runs_equal_per_event(special, seed):
         stamps[j] = s
     raws = [mutate(decision_id=f"d{j}", ts=s) for j, s in enumerate(stamps)]
     _assert_batch_equals_per_event(raws)
+
+
+def _replay_file(tmp_path):
+    """Decisions of two models with many attribute sets, rejected and repeated lines, and outcomes."""
+    from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
+
+    lines, outs = [], []
+    delay = OutcomeDelay(kind="fixed", median_s=5.0)
+    sims = [LoanSimulator(seed=s, rate=30, model=m, delay=delay) for s, m in ((3, "loan-approval"), (4, "card-limit"))]
+    for k in range(20):  # both models, 10 s at a time: the files stay in time order within 10 s
+        for sim in sims:
+            b = sim.advance_batch(10.0)
+            for j, raw in enumerate(b.topic_values(False)):
+                ev = orjson.loads(raw)
+                ev["attributes"]["region"] = f"r{(k * 5 + j) % 17}"
+                lines.append(orjson.dumps(ev))
+            lines += [b'{"schema": "decision/v1", "ts": 1}', lines[-2], b"{not json"]
+            outs += b.topic_values(True)
+    dec, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
+    dec.write_bytes(b"\n".join(lines) + b"\n")
+    out.write_bytes(b"\n".join(outs) + b"\n")
+    return dec, out
+
+
+def test_replay_with_a_decoder_process_equals_replay_in_one_process(tmp_path, monkeypatch):
+    """Decisions read and decoded by a child process give the same snapshot, counts and dead
+    letters as decoding them in the replay's own process, also when the attribute-set
+    registries (the child's and the engine's) fill up and reset between batches."""
+    import fairwatch.monitor.engine as engine_mod
+    from fairwatch.monitor.replay import replay
+    from fairwatch.streaming.batch import AttributeRegistry
+
+    dec, out = _replay_file(tmp_path)
+    monkeypatch.setattr(engine_mod, "AttributeRegistry", lambda: AttributeRegistry(limit=6))
+    settings = EngineSettings(windows=("1h", "24h"), attributes=("race", "sex", "region"))
+    results = {}
+    for parallel in (False, True):
+        r = replay(
+            dec,
+            outcomes=out,
+            settings=settings,
+            dead_letter=tmp_path / f"dl{parallel}.jsonl",
+            batch_size=97,
+            progress=False,
+            parallel=parallel,
+        )
+        samples = sorted((s.name, tuple(sorted(s.labels.items())), s.value) for s in r.snapshot.samples)
+        dead = [orjson.loads(x)["reason"] for x in (tmp_path / f"dl{parallel}.jsonl").read_bytes().splitlines()]
+        results[parallel] = (samples, r.decisions_read, r.outcomes_read, r.rejected, dead)
+    assert results[True] == results[False]
+    samples, n_dec, _, rejected, dead = results[True]
+    assert rejected == 80 and len(dead) == 80 and n_dec > 12_000
+    assert any(name == "fairness_decisions_total" and ("attribute", "region") in lab for name, lab, _ in samples)
+
+
+def test_a_decoder_process_error_reaches_the_replay(tmp_path, monkeypatch):
+    """An error in the decoder process is raised by the replay (not a hang, not a silent stop)."""
+    import fairwatch.monitor.decoder as decoder_mod
+    from fairwatch.monitor.replay import replay
+
+    dec, out = _replay_file(tmp_path)
+
+    def broken(path, batch_size):
+        yield from ()
+        raise PermissionError(f"{path}: permission denied")
+
+    monkeypatch.setattr(decoder_mod, "read_jsonl_batches", broken)
+    with pytest.raises(PermissionError, match="permission denied"):
+        replay(dec, outcomes=out, progress=False, parallel=True)
