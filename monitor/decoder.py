@@ -54,7 +54,7 @@ def _work(path: str, batch_size: int, topic: str, limit: int, conn) -> None:
                 generation, sent = reg.generation, 0
             keys = [reg.key(i) for i in range(sent, len(reg))]
             sent = len(reg)
-            rejected = [Rejection(exc.reason, str(exc), lines[j], topic, *meta[j]) for j, exc in bad]
+            rejected = [(j, Rejection(exc.reason, str(exc), lines[j], topic, *meta[j])) for j, exc in bad]
             cols = tuple(getattr(good, f) for f in _FIELDS)
             conn.send_bytes(pickle.dumps(("batch", generation, keys, len(lines), done, cols, rejected), protocol=5))
         conn.send_bytes(pickle.dumps(("end",)))
@@ -68,8 +68,10 @@ def _work(path: str, batch_size: int, topic: str, limit: int, conn) -> None:
 
 
 class DecoderProcess:
-    """Iterate ``(columns, rejections, lines, bytes_read)`` per batch of ``path``, decoded by a
-    child process; ``columns`` use ``registry`` (the engine's own)."""
+    """Iterate ``(columns, [(position, rejection)], lines, bytes_read)`` per batch of ``path``,
+    decoded by a child process; ``columns`` use ``registry`` (the engine's own). A batch is
+    received (and the registry possibly reset, as between two decodes) only when the next one
+    is asked for: apply each batch's columns before asking."""
 
     def __init__(self, path: str | Path, batch_size: int, registry: AttributeRegistry, topic: str):
         self.registry = registry
@@ -91,7 +93,7 @@ class DecoderProcess:
         self._remap = np.zeros(0, np.int64)  # the child's set id → the registry's, -1 unknown
         self._ours = registry.generation
 
-    def __iter__(self) -> Iterator[tuple[DecisionColumns, list[Rejection], int, int]]:
+    def __iter__(self) -> Iterator[tuple[DecisionColumns, list[tuple[int, Rejection]], int, int]]:
         while True:
             try:
                 msg = pickle.loads(self._conn.recv_bytes())

@@ -61,8 +61,11 @@ class EventFeed:
     engine's registry are applied before the next decode may reset that registry.
     """
 
-    def __init__(self, path: Path | None, batch_size: int, decode=None, topic: str = OUTCOMES_TOPIC):
-        self.batches = read_jsonl_batches(path, batch_size) if path else iter(())
+    def __init__(self, path: Path | None, batch_size: int, decode=None, topic: str = OUTCOMES_TOPIC, decoded=None):
+        # ``decoded``: batches decoded elsewhere, ``(columns, [(position, rejection)], lines,
+        # bytes_read)`` (a :class:`~fairwatch.monitor.decoder.DecoderProcess`), in place of the file
+        self.decoded = iter(decoded) if decoded is not None else None
+        self.batches = read_jsonl_batches(path, batch_size) if path and decoded is None else iter(())
         self.decode = decode or decode_outcome_batch  # default: outcomes
         self.topic = topic
         self.good = None
@@ -74,20 +77,28 @@ class EventFeed:
         self.read = 0
 
     def _refill(self) -> bool:
-        nxt = next(self.batches, None)
-        if nxt is None:
-            return False
-        lines, meta, self.done = nxt
-        self.good, bad = self.decode(lines)
-        self.rejections = {j: Rejection(exc.reason, str(exc), lines[j], self.topic, *meta[j]) for j, exc in bad}
-        self.slot = np.full(len(lines), -1, np.int64)
-        ok = np.ones(len(lines), bool)
+        if self.decoded is not None:
+            nxt = next(self.decoded, None)
+            if nxt is None:
+                return False
+            self.good, rejected, n, self.done = nxt
+            self.rejections = dict(rejected)
+        else:
+            nxt = next(self.batches, None)
+            if nxt is None:
+                return False
+            lines, meta, self.done = nxt
+            self.good, bad = self.decode(lines)
+            self.rejections = {j: Rejection(exc.reason, str(exc), lines[j], self.topic, *meta[j]) for j, exc in bad}
+            n = len(lines)
+        self.slot = np.full(n, -1, np.int64)
+        ok = np.ones(n, bool)
         ok[list(self.rejections)] = False
         self.slot[ok] = np.arange(len(self.good))
-        self.times = np.empty(len(lines))
+        self.times = np.empty(n)
         self.times[ok] = self.good.ts
-        for j in self.rejections:  # where a rejected line's time reads, it still orders the feed
-            self.times[j] = line_time(lines[j])
+        for j, r in self.rejections.items():  # where a rejected line's time reads, it still orders the feed
+            self.times[j] = line_time(r.raw)
         self.pos = 0
         return True
 
@@ -136,8 +147,9 @@ def _decisions(
             yield engine.process(decisions=lines, decision_meta=meta), len(lines), done
         return
     for cols, rejected, n_lines, done in decoder:
-        engine.apply_decisions(cols, rejections=rejected)
-        yield list(rejected), n_lines, done
+        rejections = [r for _, r in rejected]
+        engine.apply_decisions(cols, rejections=rejections)
+        yield rejections, n_lines, done
 
 
 def replay(

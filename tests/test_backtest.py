@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import orjson
+import pytest
 import yaml
 from fairwatch.monitor.engine import Engine
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
@@ -136,13 +137,15 @@ def test_a_model_that_appears_later_is_judged_and_rolled_back_as_if_alone(tmp_pa
     assert s["rejected"] == 2 and s["decisions"] == len(merged)
 
 
-def test_decisions_decoded_once_count_as_the_raw_lines_do(tmp_path):
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "decoder-process"])
+def test_decisions_decoded_once_count_as_the_raw_lines_do(tmp_path, parallel):
     """The backtest's decision feed (each line decoded once, handed to the engine as columns,
-    batch by batch) counts exactly what ``Engine.process`` counts over the same lines, also
-    when the attribute-set registry fills up and resets between batches, with rejected and
-    repeated lines among them."""
+    batch by batch, decoded here or by a decoder process) counts exactly what ``Engine.process``
+    counts over the same lines, also when the attribute-set registries fill up and reset between
+    batches, with rejected and repeated lines among them."""
     from functools import partial
 
+    from fairwatch.monitor.decoder import DecoderProcess
     from fairwatch.monitor.engine import DECISIONS_TOPIC
     from fairwatch.monitor.replay import EventFeed
     from fairwatch.streaming.batch import decode_decision_batch
@@ -161,7 +164,9 @@ def test_decisions_decoded_once_count_as_the_raw_lines_do(tmp_path):
     fed, raw = Engine(settings), Engine(settings)
     for e in (fed, raw):
         e.attribute_sets.limit = 5
-    feed = EventFeed(path, 97, partial(decode_decision_batch, registry=fed.attribute_sets), DECISIONS_TOPIC)
+    decoder = DecoderProcess(path, 97, fed.attribute_sets, DECISIONS_TOPIC) if parallel else None
+    decode = partial(decode_decision_batch, registry=fed.attribute_sets)
+    feed = EventFeed(path, 97, decode, DECISIONS_TOPIC, decoded=decoder)
     rejected = []
     t = sim.start
     while feed.next_time() is not None:
@@ -169,6 +174,8 @@ def test_decisions_decoded_once_count_as_the_raw_lines_do(tmp_path):
         for cols, rej in feed.parts(t):
             fed.apply_decisions(cols, rejections=rej)
             rejected += rej
+    if decoder is not None:
+        decoder.close()
     want = []
     for i in range(0, len(lines), 97):
         want += raw.process(decisions=lines[i : i + 97])

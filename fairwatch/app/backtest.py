@@ -19,6 +19,7 @@ stopping the run, as in replay).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
@@ -38,6 +39,8 @@ from fairwatch.alerts.config import AlertsConfig, ModelFlag
 from fairwatch.alerts.loop import AlertLoop
 from fairwatch.alerts.notify import Notifier
 from fairwatch.app.config import Config
+from fairwatch.monitor.decoder import DecoderProcess
+from fairwatch.monitor.decoder import available as decoder_available
 from fairwatch.monitor.engine import DECISIONS_TOPIC, Engine
 from fairwatch.monitor.replay import EventFeed
 from fairwatch.streaming.batch import decode_decision_batch
@@ -160,8 +163,12 @@ def backtest(
     out: str | Path,
     batch_size: int = 10_000,
     progress: bool = True,
+    parallel: bool | None = None,
 ) -> BacktestResult:
     """Run the policy over history; writes ``out/incidents.jsonl`` and ``out/summary.json``.
+
+    ``parallel``: decode the decisions in a child process, as ``replay`` does (default: where
+    two cores are usable).
 
     ``learn_baseline`` (seconds): each model's baseline is learned from its first
     ``learn_baseline`` seconds of event time (where the config approves none).
@@ -181,8 +188,11 @@ def backtest(
     dl = DeadLetterFile(out_dir / "deadletter.jsonl", source=str(dpath))
     # each line decoded once, by the engine's fast path: its time cuts the history, its fields
     # are counted as they are (with the engine's attribute-set registry)
+    # (in a child process where two cores are usable, started before the progress bar's thread)
     decode = partial(decode_decision_batch, registry=engine.attribute_sets)
-    dfeed = EventFeed(dpath, batch_size, decode, DECISIONS_TOPIC)
+    use = decoder_available() if parallel is None else parallel
+    decoder = DecoderProcess(dpath, batch_size, engine.attribute_sets, DECISIONS_TOPIC) if use else None
+    dfeed = EventFeed(dpath, batch_size, decode, DECISIONS_TOPIC, decoded=decoder)
     ofeed = EventFeed(opath, batch_size)
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
     n_dec = n_out = rejected = evaluations = 0
@@ -191,6 +201,7 @@ def backtest(
     first_raise: dict[str, str | None] = {"1": None, "2": None, "3": None}
     rollbacks: list[dict[str, Any]] = []
     with (
+        contextlib.closing(decoder) if decoder else contextlib.nullcontext(),
         tempfile.TemporaryDirectory(prefix="fairwatch-backtest-") as state,
         open(incidents_path, "wb") as inc_fh,
         Progress(
