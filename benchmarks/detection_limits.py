@@ -31,6 +31,7 @@ import time
 
 import detection_counts as dc
 import numpy as np
+from fairwatch.alerts.evidence import _closest  # the product's closest-null rate
 from scipy.optimize import minimize
 
 __all__ = ["dp_limit", "calibration_limit", "kl_bernoulli"]
@@ -140,10 +141,7 @@ def boundary_probability(p: np.ndarray, s: np.ndarray, delta: float) -> tuple[np
     p = np.clip(p, 1e-9, 1 - 1e-9)
 
     def q_of(mu: float) -> np.ndarray:
-        if mu < 1e-12:
-            return p
-        b = 1 - mu
-        return (-b + np.sqrt(b * b + 4 * mu * p)) / (2 * mu)
+        return _closest(p, mu)
 
     if (s - p).mean() <= delta:
         return p, 0.0
@@ -206,9 +204,7 @@ def calibration_limit(
     kl = float(kl_bernoulli(p, q).mean())
 
     def q_for(pi: np.ndarray) -> np.ndarray:
-        pi = np.clip(pi, 1e-9, 1 - 1e-9)
-        b = 1 - mu
-        return (-b + np.sqrt(b * b + 4 * mu * pi)) / (2 * mu)
+        return _closest(np.clip(pi, 1e-9, 1 - 1e-9), mu)
 
     delays: dict[str, list[float | None]] = {k: [] for k in thresholds}
     t0 = time.perf_counter()

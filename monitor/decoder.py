@@ -15,6 +15,7 @@ and decodes in its own process instead (:func:`available`).
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import pickle
@@ -27,9 +28,10 @@ from fairwatch.streaming.batch import AttributeRegistry, DecisionColumns, decode
 from fairwatch.streaming.files import read_jsonl_batches
 from fairwatch.streaming.schema import Rejection
 
-__all__ = ["DecoderProcess", "available"]
+__all__ = ["DecoderProcess", "available", "start"]
 
-_FIELDS = ("ids", "models", "versions", "ts", "score", "decision", "sets", "label", "fingerprint")
+#: the columns sent through the pipe (every field of :class:`DecisionColumns` but its registry)
+_FIELDS = tuple(f.name for f in dataclasses.fields(DecisionColumns) if f.name != "registry")
 
 
 def available() -> bool:
@@ -65,6 +67,15 @@ def _work(path: str, batch_size: int, topic: str, limit: int, conn) -> None:
             conn.send_bytes(pickle.dumps(("error", RuntimeError(f"{type(exc).__name__}: {exc}"))))
     finally:
         conn.close()
+
+
+def start(
+    path: str | Path, batch_size: int, registry: AttributeRegistry, topic: str, parallel: bool | None
+) -> DecoderProcess | None:
+    """A decoder process for ``path`` if ``parallel`` (``None``: where :func:`available`), else ``None``.
+    Start it before any other thread: a fork copies only the thread that forks."""
+    use = available() if parallel is None else parallel
+    return DecoderProcess(path, batch_size, registry, topic) if use else None
 
 
 class DecoderProcess:

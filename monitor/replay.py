@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fairwatch.monitor.decoder import DecoderProcess
-from fairwatch.monitor.decoder import available as decoder_available
+from fairwatch.monitor.decoder import start as start_decoder
 from fairwatch.monitor.engine import DECISIONS_TOPIC, OUTCOMES_TOPIC, Engine, EngineSettings
 from fairwatch.monitor.snapshot import Snapshot
 from fairwatch.streaming.batch import OutcomeColumns, decode_outcome_batch
@@ -28,7 +28,7 @@ from fairwatch.streaming.files import DeadLetterFile, read_jsonl_batches
 from fairwatch.streaming.schema import EventError, Rejection, parse_timestamp
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-__all__ = ["EventFeed", "ReplayResult", "line_time", "replay"]
+__all__ = ["EventFeed", "ReplayResult", "closing_if", "file_progress", "line_time", "replay"]
 
 log = logging.getLogger("fairwatch.replay")
 
@@ -138,6 +138,23 @@ class EventFeed:
         return OutcomeColumns.concat(parts), rejected
 
 
+def file_progress(label: str, enabled: bool) -> Progress:
+    """The progress bar of a command that reads files: bytes, speed, time left."""
+    return Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def closing_if(decoder: DecoderProcess | None):
+    """A context that closes ``decoder`` at its end (nothing without one)."""
+    return contextlib.closing(decoder) if decoder else contextlib.nullcontext()
+
+
 def _decisions(
     engine: Engine, path: Path, batch_size: int, decoder: DecoderProcess | None
 ) -> Iterator[tuple[list[Rejection], int, int]]:
@@ -177,20 +194,8 @@ def replay(
     feed = EventFeed(opath, batch_size)
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
     n_dec = rejected = 0
-    # started before the progress bar's thread: a fork copies only the thread that forks
-    use = decoder_available() if parallel is None else parallel
-    decoder = DecoderProcess(dpath, batch_size, engine.attribute_sets, DECISIONS_TOPIC) if use else None
-    with (
-        contextlib.closing(decoder) if decoder else contextlib.nullcontext(),
-        Progress(
-            TextColumn("[bold]replay[/]"),
-            BarColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            disable=not progress,
-            transient=True,
-        ) as bar,
-    ):
+    decoder = start_decoder(dpath, batch_size, engine.attribute_sets, DECISIONS_TOPIC, parallel)
+    with closing_if(decoder), file_progress("replay", progress) as bar:
         task = bar.add_task("replay", total=total)
         for rej, n_lines, done in _decisions(engine, dpath, batch_size, decoder):
             n_dec += n_lines

@@ -19,7 +19,6 @@ stopping the run, as in replay).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import tempfile
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from fairwatch.alerts.audit import MemoryAuditLog
 from fairwatch.alerts.baseline import BaselineLearner
@@ -39,10 +37,9 @@ from fairwatch.alerts.config import AlertsConfig, ModelFlag
 from fairwatch.alerts.loop import AlertLoop
 from fairwatch.alerts.notify import Notifier
 from fairwatch.app.config import Config
-from fairwatch.monitor.decoder import DecoderProcess
-from fairwatch.monitor.decoder import available as decoder_available
+from fairwatch.monitor.decoder import start as start_decoder
 from fairwatch.monitor.engine import DECISIONS_TOPIC, Engine
-from fairwatch.monitor.replay import EventFeed
+from fairwatch.monitor.replay import EventFeed, closing_if, file_progress
 from fairwatch.streaming.batch import decode_decision_batch
 from fairwatch.streaming.files import DeadLetterFile
 
@@ -190,8 +187,7 @@ def backtest(
     # are counted as they are (with the engine's attribute-set registry)
     # (in a child process where two cores are usable, started before the progress bar's thread)
     decode = partial(decode_decision_batch, registry=engine.attribute_sets)
-    use = decoder_available() if parallel is None else parallel
-    decoder = DecoderProcess(dpath, batch_size, engine.attribute_sets, DECISIONS_TOPIC) if use else None
+    decoder = start_decoder(dpath, batch_size, engine.attribute_sets, DECISIONS_TOPIC, parallel)
     dfeed = EventFeed(dpath, batch_size, decode, DECISIONS_TOPIC, decoded=decoder)
     ofeed = EventFeed(opath, batch_size)
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
@@ -201,17 +197,10 @@ def backtest(
     first_raise: dict[str, str | None] = {"1": None, "2": None, "3": None}
     rollbacks: list[dict[str, Any]] = []
     with (
-        contextlib.closing(decoder) if decoder else contextlib.nullcontext(),
+        closing_if(decoder),
         tempfile.TemporaryDirectory(prefix="fairwatch-backtest-") as state,
         open(incidents_path, "wb") as inc_fh,
-        Progress(
-            TextColumn("[bold]backtest[/]"),
-            BarColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            disable=not progress,
-            transient=True,
-        ) as bar,
+        file_progress("backtest", progress) as bar,
     ):
         # the loop starts with the first model; models that appear later join it (_add_models)
         loop: AlertLoop | None = None
