@@ -337,7 +337,14 @@ def counts_from_snapshot(snap: Snapshot) -> dict[str, tuple[list[tuple[str, str]
 
     Returns ``{model: (names, (dec (1,G,2), lab (1,G,2,2), cal_n, cal_s, cal_l (1,G,bins)))}`` with
     groups in first-seen order of ``fairness_decisions_total`` / ``fairness_outcomes_total``.
+    A snapshot the engine built carries these tables already (``snap.counts``, the same values);
+    one put together elsewhere (merged partials) is read from its samples.
     """
+    if snap.counts is not None:
+        return {
+            m: (list(c.names), (c.dec[None], c.lab[None], c.cal_n[None], c.cal_s[None], c.cal_l[None]))
+            for m, c in snap.counts.items()
+        }
     acc: dict[str, dict[tuple[str, str], list]] = {}
     cal = (
         "fairness_calibration_count_total",

@@ -1,4 +1,4 @@
-"""Decision batches of a JSONL file read and decoded in a child process (a second core).
+"""Event batches of a JSONL file read and decoded in a child process (a second core).
 
 ``fairwatch replay`` spends about as long reading and decoding decision lines as the engine
 spends counting them, so on a machine with two cores a forked child does the first half:
@@ -8,6 +8,9 @@ registry, then sends each batch's columns and rejections through a pipe (pickled
 ids onto its engine's registry (the child sends each new set once, with the registry's
 generation) and applies the columns as :meth:`Engine.apply_decisions` does: the same
 counts as :meth:`Engine.process` over the raw lines (a tested property).
+
+Outcome files get a child of their own (``registry=None``): it sends
+:class:`OutcomeColumns` as :func:`decode_outcome_batch` gives them, so the parent only joins.
 
 Where ``fork`` is not available, or one core is all the process may use, the caller reads
 and decodes in its own process instead (:func:`available`).
@@ -24,7 +27,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from fairwatch.streaming.batch import AttributeRegistry, DecisionColumns, decode_decision_batch
+from fairwatch.streaming.batch import (
+    AttributeRegistry,
+    DecisionColumns,
+    OutcomeColumns,
+    decode_decision_batch,
+    decode_outcome_batch,
+)
 from fairwatch.streaming.files import read_jsonl_batches
 from fairwatch.streaming.schema import Rejection
 
@@ -45,19 +54,25 @@ def available() -> bool:
     return cores >= 2
 
 
-def _work(path: str, batch_size: int, topic: str, limit: int, conn) -> None:
-    """The child: every batch of the file decoded, sent as ``("batch", …)``; then ``("end",)``."""
+def _work(path: str, batch_size: int, topic: str, limit: int | None, conn) -> None:
+    """The child: every batch of the file decoded (decisions with an attribute-set registry of
+    ``limit`` sets; outcomes where ``limit`` is ``None``), sent as ``("batch", …)``; then ``("end",)``."""
     try:
-        reg = AttributeRegistry(limit)
-        generation, sent = reg.generation, 0
+        reg = AttributeRegistry(limit) if limit is not None else None
+        generation, sent = 0, 0
         for lines, meta, done in read_jsonl_batches(path, batch_size):
-            good, bad = decode_decision_batch(lines, registry=reg)
-            if reg.generation != generation:  # the registry was reset before this batch
-                generation, sent = reg.generation, 0
-            keys = [reg.key(i) for i in range(sent, len(reg))]
-            sent = len(reg)
+            keys: list[tuple] = []
+            if reg is None:
+                good, bad = decode_outcome_batch(lines)
+                cols: object = good
+            else:
+                good, bad = decode_decision_batch(lines, registry=reg)
+                if reg.generation != generation:  # the registry was reset before this batch
+                    generation, sent = reg.generation, 0
+                keys = [reg.key(i) for i in range(sent, len(reg))]
+                sent = len(reg)
+                cols = tuple(getattr(good, f) for f in _FIELDS)
             rejected = [(j, Rejection(exc.reason, str(exc), lines[j], topic, *meta[j])) for j, exc in bad]
-            cols = tuple(getattr(good, f) for f in _FIELDS)
             conn.send_bytes(pickle.dumps(("batch", generation, keys, len(lines), done, cols, rejected), protocol=5))
         conn.send_bytes(pickle.dumps(("end",)))
     except BaseException as exc:  # noqa: BLE001 — everything goes to the parent, which raises it
@@ -70,22 +85,29 @@ def _work(path: str, batch_size: int, topic: str, limit: int, conn) -> None:
 
 
 def start(
-    path: str | Path, batch_size: int, registry: AttributeRegistry, topic: str, parallel: bool | None
+    path: str | Path | None,
+    batch_size: int,
+    registry: AttributeRegistry | None,
+    topic: str,
+    parallel: bool | None,
 ) -> DecoderProcess | None:
-    """A decoder process for ``path`` if ``parallel`` (``None``: where :func:`available`), else ``None``.
-    Start it before any other thread: a fork copies only the thread that forks."""
+    """A decoder process for ``path`` if ``parallel`` (``None``: where :func:`available`), else
+    ``None`` (also without a ``path``). ``registry``: the engine's, for decisions; ``None`` for
+    outcomes. Start it before any other thread: a fork copies only the thread that forks."""
     use = available() if parallel is None else parallel
-    return DecoderProcess(path, batch_size, registry, topic) if use else None
+    return DecoderProcess(path, batch_size, registry, topic) if use and path is not None else None
 
 
 class DecoderProcess:
     """Iterate ``(columns, [(position, rejection)], lines, bytes_read)`` per batch of ``path``,
-    decoded by a child process; ``columns`` use ``registry`` (the engine's own). A batch is
+    decoded by a child process; decision ``columns`` use ``registry`` (the engine's own;
+    ``None``: the file holds outcomes, ``columns`` are :class:`OutcomeColumns`). A batch is
     received (and the registry possibly reset, as between two decodes) only when the next one
     is asked for: apply each batch's columns before asking."""
 
-    def __init__(self, path: str | Path, batch_size: int, registry: AttributeRegistry, topic: str):
+    def __init__(self, path: str | Path, batch_size: int, registry: AttributeRegistry | None, topic: str):
         self.registry = registry
+        self._kind = "outcome" if registry is None else "decision"
         for stream in (sys.stdout, sys.stderr):  # else the child could write their buffers again
             if stream is not None:
                 stream.flush()
@@ -93,7 +115,7 @@ class DecoderProcess:
         self._conn, child = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(
             target=_work,
-            args=(str(path), batch_size, topic, registry.limit, child),
+            args=(str(path), batch_size, topic, None if registry is None else registry.limit, child),
             name="fairwatch-decoder",
             daemon=True,
         )
@@ -102,21 +124,23 @@ class DecoderProcess:
         self._keys: list[tuple] = []  # the child's set id → attribute set, this generation
         self._generation = 0
         self._remap = np.zeros(0, np.int64)  # the child's set id → the registry's, -1 unknown
-        self._ours = registry.generation
+        self._ours = 0 if registry is None else registry.generation
 
-    def __iter__(self) -> Iterator[tuple[DecisionColumns, list[tuple[int, Rejection]], int, int]]:
+    def __iter__(self) -> Iterator[tuple[DecisionColumns | OutcomeColumns, list[tuple[int, Rejection]], int, int]]:
         while True:
             try:
                 msg = pickle.loads(self._conn.recv_bytes())
             except EOFError:
                 code = self._proc.exitcode
-                raise RuntimeError(f"the decision decoder process ended without finishing (exit code {code})") from None
+                raise RuntimeError(
+                    f"the {self._kind} decoder process ended without finishing (exit code {code})"
+                ) from None
             if msg[0] == "end":
                 return
             if msg[0] == "error":
                 raise msg[1]
             _, generation, keys, n_lines, done, cols, rejected = msg
-            yield self._columns(generation, keys, cols), rejected, n_lines, done
+            yield (cols if self.registry is None else self._columns(generation, keys, cols)), rejected, n_lines, done
 
     def _columns(self, generation: int, keys: list[tuple], cols: tuple) -> DecisionColumns:
         reg = self.registry

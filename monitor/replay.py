@@ -120,7 +120,8 @@ class EventFeed:
             rejected = (
                 [self.rejections[k] for k in range(self.pos, j) if k in self.rejections] if self.rejections else []
             )
-            part = self.good.take(slots[slots >= 0])
+            # without rejections line k is column row k: a slice, no copy of the lists
+            part = self.good.take(slots[slots >= 0]) if self.rejections else self.good.slice(self.pos, j)
             self.read += j - self.pos
             start, self.pos = self.pos, j
             if j > start:
@@ -181,8 +182,9 @@ def replay(
 ) -> ReplayResult:
     """Replay JSONL files through a fresh engine and return its final snapshot.
 
-    ``parallel``: read and decode the decisions in a child process while this one counts
-    (:mod:`fairwatch.monitor.decoder`; the same result); default: where two cores are usable.
+    ``parallel``: read and decode the decisions, and the outcomes, in child processes while this
+    one counts (:mod:`fairwatch.monitor.decoder`; the same result); default: where two cores are
+    usable.
     """
     engine = Engine(settings)
     dpath = Path(decisions)
@@ -191,11 +193,12 @@ def replay(
         if p is not None and not p.is_file():
             raise FileNotFoundError(f"{field}: no such file {str(p)!r}")
     dl = DeadLetterFile(dead_letter, source=str(dpath)) if dead_letter else None
-    feed = EventFeed(opath, batch_size)
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
     n_dec = rejected = 0
     decoder = start_decoder(dpath, batch_size, engine.attribute_sets, DECISIONS_TOPIC, parallel)
-    with closing_if(decoder), file_progress("replay", progress) as bar:
+    odecoder = start_decoder(opath, batch_size, None, OUTCOMES_TOPIC, parallel)  # outcomes: a child of their own
+    feed = EventFeed(opath, batch_size, decoded=odecoder)
+    with closing_if(decoder), closing_if(odecoder), file_progress("replay", progress) as bar:
         task = bar.add_task("replay", total=total)
         for rej, n_lines, done in _decisions(engine, dpath, batch_size, decoder):
             n_dec += n_lines

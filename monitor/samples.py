@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import numpy as np
 from fairwatch.monitor.metrics import attribute_metrics
-from fairwatch.monitor.snapshot import Sample, Snapshot, WindowMetrics
+from fairwatch.monitor.snapshot import ModelCounts, Sample, Snapshot, WindowMetrics
 
 from fairwatch import __version__
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from fairwatch.monitor.engine import Engine
     from fairwatch.monitor.engine_state import ModelState
 
-__all__ = ["build_snapshot", "counter_samples", "VERSION"]
+__all__ = ["build_snapshot", "counter_samples", "model_counts", "VERSION"]
 
 VERSION = __version__
 
@@ -22,13 +23,15 @@ VERSION = __version__
 def build_snapshot(engine: Engine, *, now: float | None = None, counters_only: bool = False) -> Snapshot:
     """Every metric of every window (docs/metrics.md), named as its "Prometheus names" section says.
 
-    ``counters_only``: only the counters (totals, joins, pending outcomes, events) and the
-    event times, without the window statistics: what the sequential alert policy reads
+    Every snapshot carries each model's counters as tables too (``Snapshot.counts``).
+    ``counters_only``: the counters alone — those tables, the joins, the pending outcomes and
+    the events as samples, and the event times — without the window statistics and without a
+    sample per group and bin: what the sequential alert policy reads
     (:func:`fairwatch.alerts.sequential.counts_from_snapshot`), for a backtest that exports
     nothing.
     """
     if counters_only:
-        samples = [x for model in sorted(engine.models) for x in counter_samples(engine.models[model])]
+        samples = [x for model in sorted(engine.models) for x in counter_samples(engine.models[model], groups=False)]
         return _snapshot(engine, samples, [], now)
     s = engine.settings
     samples: list[Sample] = []
@@ -97,19 +100,36 @@ def _snapshot(engine: Engine, samples: list[Sample], windows: list[WindowMetrics
     for (topic, result, reason), v in sorted(engine.events.items()):
         samples.append(Sample("fairwatch_events_total", {"topic": topic, "result": result, "reason": reason}, float(v)))
     samples.append(Sample("fairwatch_build_info", {"version": VERSION}, 1.0))
+    counts = {m: c for m in sorted(engine.models) if (c := model_counts(engine.models[m])) is not None}
     return Snapshot(
         created=time.time() if now is None else now,
         samples=tuple(samples),
         windows=tuple(windows),
         event_time={m: st.max_ts for m, st in engine.models.items()},
+        counts=counts,
     )
 
 
-def counter_samples(st: ModelState) -> list[Sample]:
-    """One model's counters (totals, joins) and its pending-outcomes gauge."""
+def model_counts(st: ModelState) -> ModelCounts | None:
+    """One model's counters as tables: the groups :func:`counter_samples` writes samples for, in
+    their order, with the same values (``None`` if there is none)."""
+    dec, lab, cal_n, cal_s, cal_l = (a.astype(float) for a in st.totals.arrays())
+    g = len(st.groups.names)
+    keep = np.nonzero(dec[:g].any(axis=1) | lab[:g].reshape(len(lab[:g]), -1).any(axis=1))[0]
+    if not len(keep):
+        return None
+    names = st.groups.names
+    return ModelCounts([names[i] for i in keep.tolist()], dec[keep], lab[keep], cal_n[keep], cal_s[keep], cal_l[keep])
+
+
+def counter_samples(st: ModelState, *, groups: bool = True) -> list[Sample]:
+    """One model's counters (totals, joins) and its pending-outcomes gauge (``groups=False``:
+    without the per-group totals, which :func:`model_counts` gives as tables)."""
     out: list[Sample] = []
     t = st.totals
     model = st.model
+    if not groups:
+        return _join_samples(st, out)
     # Python numbers read once (tolist): a numpy scalar read per sample costs more than the sample
     dec, lab, cal_n, cal_s, cal_l = (a.tolist() for a in t.arrays())
     for idx, (col, group) in enumerate(st.groups.names):
@@ -132,6 +152,12 @@ def counter_samples(st: ModelState) -> list[Sample]:
             out.append(Sample("fairness_calibration_count_total", bl, float(cn)))
             out.append(Sample("fairness_calibration_score_sum_total", bl, float(cs)))
             out.append(Sample("fairness_calibration_label_sum_total", bl, float(cl)))
+    return _join_samples(st, out)
+
+
+def _join_samples(st: ModelState, out: list[Sample]) -> list[Sample]:
+    """``out`` with one model's join counters and pending-outcomes gauge appended."""
+    model = st.model
     for result in ("joined", "expired", "orphaned", "superseded"):
         out.append(
             Sample("fairwatch_outcome_joins_total", {"model": model, "result": result}, float(st.join.counts[result]))

@@ -8,12 +8,13 @@ exports both (:mod:`fairwatch.app.families`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 from fairwatch.monitor.metrics import AttributeMetrics
 
-__all__ = ["FAMILIES", "Family", "Sample", "Snapshot", "SnapshotBoard"]
+__all__ = ["FAMILIES", "Family", "ModelCounts", "Sample", "Snapshot", "SnapshotBoard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +135,38 @@ class WindowMetrics:
     metrics: AttributeMetrics
 
 
+@dataclass(frozen=True, slots=True)
+class ModelCounts:
+    """One model's cumulative counters as tables (what its ``fairness_decisions_total``,
+    ``fairness_outcomes_total`` and ``fairness_calibration_*_total`` samples say), for the
+    groups with at least one decision or outcome, in the order of those samples.
+
+    ``dec (G, 2)``, ``lab (G, 2, 2)`` by decision and label; ``cal_n``, ``cal_s``, ``cal_l
+    (G, bins)``: labeled decisions, score and label sums per score bin. Floats, copies.
+    """
+
+    names: list[tuple[str, str]]
+    dec: np.ndarray
+    lab: np.ndarray
+    cal_n: np.ndarray
+    cal_s: np.ndarray
+    cal_l: np.ndarray
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """Immutable result of one evaluation."""
+    """Immutable result of one evaluation.
+
+    ``counts``: each model's counters as tables (:class:`ModelCounts`), set by the engine that
+    built the samples; ``None`` for a snapshot put together elsewhere (merged partials, tests),
+    whose readers take the counters from ``samples``.
+    """
 
     created: float
     samples: tuple[Sample, ...]
     windows: tuple[WindowMetrics, ...] = ()
     event_time: dict[str, float] = field(default_factory=dict)
+    counts: Mapping[str, ModelCounts] | None = None
 
     def to_json(self) -> list[dict]:
         """The ``--snapshot`` format (docs/files.md, "Snapshot JSON"): ``[{"name", "labels", "value"}, …]``."""
@@ -157,7 +182,7 @@ class Snapshot:
         return [s for s in self.samples if s.name == name]
 
     def with_samples(self, extra: Iterable[Sample]) -> Snapshot:
-        return Snapshot(self.created, self.samples + tuple(extra), self.windows, self.event_time)
+        return Snapshot(self.created, self.samples + tuple(extra), self.windows, self.event_time, self.counts)
 
 
 class SnapshotBoard:

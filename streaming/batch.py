@@ -171,6 +171,18 @@ class DecisionColumns:
             *(getattr(self, f)[idx] for f in _ARRAY_FIELDS),
         )
 
+    def slice(self, lo: int, hi: int) -> DecisionColumns:
+        """The events at positions ``lo`` … ``hi - 1`` (lists sliced, arrays as views)."""
+        if lo == 0 and hi >= len(self.ids):
+            return self
+        return DecisionColumns(
+            self.registry,
+            self.ids[lo:hi],
+            self.models[lo:hi],
+            self.versions[lo:hi],
+            *(getattr(self, f)[lo:hi] for f in _ARRAY_FIELDS),
+        )
+
     @classmethod
     def empty(cls, registry: AttributeRegistry) -> DecisionColumns:
         i64 = np.zeros(0, np.int64)
@@ -424,6 +436,12 @@ class OutcomeColumns:
         return OutcomeColumns(
             [self.ids[j] for j in pick], [self.models[j] for j in pick], self.ts[idx], self.label[idx]
         )
+
+    def slice(self, lo: int, hi: int) -> OutcomeColumns:
+        """The events at positions ``lo`` … ``hi - 1`` (lists sliced, arrays as views)."""
+        if lo == 0 and hi >= len(self.ids):
+            return self
+        return OutcomeColumns(self.ids[lo:hi], self.models[lo:hi], self.ts[lo:hi], self.label[lo:hi])
 
     @classmethod
     def from_rows(cls, rows: Sequence[tuple]) -> OutcomeColumns:

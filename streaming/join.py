@@ -211,7 +211,7 @@ class JoinStore:
     @property
     def pending_unlabeled(self) -> int:
         """Decisions still waiting for their outcome (memory and spill tier)."""
-        mem = int(((self.label < 0) & self.used).sum())
+        mem = int(np.count_nonzero((self.label < 0) & self.used))
         return mem + (self.spill.unlabeled() if self.spill else 0)
 
     # -- lookups ---------------------------------------------------------------

@@ -183,9 +183,49 @@ def test_decisions_decoded_once_count_as_the_raw_lines_do(tmp_path, parallel):
     assert [(r.reason, r.raw) for r in rejected] == [(r.reason, r.raw) for r in want]
 
     def counters(e):
-        return sorted(
-            (x.name, tuple(sorted(x.labels.items())), x.value) for x in e.snapshot(now=0.0, counters_only=True).samples
-        )
+        return sorted((x.name, tuple(sorted(x.labels.items())), x.value) for x in e.snapshot(now=0.0).samples)
 
     assert counters(fed) == counters(raw)
     assert any(x[0] == "fairness_decisions_total" and ("attribute", "region") in x[1] for x in counters(fed))
+
+
+def test_the_count_tables_of_a_snapshot_say_what_its_counter_samples_say():
+    """The sequential policy reads each model's counters from the tables an engine snapshot
+    carries (``Snapshot.counts``, also in a counters-only snapshot); they equal what the same
+    snapshot's counter samples give when read the slow way (a snapshot without tables), for
+    two models, labeled and unlabeled groups, and a group seen only later."""
+    import dataclasses
+
+    import numpy as np
+    from fairwatch.alerts.sequential import counts_from_snapshot
+
+    settings = Config.model_validate({**CONFIG, "attributes": ["race", "sex", "region"]}).engine_settings()
+    engine = Engine(settings)
+    sim = LoanSimulator(seed=4, rate=20.0, delay=OutcomeDelay(median_s=60.0))
+    for k in range(12):
+        batch = sim.advance_batch(30.0)
+        lines = []
+        for j, raw in enumerate(batch.topic_values(False)):
+            ev = orjson.loads(raw)
+            ev["model"] = "m-b" if j % 3 == 0 else ev["model"]
+            if k >= 6:
+                ev["attributes"]["region"] = f"r{j % 4}"  # groups that appear halfway
+            lines.append(orjson.dumps(ev))
+        outs = [
+            orjson.dumps({**orjson.loads(o), "model": "m-b"}) if i % 3 == 0 else o
+            for i, o in enumerate(batch.topic_values(True))
+        ]
+        engine.process(decisions=lines, outcomes=outs)
+    for counters_only in (False, True):
+        snap = engine.snapshot(now=0.0, counters_only=counters_only)
+        tables = counts_from_snapshot(snap)
+        full = engine.snapshot(now=0.0)
+        slow = counts_from_snapshot(dataclasses.replace(full, counts=None))
+        assert sorted(tables) == sorted(slow) == sorted(engine.models)
+        for model, (names, arrays) in slow.items():
+            got_names, got = tables[model]
+            assert got_names == names
+            assert any(a == "region" for a, _ in names)
+            for a, b in zip(got, arrays, strict=True):
+                assert a.shape == b.shape and np.array_equal(a, b)
+        assert np.asarray(tables[sorted(tables)[0]][1][1]).sum() > 0  # outcomes were joined

@@ -526,8 +526,10 @@ def test_outcome_batch_equals_per_event_validation(raws):
     assert [(j, e.reason, str(e)) for j, e in bad] == expected_bad
 
 
-def test_replay_decodes_each_outcome_once(tmp_path):
-    """Replay reads an outcome line once, for its time and its fields (no second parse)."""
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "decoder-process"])
+def test_replay_decodes_each_outcome_once(tmp_path, parallel):
+    """Replay reads an outcome line once, for its time and its fields (no second parse): here,
+    or in an outcome decoder process (then this process parses none)."""
     from unittest import mock
 
     import fairwatch.monitor.replay as replay_mod
@@ -552,8 +554,9 @@ def test_replay_decodes_each_outcome_once(tmp_path):
         mock.patch.object(replay_mod, "decode_outcome_batch", counting),
         mock.patch("fairwatch.monitor.ingest.decode_outcome_batch", side_effect=AssertionError("parsed again")),
     ):
-        result = replay_mod.replay(dec, outcomes=out, batch_size=1000, progress=False)
-    assert len(seen) == len(outcomes) + 1 == result.outcomes_read
+        result = replay_mod.replay(dec, outcomes=out, batch_size=1000, progress=False, parallel=parallel)
+    assert len(seen) == (0 if parallel else len(outcomes) + 1)
+    assert result.outcomes_read == len(outcomes) + 1
     assert result.rejected == 1
     joined = result.snapshot.value("fairwatch_outcome_joins_total", model="loan-approval", result="joined")
     ok = result.snapshot.value("fairwatch_events_total", topic="fairness.outcomes", result="ok")
@@ -616,7 +619,8 @@ def test_stamps_of_every_form_over_many_runs_equal_per_event(special, seed):
 
 
 def _replay_file(tmp_path):
-    """Decisions of two models with many attribute sets, rejected and repeated lines, and outcomes."""
+    """Decisions of two models with many attribute sets, rejected and repeated lines, and outcomes
+    (rejected and repeated ones among them)."""
     from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
     lines, outs = [], []
@@ -631,6 +635,7 @@ def _replay_file(tmp_path):
                 lines.append(orjson.dumps(ev))
             lines += [b'{"schema": "decision/v1", "ts": 1}', lines[-2], b"{not json"]
             outs += b.topic_values(True)
+            outs += [b'{"schema": "outcome/v1", "ts": 1}', *outs[-1:]]  # rejected, and a repeat
     dec, out = tmp_path / "d.jsonl", tmp_path / "o.jsonl"
     dec.write_bytes(b"\n".join(lines) + b"\n")
     out.write_bytes(b"\n".join(outs) + b"\n")
@@ -638,8 +643,8 @@ def _replay_file(tmp_path):
 
 
 def test_replay_with_a_decoder_process_equals_replay_in_one_process(tmp_path, monkeypatch):
-    """Decisions read and decoded by a child process give the same snapshot, counts and dead
-    letters as decoding them in the replay's own process, also when the attribute-set
+    """Decisions and outcomes read and decoded by child processes give the same snapshot, counts
+    and dead letters as decoding them in the replay's own process, also when the attribute-set
     registries (the child's and the engine's) fill up and reset between batches."""
     import fairwatch.monitor.engine as engine_mod
     from fairwatch.monitor.replay import replay
@@ -664,7 +669,7 @@ def test_replay_with_a_decoder_process_equals_replay_in_one_process(tmp_path, mo
         results[parallel] = (samples, r.decisions_read, r.outcomes_read, r.rejected, dead)
     assert results[True] == results[False]
     samples, n_dec, _, rejected, dead = results[True]
-    assert rejected == 80 and len(dead) == 80 and n_dec > 12_000
+    assert rejected == 120 and len(dead) == 120 and n_dec > 12_000
     assert any(name == "fairness_decisions_total" and ("attribute", "region") in lab for name, lab, _ in samples)
 
 

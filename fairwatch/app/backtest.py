@@ -38,7 +38,7 @@ from fairwatch.alerts.loop import AlertLoop
 from fairwatch.alerts.notify import Notifier
 from fairwatch.app.config import Config
 from fairwatch.monitor.decoder import start as start_decoder
-from fairwatch.monitor.engine import DECISIONS_TOPIC, Engine
+from fairwatch.monitor.engine import DECISIONS_TOPIC, OUTCOMES_TOPIC, Engine
 from fairwatch.monitor.replay import EventFeed, closing_if, file_progress
 from fairwatch.streaming.batch import decode_decision_batch
 from fairwatch.streaming.files import DeadLetterFile
@@ -164,8 +164,8 @@ def backtest(
 ) -> BacktestResult:
     """Run the policy over history; writes ``out/incidents.jsonl`` and ``out/summary.json``.
 
-    ``parallel``: decode the decisions in a child process, as ``replay`` does (default: where
-    two cores are usable).
+    ``parallel``: decode the decisions and the outcomes in child processes, as ``replay`` does
+    (default: where two cores are usable).
 
     ``learn_baseline`` (seconds): each model's baseline is learned from its first
     ``learn_baseline`` seconds of event time (where the config approves none).
@@ -188,8 +188,9 @@ def backtest(
     # (in a child process where two cores are usable, started before the progress bar's thread)
     decode = partial(decode_decision_batch, registry=engine.attribute_sets)
     decoder = start_decoder(dpath, batch_size, engine.attribute_sets, DECISIONS_TOPIC, parallel)
+    odecoder = start_decoder(opath, batch_size, None, OUTCOMES_TOPIC, parallel)
     dfeed = EventFeed(dpath, batch_size, decode, DECISIONS_TOPIC, decoded=decoder)
-    ofeed = EventFeed(opath, batch_size)
+    ofeed = EventFeed(opath, batch_size, decoded=odecoder)
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
     n_dec = n_out = rejected = evaluations = 0
     incidents_path = out_dir / "incidents.jsonl"
@@ -198,6 +199,7 @@ def backtest(
     rollbacks: list[dict[str, Any]] = []
     with (
         closing_if(decoder),
+        closing_if(odecoder),
         tempfile.TemporaryDirectory(prefix="fairwatch-backtest-") as state,
         open(incidents_path, "wb") as inc_fh,
         file_progress("backtest", progress) as bar,
