@@ -162,15 +162,20 @@ def _closest(p: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 def _boundary_multiplier(nb: np.ndarray, pb: np.ndarray, target: np.ndarray, live: np.ndarray) -> np.ndarray:
     """Per (stream, detector): the largest ``μ`` found with ``Σ_b n_b q_b(μ) ≤ target``
-    (``Σ n_b q_b`` grows with ``μ`` from ``Σ n_b p_b < target``); 0 where not ``live``."""
-    lo = np.zeros(target.shape)
-    hi = np.where(live, 1.0, 0.0)
+    (``Σ n_b q_b`` grows with ``μ`` from ``Σ n_b p_b < target``); 0 where not ``live``.
+    Bisected over the live entries only (most detectors see no labels in most increments)."""
+    mu = np.zeros(target.shape)
+    if not live.any():
+        return mu
+    nb, pb, target = nb[live], pb[live], target[live]
+    lo, hi = np.zeros(target.shape), np.ones(target.shape)
     for _ in range(_BISECT):
         mid = 0.5 * (lo + hi)
         below = (nb * _closest(pb, (mid / (1.0 - mid))[..., None])).sum(-1) <= target
         lo = np.where(below, mid, lo)
         hi = np.where(below, hi, mid)
-    return lo / (1.0 - lo)
+    mu[live] = lo / (1.0 - lo)
+    return mu
 
 
 def _chernoff(ng, nh, kg, kh, ph, c, c1):

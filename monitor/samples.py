@@ -24,8 +24,8 @@ def build_snapshot(engine: Engine, *, now: float | None = None, counters_only: b
     """Every metric of every window (docs/metrics.md), named as its "Prometheus names" section says.
 
     Every snapshot carries each model's counters as tables too (``Snapshot.counts``).
-    ``counters_only``: the counters alone — those tables, the joins, the pending outcomes and
-    the events as samples, and the event times — without the window statistics and without a
+    ``counters_only``: the counters alone — those tables, the joins and the events as samples,
+    and the event times — without the window statistics, the pending-outcomes gauge and a
     sample per group and bin: what the sequential alert policy reads
     (:func:`fairwatch.alerts.sequential.counts_from_snapshot`), for a backtest that exports
     nothing.
@@ -124,12 +124,12 @@ def model_counts(st: ModelState) -> ModelCounts | None:
 
 def counter_samples(st: ModelState, *, groups: bool = True) -> list[Sample]:
     """One model's counters (totals, joins) and its pending-outcomes gauge (``groups=False``:
-    without the per-group totals, which :func:`model_counts` gives as tables)."""
+    the joins alone; :func:`model_counts` gives the per-group totals as tables)."""
     out: list[Sample] = []
     t = st.totals
     model = st.model
     if not groups:
-        return _join_samples(st, out)
+        return _join_samples(st, out, pending=False)
     # Python numbers read once (tolist): a numpy scalar read per sample costs more than the sample
     dec, lab, cal_n, cal_s, cal_l = (a.tolist() for a in t.arrays())
     for idx, (col, group) in enumerate(st.groups.names):
@@ -155,12 +155,13 @@ def counter_samples(st: ModelState, *, groups: bool = True) -> list[Sample]:
     return _join_samples(st, out)
 
 
-def _join_samples(st: ModelState, out: list[Sample]) -> list[Sample]:
-    """``out`` with one model's join counters and pending-outcomes gauge appended."""
+def _join_samples(st: ModelState, out: list[Sample], *, pending: bool = True) -> list[Sample]:
+    """``out`` with one model's join counters (and its pending-outcomes gauge) appended."""
     model = st.model
     for result in ("joined", "expired", "orphaned", "superseded"):
         out.append(
             Sample("fairwatch_outcome_joins_total", {"model": model, "result": result}, float(st.join.counts[result]))
         )
-    out.append(Sample("fairwatch_pending_outcomes", {"model": model}, float(st.join.pending_unlabeled)))
+    if pending:
+        out.append(Sample("fairwatch_pending_outcomes", {"model": model}, float(st.join.pending_unlabeled)))
     return out

@@ -187,11 +187,15 @@ class JoinStore:
         # so a million pending decisions cost no collector time (a list would)
         self.ids = np.full(n, None, object)
         self.used = np.zeros(n, bool)
+        #: at most the event time of every stored decision (inf: none stored): when the TTL's
+        #: cutoff is not past it, :meth:`expire` need not scan the rows
+        self._min_ts = np.inf
 
     def _grow(self, n: int) -> None:
         old = (self.ts, self.score, self.decision, self.label, self.fingerprint, self.groups, self.used, self.ids)
-        size = len(self.ts)
+        size, bound = len(self.ts), self._min_ts
         self._alloc(n)
+        self._min_ts = bound
         for new, prev in zip(
             (self.ts, self.score, self.decision, self.label, self.fingerprint, self.groups, self.used, self.ids),
             old,
@@ -270,6 +274,8 @@ class JoinStore:
         self.groups[rows] = g
         self.used[rows] = True
         self.ids[rows] = ids
+        if len(rows):
+            self._min_ts = min(self._min_ts, float(np.min(ts)))
 
     def _insert(self, ids, ts, score, decision, label, fingerprint, groups) -> np.ndarray:
         rows = self._reserve(len(ids))
@@ -438,10 +444,13 @@ class JoinStore:
     def expire(self, *, watermark: float) -> None:
         """Drop decisions and early outcomes older than the TTL."""
         cutoff = watermark - self.ttl
-        old = np.nonzero(self.used & (self.ts < cutoff))[0]
-        if len(old):
-            self.counts["expired"] += int((self.label[old] < 0).sum())
-            self._remove(old)
+        if cutoff > self._min_ts:
+            old = np.nonzero(self.used & (self.ts < cutoff))[0]
+            if len(old):
+                self.counts["expired"] += int((self.label[old] < 0).sum())
+                self._remove(old)
+            live = self.ts[self.used]
+            self._min_ts = float(live.min()) if len(live) else np.inf
         if self.spill is not None:
             self.counts["expired"] += self.spill.expire(cutoff)
         if self.waiting:
