@@ -242,3 +242,35 @@ def test_alert_loop_exports_evidence_and_rolls_back_on_a_simulated_drop(tmp_path
     assert "1" not in thr  # no baseline learned or set: no degradation (tier 1) detectors
     assert min(thr.values()) > np.log(365 * 86400 / 30)  # log(A K) > log A
     loop.close()
+
+
+def test_the_calibration_multiplier_keeps_the_bound_and_finds_the_root():
+    """The calibration e-value's multiplier (Illinois steps): ``Σ n_b q_b ≤ target`` at every live
+    entry (what validity needs), 0 elsewhere, and log e within 1e-6 of a 60-step bisection's
+    (what power needs), over uneven bins, boundaries near either end and empty bins."""
+    from fairwatch.alerts.evidence import _boundary_multiplier, _closest
+
+    rng = np.random.default_rng(11)
+    for shape_power in (1.0, 4.0, 0.25):
+        nb = rng.integers(0, 50, (2, 500, 10)).astype(float) * (rng.random((2, 500, 10)) < 0.7)
+        pb = np.clip(rng.random(nb.shape), 1e-4, 1 - 1e-4)
+        n, low = nb.sum(-1), (nb * pb).sum(-1)
+        target = low + rng.random(n.shape) ** shape_power * (n - low) * 0.999
+        live = (n > 0) & (low < target) & (target < n * (1 - 1e-9)) & (rng.random(n.shape) < 0.9)
+        mu = _boundary_multiplier(nb, pb, np.where(live, target, 0.0), live)
+        assert (mu[~live] == 0).all() and (mu[live] > 0).all()
+        assert ((nb * _closest(pb, mu[..., None])).sum(-1)[live] <= target[live]).all()
+        lo, hi = np.zeros(n.shape), np.ones(n.shape)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            below = (nb * _closest(pb, (mid / (1 - mid))[..., None])).sum(-1) <= target
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        ref = lo / (1 - lo)
+        lb = rng.binomial(nb.astype(int), pb).astype(float)
+
+        def log_e(m):
+            q = _closest(pb, m[..., None])
+            return (lb * np.log(pb / q) + (nb - lb) * (np.log1p(-pb) - np.log1p(-q))).sum(-1)
+
+        assert np.abs(log_e(mu) - log_e(ref))[live].max() < 1e-6
+        assert np.abs(log_e(ref))[live].max() > 100  # some entries carry a lot of evidence
