@@ -41,6 +41,22 @@ __all__ = ["DecoderProcess", "available", "start"]
 
 #: the columns sent through the pipe (every field of :class:`DecisionColumns` but its registry)
 _FIELDS = tuple(f.name for f in dataclasses.fields(DecisionColumns) if f.name != "registry")
+_OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(OutcomeColumns))
+#: string columns that usually hold one value for the whole batch (one model, one live version)
+_REPEATED = frozenset({"models", "versions"})
+
+
+def _pack(column, field: str):
+    """A column as sent: a model or version column of one value as ``(value, length)`` (one
+    string to pickle instead of one per event), anything else as it is."""
+    if field in _REPEATED and column and column.count(column[0]) == len(column):
+        return (column[0], len(column))
+    return column
+
+
+def _unpack(column):
+    """The column :func:`_pack` sent (a repeated value as a list of the one string)."""
+    return [column[0]] * column[1] if type(column) is tuple else column
 
 
 def available() -> bool:
@@ -64,14 +80,14 @@ def _work(path: str, batch_size: int, topic: str, limit: int | None, conn) -> No
             keys: list[tuple] = []
             if reg is None:
                 good, bad = decode_outcome_batch(lines)
-                cols: object = good
+                cols: tuple = tuple(_pack(getattr(good, f), f) for f in _OUTCOME_FIELDS)
             else:
                 good, bad = decode_decision_batch(lines, registry=reg)
                 if reg.generation != generation:  # the registry was reset before this batch
                     generation, sent = reg.generation, 0
                 keys = [reg.key(i) for i in range(sent, len(reg))]
                 sent = len(reg)
-                cols = tuple(getattr(good, f) for f in _FIELDS)
+                cols = tuple(_pack(getattr(good, f), f) for f in _FIELDS)
             rejected = [(j, Rejection(exc.reason, str(exc), lines[j], topic, *meta[j])) for j, exc in bad]
             conn.send_bytes(pickle.dumps(("batch", generation, keys, len(lines), done, cols, rejected), protocol=5))
         conn.send_bytes(pickle.dumps(("end",)))
@@ -140,7 +156,11 @@ class DecoderProcess:
             if msg[0] == "error":
                 raise msg[1]
             _, generation, keys, n_lines, done, cols, rejected = msg
-            yield (cols if self.registry is None else self._columns(generation, keys, cols)), rejected, n_lines, done
+            cols = tuple(map(_unpack, cols))
+            if self.registry is None:
+                yield OutcomeColumns(*cols), rejected, n_lines, done
+            else:
+                yield self._columns(generation, keys, cols), rejected, n_lines, done
 
     def _columns(self, generation: int, keys: list[tuple], cols: tuple) -> DecisionColumns:
         reg = self.registry
