@@ -8,6 +8,10 @@ For each timestamp form (``stamp_forms.FORMS``), over the same events, CPU µs p
 * msgspec typed decode with ``ts: datetime | float`` and ``datetime.timestamp()``
   per event (msgspec's own RFC 3339 parser, the alternative to ours);
 * the vectorised column parser (``stamps_to_epoch``) alone on the ``ts`` column;
+* the two ways of getting the ``ts`` column as the fast path would, in runs of 1,024:
+  text decode + the vectorised parser (ours) against ``datetime`` decode +
+  ``datetime.timestamp`` mapped in C over the column (``ts_text_plus_vectorised_us``,
+  ``ts_datetime_plus_map_timestamp_us``: decode and ``ts`` column only, nothing else);
 * the whole batch fast path (``decode_decision_batch``).
 
 Writes ``benchmarks/results/decode_paths.json``.
@@ -22,12 +26,14 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+import numpy as np
 import orjson
 from fairwatch.streaming.batch import AttributeRegistry, decode_decision_batch
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
@@ -38,6 +44,7 @@ from fairwatch.app.runtime import tune_gc
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decode_paths.json"
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+TIMESTAMP = dt.datetime.timestamp
 
 
 class _WithDatetime(msgspec.Struct, gc=False):
@@ -61,6 +68,23 @@ def best_us(fn, n: int, repeat: int) -> float:
         fn()
         best = min(best, time.process_time() - c0)
     return round(best / n * 1e6, 3)
+
+
+def paired(text_column, datetime_column, n: int, pairs: int) -> dict:
+    """The two ``ts`` column paths in turn (A B A B …): medians, and the median of the
+    per-pair ratios (pairing keeps the ratio meaningful while the machine's speed drifts)."""
+    ra, rb = [], []
+    for _ in range(pairs):
+        for fn, out in ((text_column, ra), (datetime_column, rb)):
+            c0 = time.process_time()
+            fn()
+            out.append(time.process_time() - c0)
+    return {
+        "ts_text_plus_vectorised_us": round(statistics.median(ra) / n * 1e6, 3),
+        "ts_datetime_plus_map_timestamp_us": round(statistics.median(rb) / n * 1e6, 3),
+        "ts_datetime_over_text_paired_median": round(statistics.median(b / a for a, b in zip(ra, rb, strict=True)), 3),
+        "pairs": pairs,
+    }
 
 
 def main() -> int:
@@ -91,6 +115,18 @@ def main() -> int:
                 if type(ts) is not float:
                     ts.timestamp()
 
+        runs = [evs[i : i + 1024] for i in range(0, n, 1024)]
+
+        def text_column(runs=runs):
+            for run in runs:
+                col = [o.ts for o in map(fast, run)]
+                stamps_to_epoch(col) if type(col[0]) is str else np.array(col)
+
+        def datetime_column(runs=runs):
+            for run in runs:
+                col = [o.ts for o in map(with_dt, run)]
+                np.fromiter(map(TIMESTAMP, col), np.float64, len(col)) if type(col[0]) is not float else np.array(col)
+
         forms[form] = {
             "orjson_loads_us": best_us(lambda evs=evs: list(map(orjson.loads, evs)), n, args.repeat),
             "msgspec_fast_path_struct_us": best_us(lambda evs=evs: list(map(fast, evs)), n, args.repeat),
@@ -98,6 +134,7 @@ def main() -> int:
             "vectorised_ts_column_us": best_us(
                 lambda s=stamps: [stamps_to_epoch(s[i : i + 1024]) for i in range(0, len(s), 1024)], n, args.repeat
             ),
+            **paired(text_column, datetime_column, n, 5 * args.repeat),
             "decode_decision_batch_us": best_us(
                 lambda evs=evs: [
                     decode_decision_batch(evs[i : i + 10_000], registry=AttributeRegistry())

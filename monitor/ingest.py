@@ -64,11 +64,12 @@ def _per_model(engine: Engine, good: DecisionColumns | OutcomeColumns, apply, to
     """``apply(engine, state, columns, topic)`` for each model's events (columns taken by position)."""
     if not good.ids:
         return
-    models = set(good.models)
-    if len(models) == 1:
-        apply(engine, engine._state(models.pop()), good, topic)
+    names = good.models
+    if names.count(names[0]) == len(names):  # the usual case: one model (compared, not hashed)
+        apply(engine, engine._state(names[0]), good, topic)
         return
-    names = np.array(good.models, object)
+    models = set(names)
+    names = np.array(names, object)
     for model in sorted(models):
         apply(engine, engine._state(model), good.take(np.nonzero(names == model)[0]), topic)
 
@@ -112,9 +113,8 @@ def _model_decisions(engine: Engine, st: ModelState, cols: DecisionColumns, topi
         sel = np.nonzero(ok)[0]
         ids_ok = [ids[j] for j in sel.tolist()]
         ver_ok = [versions[j] for j in sel.tolist()]
-    seen = set(ver_ok)
-    if len(seen) == 1:  # the usual case: one live version
-        st.versions[seen.pop()] += len(ver_ok)
+    if ver_ok.count(ver_ok[0]) == len(ver_ok):  # the usual case: one live version
+        st.versions[ver_ok[0]] += len(ver_ok)
     else:
         st.versions.update(ver_ok)
     ts_a = ts_a[sel]
