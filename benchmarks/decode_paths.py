@@ -3,17 +3,17 @@
 For each timestamp form (``stamp_forms.FORMS``), over the same events, CPU µs per event of:
 
 * ``orjson.loads`` alone (a dict, nothing checked);
-* msgspec typed decode as the fast path does it (``ts`` kept as text or number,
-  constraints checked in C, ``attributes``/``features`` kept raw);
-* msgspec typed decode with ``ts: datetime | float`` and ``datetime.timestamp()``
-  per event (msgspec's own RFC 3339 parser, the alternative to ours);
-* the vectorised column parser (``stamps_to_epoch``) alone on the ``ts`` column;
-* the two ways of getting the ``ts`` column as the fast path would, in runs of 1,024:
-  text decode + the vectorised parser (ours) against ``datetime`` decode +
-  ``datetime.timestamp`` mapped in C over the column (``ts_text_plus_vectorised_us``,
-  ``ts_datetime_plus_map_timestamp_us``: decode and ``ts`` column only, nothing else);
+* msgspec typed decode with ``ts`` kept as text or a number (constraints checked in C,
+  ``attributes``/``features`` kept raw);
+* msgspec typed decode with ``ts: datetime | float`` (msgspec's RFC 3339 parser) and
+  ``datetime.timestamp`` mapped in C over each run's column: what the fast path does;
 * the whole batch fast path (``decode_decision_batch``).
 
+Until commit 50e7d39 the fast path read ``ts`` as text and parsed the column with a
+vectorised numpy parser of our own (``streaming/stamps.py``); this benchmark then also
+measured the two column paths paired, and msgspec's ``datetime`` won for the µs and offset
+forms (0.88× and 0.85×) and tied for the others (``results/decode_paths_vectorised_parser.json``;
+``git checkout 50e7d39 -- benchmarks streaming`` runs that comparison again).
 Writes ``benchmarks/results/decode_paths.json``.
 
     python benchmarks/decode_paths.py [--events 200000] [--repeat 5]
@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,6 @@ import numpy as np
 import orjson
 from fairwatch.streaming.batch import AttributeRegistry, decode_decision_batch
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
-from fairwatch.streaming.stamps import stamps_to_epoch
 from stamp_forms import FORMS, restamp
 
 from fairwatch.app.runtime import tune_gc
@@ -47,12 +45,14 @@ _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 TIMESTAMP = dt.datetime.timestamp
 
 
-class _WithDatetime(msgspec.Struct, gc=False):
+class _WithText(msgspec.Struct, gc=False):
+    """decision/v1 with ``ts`` kept as text (how the fast path read it until 50e7d39)."""
+
     schema: Literal["decision/v1"]
     decision_id: _Name
     model: _Name
     model_version: _Name
-    ts: dt.datetime | float
+    ts: str | float
     score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
     decision: Literal[0, 1]
     attributes: msgspec.Raw
@@ -70,23 +70,6 @@ def best_us(fn, n: int, repeat: int) -> float:
     return round(best / n * 1e6, 3)
 
 
-def paired(text_column, datetime_column, n: int, pairs: int) -> dict:
-    """The two ``ts`` column paths in turn (A B A B …): medians, and the median of the
-    per-pair ratios (pairing keeps the ratio meaningful while the machine's speed drifts)."""
-    ra, rb = [], []
-    for _ in range(pairs):
-        for fn, out in ((text_column, ra), (datetime_column, rb)):
-            c0 = time.process_time()
-            fn()
-            out.append(time.process_time() - c0)
-    return {
-        "ts_text_plus_vectorised_us": round(statistics.median(ra) / n * 1e6, 3),
-        "ts_datetime_plus_map_timestamp_us": round(statistics.median(rb) / n * 1e6, 3),
-        "ts_datetime_over_text_paired_median": round(statistics.median(b / a for a, b in zip(ra, rb, strict=True)), 3),
-        "pairs": pairs,
-    }
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=200_000)
@@ -102,39 +85,23 @@ def main() -> int:
     from fairwatch.streaming.batch import _DECODERS, _FastDecision  # the fast path's own decoder
 
     fast = _DECODERS[_FastDecision]
-    with_dt = msgspec.json.Decoder(_WithDatetime).decode
+    with_text = msgspec.json.Decoder(_WithText).decode
     forms = {}
     for form in FORMS:
         evs = restamp(events, form)
         n = len(evs)
-        stamps = [orjson.loads(e)["ts"] for e in evs]
-
-        def datetime_path(evs=evs):
-            for obj in map(with_dt, evs):
-                ts = obj.ts
-                if type(ts) is not float:
-                    ts.timestamp()
-
         runs = [evs[i : i + 1024] for i in range(0, n, 1024)]
 
-        def text_column(runs=runs):
+        def ts_column(runs=runs):
             for run in runs:
                 col = [o.ts for o in map(fast, run)]
-                stamps_to_epoch(col) if type(col[0]) is str else np.array(col)
-
-        def datetime_column(runs=runs):
-            for run in runs:
-                col = [o.ts for o in map(with_dt, run)]
                 np.fromiter(map(TIMESTAMP, col), np.float64, len(col)) if type(col[0]) is not float else np.array(col)
 
         forms[form] = {
             "orjson_loads_us": best_us(lambda evs=evs: list(map(orjson.loads, evs)), n, args.repeat),
+            "msgspec_struct_ts_text_us": best_us(lambda evs=evs: list(map(with_text, evs)), n, args.repeat),
             "msgspec_fast_path_struct_us": best_us(lambda evs=evs: list(map(fast, evs)), n, args.repeat),
-            "msgspec_datetime_plus_timestamp_us": best_us(datetime_path, n, args.repeat),
-            "vectorised_ts_column_us": best_us(
-                lambda s=stamps: [stamps_to_epoch(s[i : i + 1024]) for i in range(0, len(s), 1024)], n, args.repeat
-            ),
-            **paired(text_column, datetime_column, n, 5 * args.repeat),
+            "fast_path_struct_and_ts_column_us": best_us(ts_column, n, args.repeat),
             "decode_decision_batch_us": best_us(
                 lambda evs=evs: [
                     decode_decision_batch(evs[i : i + 10_000], registry=AttributeRegistry())

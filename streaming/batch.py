@@ -2,9 +2,11 @@
 
 msgspec decodes each event into a typed struct and checks in C what the
 schema's scalar rules say (schema name, id and name lengths, score in [0, 1],
-decision and label values, types); the timestamp column is parsed by
-:func:`fairwatch.streaming.stamps.stamps_to_epoch`, attribute sets are looked
-up in an :class:`AttributeRegistry` by their raw JSON bytes. Any event that
+decision and label values, types) and parses RFC 3339 ``ts`` text into an aware
+``datetime`` (``T``/``t``/space, 0 to 9 or more fraction digits rounded to the
+microsecond half up as :func:`~fairwatch.streaming.schema.parse_timestamp` rounds them,
+``Z``/``z`` or an offset), converted by ``datetime.timestamp`` as the validator converts
+it; attribute sets are looked up in an :class:`AttributeRegistry` by their raw JSON bytes. Any event that
 fails any of this sends its run down to the per-event validator of
 :mod:`fairwatch.streaming.schema`, which alone decides rejection reasons and
 messages — so msgspec's errors never reach a user, and the fast path can only
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from itertools import chain
 from typing import Annotated, Literal
@@ -36,7 +39,6 @@ from fairwatch.streaming.schema import (
     decision_fields,
     outcome_fields,
 )
-from fairwatch.streaming.stamps import stamps_to_epoch
 
 __all__ = [
     "AttributeRegistry",
@@ -231,6 +233,8 @@ _LEAF = 32
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 _NULL = msgspec.Raw(b"null")
+#: RFC 3339 text with ``Z`` or an offset (a naive time fails, and goes to the per-event validator)
+_Stamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
 class _FastDecision(msgspec.Struct, gc=False):
@@ -242,7 +246,7 @@ class _FastDecision(msgspec.Struct, gc=False):
     decision_id: _Id
     model: _Name
     model_version: _Name
-    ts: str | float
+    ts: _Stamp | float
     score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
     decision: Literal[0, 1]
     attributes: msgspec.Raw
@@ -256,7 +260,7 @@ class _FastOutcome(msgspec.Struct, gc=False):
     schema: Literal["outcome/v1"]
     decision_id: _Id
     model: _Name
-    ts: str | float
+    ts: _Stamp | float
     label: Literal[0, 1]
 
 
@@ -369,49 +373,45 @@ def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | N
     )
 
 
-def stamps_column(stamps: list, now: float | None = None, skew: float = 300.0) -> np.ndarray | None:
-    """Epoch seconds of ``ts`` values (RFC 3339 text, epoch numbers or both), vectorised and
-    range-checked (and skew-checked against ``now``); ``None`` if any value is not in a fast
-    form (then :func:`~fairwatch.streaming.schema.parse_timestamp` per value says why).
+def stamps_column(stamps: Sequence[object], now: float | None = None, skew: float = 300.0) -> np.ndarray | None:
+    """Epoch seconds of ``ts`` values (RFC 3339 text, epoch numbers or both) as the fast path
+    reads them, range-checked (and skew-checked against ``now``); ``None`` if any value is not
+    one it takes (then :func:`~fairwatch.streaming.schema.parse_timestamp` per value says why).
 
     >>> stamps_column(["2026-11-21T10:15:00.123Z", 1795256100.5]).tolist()
     [1795256100.123, 1795256100.5]
-    >>> stamps_column(["2026-11-21T10:15:00Z", None]) is None
-    True
+    >>> stamps_column(["2026-11-21T12:15:00.123456789+02:00", "2026-11-21t10:15:00z"]).tolist()
+    [1795256100.123457, 1795256100.0]
+    >>> stamps_column(["2026-11-21T10:15:00Z", None]), stamps_column(["2026-02-29T00:00:00Z"])
+    (None, None)
     """
-    return _stamps(stamps, now, skew)
+    try:
+        values = _STAMPS(orjson.dumps(list(stamps)))
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError, orjson.JSONEncodeError):
+        return None
+    return _stamps(values, now, skew) if values else np.zeros(0)
 
 
-def _stamps(stamps: list, now: float | None, skew: float) -> np.ndarray | None:
-    """Epoch seconds of a run's ``ts`` column (text, numbers or both), range and skew checked."""
-    if set(map(type, stamps)) == {float}:
+_STAMPS = msgspec.json.Decoder(list[_Stamp | float]).decode
+_timestamp = datetime.timestamp
+
+
+def _stamps(stamps: Sequence[datetime | float], now: float | None, skew: float) -> np.ndarray | None:
+    """Epoch seconds of a run's decoded ``ts`` column (datetimes, numbers or both), range and
+    skew checked. ``datetime.timestamp`` is ``parse_timestamp``'s own conversion (one correctly
+    rounded division of the microseconds since the epoch)."""
+    kinds = set(map(type, stamps))
+    if kinds == {datetime}:
+        ts = np.fromiter(map(_timestamp, stamps), np.float64, len(stamps))
+    elif kinds == {float}:
         ts = np.array(stamps, np.float64)
-        if not (ts.min() >= MIN_TS and ts.max() < MAX_TS):
-            return None
-    else:
-        ts = _mixed_stamps(stamps)
-        if ts is None:
-            return None
+    else:  # text and numbers in one run
+        ts = np.array([s if type(s) is float else s.timestamp() for s in stamps], np.float64)
+    if not (ts.min() >= MIN_TS and ts.max() < MAX_TS):  # also false for nan
+        return None
     if now is not None and ts.max() - now > skew:
         return None
     return ts
-
-
-def _mixed_stamps(stamps: list) -> np.ndarray | None:
-    """Text stamps, or text and epoch seconds mixed in one run."""
-    ts = stamps_to_epoch(stamps)
-    if ts is not None or set(map(type, stamps)) != {str, float}:
-        return ts
-    is_text = np.fromiter((type(s) is str for s in stamps), bool, len(stamps))
-    out = np.empty(len(stamps))
-    text = stamps_to_epoch([s for s in stamps if type(s) is str])
-    if text is None:
-        return None
-    out[is_text] = text
-    out[~is_text] = [s for s in stamps if type(s) is float]
-    if not (out.min() >= MIN_TS and out.max() < MAX_TS):
-        return None
-    return out
 
 
 @dataclass(slots=True)

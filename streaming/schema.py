@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -102,6 +103,10 @@ MSG_SCORE_FINITE = "score: must be finite, got {value!r}"
 MSG_DECISION = "decision: must be 0 or 1, got {value!r}"
 MSG_LABEL = "label: must be 0, 1 or null, got {value!r}"
 MSG_TS = "ts: {why}, got {value!r}"
+#: the fraction of the seconds: its seventh digit rounds the microseconds (half up), as msgspec,
+#: the batch fast path's parser, does (``fromisoformat`` alone would truncate)
+_FRACTION = re.compile(r"[.,](\d+)", re.ASCII)
+_ONE_US = timedelta(microseconds=1)
 MSG_FUTURE = "ts: {ahead:.0f} s ahead of the source clock (limit {limit:.0f} s), got {value!r}"
 MSG_ATTRS = "attributes: {why}, got {value!r}"
 MSG_ATTR_VALUE = "attributes.{name}: {why}, got {value!r}"
@@ -173,6 +178,8 @@ def parse_timestamp(value: Any, *, now: float | None = None, max_future_skew: fl
     1795256100.0
     >>> parse_timestamp("2026-11-21t12:15:00.000001+02:00"), parse_timestamp("2026-11-21T10:15:00.5z")
     (1795256100.000001, 1795256100.5)
+    >>> parse_timestamp("2026-11-21T10:15:00.123456500Z")  # nanoseconds: to the µs, half up
+    1795256100.123457
     >>> parse_timestamp(1795256100)
     1795256100.0
     >>> parse_timestamp(1795256100123)  # doctest: +ELLIPSIS
@@ -188,6 +195,9 @@ def parse_timestamp(value: Any, *, now: float | None = None, max_future_skew: fl
             raise EventError("bad_timestamp", MSG_TS.format(why="not RFC 3339", value=_short(value))) from None
         if dt.tzinfo is None:
             raise EventError("bad_timestamp", MSG_TS.format(why="RFC 3339 needs a UTC offset or Z", value=value))
+        frac = _FRACTION.search(value)
+        if frac is not None and len(frac[1]) > 6 and frac[1][6] >= "5":
+            dt += _ONE_US  # nanosecond stamps: rounded to the microsecond, half up
         ts = dt.timestamp()
     elif isinstance(value, int | float) and not isinstance(value, bool):
         ts = float(value)

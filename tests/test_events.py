@@ -335,12 +335,13 @@ def test_clean_runs_take_the_column_path():
         st.text(max_size=30),
     )
 )
-def test_vectorised_timestamps_equal_parse_timestamp(stamp):
-    """``stamps_to_epoch`` accepts a subset of what ``parse_timestamp`` accepts, and on it
-    gives exactly the same float; it accepts every valid millisecond ``Z`` stamp."""
-    from fairwatch.streaming.events import parse_timestamp, stamps_to_epoch
+def test_fast_path_timestamps_equal_parse_timestamp(stamp):
+    """The fast path's ``ts`` reading (msgspec, ``stamps_column``) accepts a subset of what
+    ``parse_timestamp`` accepts, and on it gives exactly the same float; it accepts every valid
+    millisecond ``Z`` stamp."""
+    from fairwatch.streaming.events import parse_timestamp, stamps_column
 
-    got = stamps_to_epoch([stamp])
+    got = stamps_column([stamp])
     try:
         want = parse_timestamp(stamp)
     except EventError:
@@ -420,11 +421,12 @@ def rfc3339(draw):
 
 @settings(max_examples=500, deadline=None)
 @given(rfc3339())
-def test_every_rfc3339_form_takes_the_vectorised_parser(stamp):
-    """Each generated form is parsed by ``stamps_to_epoch`` to exactly ``parse_timestamp``'s value."""
-    from fairwatch.streaming.events import parse_timestamp, stamps_to_epoch
+def test_every_rfc3339_form_takes_the_fast_path(stamp):
+    """Each generated form (0-9 fraction digits, nanoseconds rounded half up) is read by the fast
+    path (``stamps_column``) to exactly ``parse_timestamp``'s value."""
+    from fairwatch.streaming.events import parse_timestamp, stamps_column
 
-    got = stamps_to_epoch([stamp])
+    got = stamps_column([stamp])
     assert got is not None, stamp
     assert got.tolist() == [parse_timestamp(stamp)]
 
@@ -687,3 +689,26 @@ def test_a_decoder_process_error_reaches_the_replay(tmp_path, monkeypatch):
     monkeypatch.setattr(decoder_mod, "read_jsonl_batches", broken)
     with pytest.raises(PermissionError, match="permission denied"):
         replay(dec, outcomes=out, progress=False, parallel=True)
+
+
+def test_nanosecond_stamps_round_to_the_microsecond_on_both_paths():
+    """Fraction digits past the sixth round the microseconds half up (msgspec's rule, which
+    ``parse_timestamp`` follows): carries into the next second, day and year, and across the
+    2000 and 2100 bounds, equal on the fast path and the per-event validator."""
+    from fairwatch.streaming.events import parse_timestamp, stamps_column
+
+    cases = {
+        "2026-11-21T10:15:00.1234565Z": 1795256100.123457,
+        "2026-11-21T10:15:00.1234564999Z": 1795256100.123456,
+        "2026-11-21T10:15:00.123456500+00:00": 1795256100.123457,
+        "2026-12-31T23:59:59.9999995Z": parse_timestamp("2027-01-01T00:00:00Z"),
+        "1999-12-31T23:59:59.99999951Z": parse_timestamp("2000-01-01T00:00:00Z"),
+    }
+    for stamp, want in cases.items():
+        assert parse_timestamp(stamp) == want, stamp
+        assert stamps_column([stamp]).tolist() == [want], stamp
+    late = "2099-12-31T23:59:59.9999995Z"  # rounds to 2100-01-01: outside the range on both
+    with pytest.raises(EventError, match="outside"):
+        parse_timestamp(late)
+    assert stamps_column([late]) is None
+    _assert_batch_equals_per_event([mutate(decision_id=f"n{j}", ts=s) for j, s in enumerate([*cases, late])])

@@ -268,7 +268,7 @@ def test_the_calibration_multiplier_keeps_the_bound_and_finds_the_root():
         ref = lo / (1 - lo)
         lb = rng.binomial(nb.astype(int), pb).astype(float)
 
-        def log_e(m):
+        def log_e(m, nb=nb, pb=pb, lb=lb):
             q = _closest(pb, m[..., None])
             return (lb * np.log(pb / q) + (nb - lb) * (np.log1p(-pb) - np.log1p(-q))).sum(-1)
 
