@@ -115,7 +115,7 @@ def model_counts(st: ModelState) -> ModelCounts | None:
     their order, with the same values (``None`` if there is none)."""
     dec, lab, cal_n, cal_s, cal_l = (a.astype(float) for a in st.totals.arrays())
     g = len(st.groups.names)
-    keep = np.nonzero(dec[:g].any(axis=1) | lab[:g].reshape(len(lab[:g]), -1).any(axis=1))[0]
+    keep = np.nonzero(dec[:g].any(axis=1) | lab[:g].any(axis=(1, 2)))[0]  # also for 0 groups
     if not len(keep):
         return None
     names = st.groups.names
