@@ -52,8 +52,12 @@ class StateStore(ABC):
     last_saved: float | None = None
 
     @abstractmethod
-    def save(self, checkpoints: dict[str, Checkpoint]) -> None:
-        """Write every checkpoint in one transaction; durable when this returns."""
+    def save(self, checkpoints: dict[str, Checkpoint], *, stamp: bool = True) -> None:
+        """Write every checkpoint in one transaction; durable when this returns.
+
+        ``stamp``: the write is a checkpoint, and ``last_saved`` (exported as the last
+        checkpoint's time) moves; ``False`` for a row saved alone, such as the alert memory.
+        """
 
     @abstractmethod
     def load(self, keys: Iterable[str]) -> dict[str, Checkpoint]:
@@ -82,7 +86,7 @@ class SqliteStateStore(StateStore):
             " partition_key TEXT PRIMARY KEY, state BLOB NOT NULL, offsets TEXT NOT NULL, created REAL NOT NULL)"
         )
 
-    def save(self, checkpoints: dict[str, Checkpoint]) -> None:
+    def save(self, checkpoints: dict[str, Checkpoint], *, stamp: bool = True) -> None:
         now = time.time()
         rows = [(k, c.state, orjson.dumps(c.offsets).decode(), now) for k, c in checkpoints.items()]
         self.db.execute("BEGIN IMMEDIATE")
@@ -92,7 +96,8 @@ class SqliteStateStore(StateStore):
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
-        self.last_saved = now
+        if stamp:
+            self.last_saved = now
 
     def load(self, keys: Iterable[str]) -> dict[str, Checkpoint]:
         out = {}
@@ -133,7 +138,7 @@ class PostgresStateStore(StateStore):
                 " created DOUBLE PRECISION NOT NULL)"
             )
 
-    def save(self, checkpoints: dict[str, Checkpoint]) -> None:
+    def save(self, checkpoints: dict[str, Checkpoint], *, stamp: bool = True) -> None:
         now = time.time()
         with self.db.transaction(), self.db.cursor() as cur:
             cur.executemany(
@@ -141,7 +146,8 @@ class PostgresStateStore(StateStore):
                 " DO UPDATE SET state = EXCLUDED.state, offsets = EXCLUDED.offsets, created = EXCLUDED.created",
                 [(k, c.state, orjson.dumps(c.offsets).decode(), now) for k, c in checkpoints.items()],
             )
-        self.last_saved = now
+        if stamp:
+            self.last_saved = now
 
     def load(self, keys: Iterable[str]) -> dict[str, Checkpoint]:
         out = {}

@@ -30,12 +30,12 @@ class _SlowStore:
         self.store, self.release, self.started = store, threading.Event(), threading.Event()
         self.fail: Exception | None = None
 
-    def save(self, cps: dict[str, Checkpoint]) -> None:
+    def save(self, cps: dict[str, Checkpoint], **kw) -> None:
         self.started.set()
         assert self.release.wait(30)
         if self.fail is not None:
             raise self.fail
-        self.store.save(cps)
+        self.store.save(cps, **kw)
 
     def __getattr__(self, name):
         return getattr(self.store, name)
@@ -147,3 +147,79 @@ def test_liveness_fails_after_the_timeout_with_neither_membership_nor_progress(t
     finally:
         d.store.close()
         d.writer.shutdown()
+
+
+def _evaluator_daemon(tmp_path):
+    """A lone daemon (SQLite: always the evaluator) with the alert loop, audit log in ``tmp_path``."""
+    from fairwatch.alerts.loop import AlertLoop
+
+    d = _daemon(tmp_path)
+    alerts = d.config.alerts.model_copy(update={"audit_path": str(tmp_path / "audit.jsonl")})
+    d.alerts = AlertLoop(alerts, interval=d.config.evaluation_interval)
+    d.on_assign([0])
+    return d
+
+
+def _until_an_incident(d, seed: int = 11) -> None:
+    """A demographic-parity drop through partition 0, evaluated every 30 s, until the loop acts."""
+    sim = LoanSimulator(seed=seed, start=START, rate=5.0, scenario="dp-drop", drift_at=1800.0)
+    offset = 0
+    for _ in range(int(4 * 3600 / 30)):
+        events = [e.value for e in sim.advance(30.0) if e.topic == TOPIC]
+        d._apply(
+            {0: _batch(0, events, [(0, offset + i) for i in range(len(events))], {f"{TOPIC}:0": offset + len(events)})}
+        )
+        offset += len(events)
+        d._publish()
+        if d.alerts.responder.incidents.open:
+            return
+    raise AssertionError("the dp-drop raised no incident in 4 simulated hours")
+
+
+def test_what_the_evaluator_acted_on_is_saved_at_once_without_a_checkpoint(tmp_path):
+    """No checkpoint runs (as when the broker is unreachable or a write is in flight): the memory is durable anyway.
+
+    The two-replica takeover test once saw the survivor reopen and act on the dead evaluator's
+    incidents on a loaded CI machine: the memory was only saved with the next checkpoint.
+    """
+    from fairwatch.alerts import durable
+    from fairwatch.alerts.loop import AlertLoop
+
+    d = _evaluator_daemon(tmp_path)
+    try:
+        _until_an_incident(d)
+        live = d.alerts.responder.incidents
+        assert d.store.keys() == [d._alerts_key()]  # the alert row alone: no partition checkpoint was written
+        assert d.store.last_saved is None  # and it does not pass for one in fairwatch_last_checkpoint_timestamp_seconds
+        # The successor (killed right here, nothing else saved) resumes the same incidents and sequence.
+        successor = AlertLoop(d.alerts.config, interval=d.config.evaluation_interval, audit=d.alerts.audit)
+        assert durable.restore(successor, d.store.load([d._alerts_key()])[d._alerts_key()].state)
+        book = successor.responder.incidents
+        assert book._seq == live._seq >= 1
+        assert sorted(i.id for i in book.open.values()) == sorted(i.id for i in live.open.values())
+    finally:
+        d.alerts.close()
+        d.store.close()
+
+
+def test_an_unsaved_alert_memory_is_a_warning_and_the_next_checkpoint_carries_it(tmp_path, caplog):
+    d = _evaluator_daemon(tmp_path)
+    real = d.store.save
+
+    def refuse(cps, *, stamp=True):
+        if not stamp:
+            raise OSError("database is locked")
+        real(cps, stamp=stamp)
+
+    d.store.save = refuse
+    try:
+        _until_an_incident(d)
+        warned = [r for r in caplog.records if r.getMessage().startswith("alert state not saved")]
+        assert warned and all("database is locked" in r.error for r in warned)
+        assert d.wake["checkpoint"].is_set() and d.store.keys() == []
+        d.checkpoint()
+        blob = d.store.load([d._alerts_key()])[d._alerts_key()].state
+        assert blob == d.alerts_blob
+    finally:
+        d.alerts.close()
+        d.store.close()

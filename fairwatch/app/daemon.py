@@ -122,6 +122,23 @@ class Daemon:
         if cp is not None:
             alert_state.restore(self.alerts, cp.state)
 
+    def _save_alerts(self) -> None:
+        """Write the alert memory now, on the writer thread, after any checkpoint in flight.
+
+        Not left to the next checkpoint: that one waits for a reachable broker and for the
+        write before it, and an evaluator killed in between would leave its successor an
+        older memory, in which what was just acted on is still to do (seen on a loaded CI
+        machine: the survivor reopened the incidents and acted on them again). The row needs
+        no offsets, so it needs no broker. If the store is away the periodic checkpoint
+        carries the memory as before.
+        """
+        rows = {self._alerts_key(): Checkpoint(self.alerts_blob)}
+        try:
+            self.writer.submit(self.store.save, rows, stamp=False).result()
+        except Exception as exc:
+            log.warning("alert state not saved; the next checkpoint carries it", extra={"error": repr(exc)})
+            self.wake["checkpoint"].set()
+
     def _offsets_of(self, partition: int) -> dict[str, int]:
         return {k: v for k, v in self.positions.items() if int(k.rpartition(":")[2]) == partition}
 
@@ -401,7 +418,7 @@ class Daemon:
             self.alerts.judge(ev.whole, ev.engine)
             self.alerts_blob = alert_state.dump(self.alerts)
             if len(self.alerts.changes) != before:
-                self.wake["checkpoint"].set()  # what was acted on is durable at once, not at the next period
+                self._save_alerts()  # what was acted on is durable before the next evaluation
             snap = snap.with_samples(self.alerts.samples())
         extra = [
             Sample("fairwatch_consumer_lag", {"topic": t, "partition": str(p)}, float(v))
