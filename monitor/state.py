@@ -19,8 +19,10 @@ its pod.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -46,10 +48,31 @@ class Checkpoint:
     created: float = 0.0
 
 
+def _serialised(method):
+    """``method`` under the store's lock (one transaction at a time on its connection)."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kw):
+        with self._lock:
+            return method(self, *args, **kw)
+
+    return call
+
+
 class StateStore(ABC):
-    """Atomic save/load of checkpoints."""
+    """Atomic save/load of checkpoints, safe to call from several threads.
+
+    A store holds one database connection, and one transaction at a time runs on it:
+    every call takes the store's lock. The daemon saves on its writer thread while its
+    loop and the consumer's rebalance callbacks load; without the lock a load ran inside
+    the writer's transaction (seen on PostgreSQL: ``OutOfOrderTransactionNesting``, the
+    alert memory unread at a takeover, and the new evaluator acting again).
+    """
 
     last_saved: float | None = None
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # taken by every method marked @_serialised
 
     @abstractmethod
     def save(self, checkpoints: dict[str, Checkpoint], *, stamp: bool = True) -> None:
@@ -75,6 +98,7 @@ class SqliteStateStore(StateStore):
     """Checkpoints in a local SQLite file (WAL, synchronous=FULL: durable at commit)."""
 
     def __init__(self, path: str | Path):
+        super().__init__()
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +110,7 @@ class SqliteStateStore(StateStore):
             " partition_key TEXT PRIMARY KEY, state BLOB NOT NULL, offsets TEXT NOT NULL, created REAL NOT NULL)"
         )
 
+    @_serialised
     def save(self, checkpoints: dict[str, Checkpoint], *, stamp: bool = True) -> None:
         now = time.time()
         rows = [(k, c.state, orjson.dumps(c.offsets).decode(), now) for k, c in checkpoints.items()]
@@ -99,6 +124,7 @@ class SqliteStateStore(StateStore):
         if stamp:
             self.last_saved = now
 
+    @_serialised
     def load(self, keys: Iterable[str]) -> dict[str, Checkpoint]:
         out = {}
         for k in keys:
@@ -109,9 +135,11 @@ class SqliteStateStore(StateStore):
                 out[k] = Checkpoint(bytes(row[0]), orjson.loads(row[1]), row[2])
         return out
 
+    @_serialised
     def keys(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT partition_key FROM fairwatch_checkpoints ORDER BY 1")]
 
+    @_serialised
     def close(self) -> None:
         self.db.close()
 
@@ -126,6 +154,7 @@ class PostgresStateStore(StateStore):
     """Checkpoints in PostgreSQL (psycopg 3), one transaction per save."""
 
     def __init__(self, dsn: str):
+        super().__init__()
         import psycopg
 
         self.dsn = dsn
@@ -138,6 +167,7 @@ class PostgresStateStore(StateStore):
                 " created DOUBLE PRECISION NOT NULL)"
             )
 
+    @_serialised
     def save(self, checkpoints: dict[str, Checkpoint], *, stamp: bool = True) -> None:
         now = time.time()
         with self.db.transaction(), self.db.cursor() as cur:
@@ -149,6 +179,7 @@ class PostgresStateStore(StateStore):
         if stamp:
             self.last_saved = now
 
+    @_serialised
     def load(self, keys: Iterable[str]) -> dict[str, Checkpoint]:
         out = {}
         with self.db.transaction(), self.db.cursor() as cur:
@@ -160,11 +191,13 @@ class PostgresStateStore(StateStore):
                     out[k] = Checkpoint(bytes(row[0]), offsets, row[2])
         return out
 
+    @_serialised
     def keys(self) -> list[str]:
         with self.db.transaction(), self.db.cursor() as cur:
             cur.execute("SELECT partition_key FROM fairwatch_checkpoints ORDER BY 1")
             return [r[0] for r in cur.fetchall()]
 
+    @_serialised
     def close(self) -> None:
         self.db.close()
 

@@ -149,31 +149,34 @@ def test_liveness_fails_after_the_timeout_with_neither_membership_nor_progress(t
         d.writer.shutdown()
 
 
-def _evaluator_daemon(tmp_path):
+def _evaluator_daemon(tmp_path, audit: str = "audit.jsonl"):
     """A lone daemon (SQLite: always the evaluator) with the alert loop, audit log in ``tmp_path``."""
     from fairwatch.alerts.loop import AlertLoop
 
     d = _daemon(tmp_path)
-    alerts = d.config.alerts.model_copy(update={"audit_path": str(tmp_path / "audit.jsonl")})
+    alerts = d.config.alerts.model_copy(update={"audit_path": str(tmp_path / audit)})
     d.alerts = AlertLoop(alerts, interval=d.config.evaluation_interval)
     d.on_assign([0])
     return d
 
 
-def _until_an_incident(d, seed: int = 11) -> None:
-    """A demographic-parity drop through partition 0, evaluated every 30 s, until the loop acts."""
+def _feed(d, until, seed: int = 11, hours: float = 4.0) -> bool:
+    """A demographic-parity drop through partition 0, evaluated every 30 s, until ``until(d)``."""
     sim = LoanSimulator(seed=seed, start=START, rate=5.0, scenario="dp-drop", drift_at=1800.0)
     offset = 0
-    for _ in range(int(4 * 3600 / 30)):
+    for _ in range(int(hours * 3600 / 30)):
         events = [e.value for e in sim.advance(30.0) if e.topic == TOPIC]
-        d._apply(
-            {0: _batch(0, events, [(0, offset + i) for i in range(len(events))], {f"{TOPIC}:0": offset + len(events)})}
-        )
+        meta = [(0, offset + i) for i in range(len(events))]
+        d._apply({0: _batch(0, events, meta, {f"{TOPIC}:0": offset + len(events)})})
         offset += len(events)
         d._publish()
-        if d.alerts.responder.incidents.open:
-            return
-    raise AssertionError("the dp-drop raised no incident in 4 simulated hours")
+        if until(d):
+            return True
+    return False
+
+
+def _until_an_incident(d) -> None:
+    assert _feed(d, lambda d: d.alerts.responder.incidents.open), "the dp-drop raised no incident in 4 hours"
 
 
 def test_what_the_evaluator_acted_on_is_saved_at_once_without_a_checkpoint(tmp_path):
@@ -223,3 +226,41 @@ def test_an_unsaved_alert_memory_is_a_warning_and_the_next_checkpoint_carries_it
     finally:
         d.alerts.close()
         d.store.close()
+
+
+def test_an_evaluator_that_cannot_read_the_alert_memory_neither_acts_nor_overwrites_it(tmp_path, caplog):
+    """It would act from a memory older than what the last evaluator did; it waits until the read works."""
+    import json
+
+    first = _evaluator_daemon(tmp_path, "first.jsonl")
+    _until_an_incident(first)
+    stored = first.store.load([first._alerts_key()])[first._alerts_key()].state
+    first.alerts.close()
+    first.store.close()
+
+    second = _evaluator_daemon(tmp_path, "second.jsonl")
+    real = second.store.load
+    broken = [True]
+
+    def load(keys):
+        if broken[0] and second._alerts_key() in keys:
+            raise OSError("the database is away")
+        return real(keys)
+
+    second.store.load = load
+    try:
+        _feed(second, lambda d: False, hours=3.0)  # the same drop, evidence enough to act on
+        audit = tmp_path / "second.jsonl"
+        kinds = [json.loads(line)["kind"] for line in audit.read_text().splitlines()] if audit.exists() else []
+        assert not [k for k in kinds if k.startswith(("action.", "rollback.", "tier."))], kinds
+        warned = [r for r in caplog.records if r.getMessage().startswith("alert state unreadable")]
+        assert len(warned) == 1  # once, not at every evaluation
+        second.checkpoint()  # its partitions are saved, the memory it did not read is not
+        assert real([second._alerts_key()])[second._alerts_key()].state == stored
+        broken[0] = False
+        assert second._resume_alerts() and second.alerts_resumed  # the next evaluation's read
+        book, before = second.alerts.responder.incidents, first.alerts.responder.incidents
+        assert book._seq == before._seq and set(book.open) == set(before.open)
+    finally:
+        second.alerts.close()
+        second.store.close()

@@ -85,6 +85,7 @@ class Daemon:
         # while this replica is the evaluator, resumed from the store whenever it becomes one.
         self.alerts_blob: bytes | None = None
         self.alerts_resumed = False
+        self.alerts_unread = False  # the stored memory could not be read (warned once)
         # Merges every partition's statistics when this replica is the elected evaluator.
         self.evaluator = Evaluator(config.state.url, self.kc.group_id, config.engine_settings())
         # kafka-python runs rebalance callbacks on its IO thread, concurrently with this
@@ -110,17 +111,27 @@ class Daemon:
     def _alerts_key(self) -> str:
         return f"{self.kc.group_id}/alerts"
 
-    def _resume_alerts(self) -> None:
-        """On becoming the evaluator (or starting): the alert loop goes on from the saved memory."""
-        self.alerts_resumed = True
+    def _resume_alerts(self) -> bool:
+        """On becoming the evaluator (or starting): the alert loop goes on from the saved memory.
+
+        ``False`` when the store cannot be read: then this replica neither acts nor saves
+        its own memory (which may predate what the last evaluator did) until it can; acting
+        from it could repeat a rollback or a page the store knows was done.
+        """
         try:
             cp = self.store.load([self._alerts_key()]).get(self._alerts_key())
-        except Exception as exc:  # the store is away: act from this replica's own memory
-            log.warning("alert state unreadable", extra={"error": type(exc).__name__})
-            self.alerts_resumed = False
-            return
+        except Exception as exc:
+            if not self.alerts_unread:
+                log.warning("alert state unreadable; not acting until it is read", extra={"error": type(exc).__name__})
+            self.alerts_unread = True
+            return False
         if cp is not None:
             alert_state.restore(self.alerts, cp.state)
+        if self.alerts_unread:
+            log.info("alert state read; acting again")
+        self.alerts_unread = False
+        self.alerts_resumed = True
+        return True
 
     def _save_alerts(self) -> None:
         """Write the alert memory now, on the writer thread, after any checkpoint in flight.
@@ -219,7 +230,8 @@ class Daemon:
         self.settle(wait=wait)
         with self.lock:
             parts = sorted(self.ledgers if partitions is None else set(partitions) & set(self.ledgers))
-            alerts = self.alerts_blob if self.evaluator.leadership.held else None
+            # the alert memory: only the evaluator's, and only once it went on from the stored one
+            alerts = self.alerts_blob if self.evaluator.leadership.held and self.alerts_resumed else None
             if not parts and alerts is None:
                 return
             cps = {
@@ -412,13 +424,12 @@ class Daemon:
         if self.alerts is not None and ev.engine is None:
             self.alerts_resumed = False  # another replica acts: its memory is the one to resume from
         elif self.alerts is not None:  # only the evaluator acts, on the whole model
-            if not self.alerts_resumed:
-                self._resume_alerts()
-            before = len(self.alerts.changes)
-            self.alerts.judge(ev.whole, ev.engine)
-            self.alerts_blob = alert_state.dump(self.alerts)
-            if len(self.alerts.changes) != before:
-                self._save_alerts()  # what was acted on is durable before the next evaluation
+            if self.alerts_resumed or self._resume_alerts():
+                before = len(self.alerts.changes)
+                self.alerts.judge(ev.whole, ev.engine)
+                self.alerts_blob = alert_state.dump(self.alerts)
+                if len(self.alerts.changes) != before:
+                    self._save_alerts()  # what was acted on is durable before the next evaluation
             snap = snap.with_samples(self.alerts.samples())
         extra = [
             Sample("fairwatch_consumer_lag", {"topic": t, "partition": str(p)}, float(v))
