@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from fairwatch.monitor.daily import DailyStats, DailyStore
 from fairwatch.monitor.engine import Engine, EngineSettings
@@ -12,20 +10,6 @@ from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 from fairwatch.app.config import load_config
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def fresh_database(postgres_dsn):
-    """A new empty database on the test server, dropped afterwards."""
-    import psycopg
-
-    name = f"daily_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = postgres_dsn.rpartition("/")
-    yield f"{base}/{name}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _records() -> list[bytes]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 from fairwatch.monitor.state import Checkpoint, PostgresStateStore, SqliteStateStore
@@ -62,16 +61,7 @@ def test_sqlite_store_serves_a_writer_and_a_reader_thread(tmp_path):
 
 
 @pytest.mark.integration
-def test_postgres_store_serves_a_writer_and_a_reader_thread(postgres_dsn):
+def test_postgres_store_serves_a_writer_and_a_reader_thread(fresh_database):
     """Without the store's lock the reader's transaction ran inside the writer's
     (psycopg: OutOfOrderTransactionNesting), seen as an unread alert memory at a takeover."""
-    import psycopg
-
-    name = f"store_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
-    try:
-        _check(PostgresStateStore(f"{postgres_dsn.rpartition('/')[0]}/{name}"))
-    finally:
-        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    _check(PostgresStateStore(fresh_database))

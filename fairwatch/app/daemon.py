@@ -134,7 +134,8 @@ class Daemon:
         return True
 
     def _save_alerts(self) -> None:
-        """Write the alert memory now, on the writer thread, after any checkpoint in flight.
+        """Write the alert memory now, on the writer thread: after any checkpoint in flight,
+        whose older memory must not land after it.
 
         Not left to the next checkpoint: that one waits for a reachable broker and for the
         write before it, and an evaluator killed in between would leave its successor an

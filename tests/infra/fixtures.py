@@ -105,3 +105,19 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def postgres_dsn(postgres_server: PostgresServer) -> str:
     return postgres_server.dsn
+
+
+@pytest.fixture
+def fresh_database(postgres_dsn):
+    """A new empty database on the test server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    base, _, _ = postgres_dsn.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
