@@ -15,6 +15,7 @@ ever accept a subset of what the validator accepts (a tested property).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -326,11 +327,33 @@ def _decode_run(raws, lo, hi, base, fast, slow, from_rows, parts, bad) -> None:
 def _decode_all(raws, cls: type[msgspec.Struct]) -> list | None:
     """Each raw event decoded into ``cls``, or ``None`` if one is oversized or does not fit."""
     try:
-        if max(map(len, raws)) > MAX_EVENT_BYTES:
+        if max(map(len, raws)) > MAX_EVENT_BYTES or not _text_only(raws):
             return None
         return list(map(_DECODERS[cls], raws))
-    except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+    except (msgspec.DecodeError, msgspec.ValidationError, TypeError, RecursionError):
         return None
+
+
+#: a ``\\u`` escape of a UTF-16 surrogate (``\\ud800``–``\\udfff``; or such text after an escaped ``\\``)
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _text_only(raws) -> bool:
+    """Whether every event is UTF-8 throughout and escapes no lone surrogate, as the per-event
+    validator requires: msgspec checks the UTF-8 of the strings it reads, not of those it skips
+    (``features``, unknown fields), and reads ``"\\ud800"`` into a str no checkpoint could write.
+    Any ``\\u`` escape of a surrogate sends the run to the validator (a pair is fine there).
+    One ``\\n`` between events: no multi-byte sequence spans two of them."""
+    joined = b"\n".join(raws)
+    if b"\\" in joined and _MAYBE_SURROGATE.search(joined):
+        return False
+    if joined.isascii():
+        return True
+    try:
+        joined.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | None:

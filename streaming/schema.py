@@ -97,6 +97,9 @@ MSG_SCHEMA = "schema: expected {expected!r}, got {value!r}"
 MSG_MISSING = "{field}: required field is missing"
 MSG_TYPE = "{field}: must be {expected}, got {value!r}"
 MSG_ID = "decision_id: must be 1..128 characters, got {value!r}"
+#: a lone UTF-16 surrogate (JSON's ``\\ud800``): valid JSON syntax, but no Unicode text, so no
+#: checkpoint, metric label or log line could hold it
+MSG_SURROGATE = "{field}: must be Unicode text, without a lone surrogate escape such as \\ud800, got {value!r}"
 MSG_MODEL = "{field}: must be 1..128 characters, got {value!r}"
 MSG_SCORE_RANGE = "score: must be in [0, 1], got {value!r}"
 MSG_SCORE_FINITE = "score: must be finite, got {value!r}"
@@ -233,12 +236,22 @@ def _load(raw: bytes) -> dict:
         # orjson refuses NaN/Infinity/1e999; the stdlib reads them, so a non-finite
         # score gets its precise reason instead of a generic parse error.
         try:
-            obj = json.loads(raw)
+            obj = json.loads(raw, parse_int=_json_int)
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise EventError("malformed_json", MSG_MALFORMED.format(error=exc)) from None
     if not isinstance(obj, dict):
         raise EventError("not_an_object", MSG_NOT_OBJECT.format(kind=type(obj).__name__))
     return obj
+
+
+def _json_int(text: str) -> int | float:
+    """An integer of the stdlib fallback; past Python's digit limit for ``int`` (4,300 by
+    default) a float, as msgspec reads it: the number is valid JSON, and only a field with a
+    rule (``score``, ``decision``, …) can refuse it."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def _require(obj: dict, field: str) -> Any:
@@ -248,13 +261,23 @@ def _require(obj: dict, field: str) -> Any:
         raise EventError(f"missing_field:{field}", MSG_MISSING.format(field=field)) from None
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(value: str, field: str, reason: str) -> str:
+    """``value`` unless it holds a lone surrogate (json's fallback reads ``"\\ud800"`` into one)."""
+    if not value.isascii() and _SURROGATE.search(value):
+        raise EventError(reason, MSG_SURROGATE.format(field=field, value=_short(value)))
+    return value
+
+
 def _name(obj: dict, field: str) -> str:
     value = _require(obj, field)
     if not isinstance(value, str):
         raise EventError(f"bad_type:{field}", MSG_TYPE.format(field=field, expected="a string", value=_short(value)))
     if not 0 < len(value) <= MAX_NAME_CHARS:
         raise EventError("bad_model", MSG_MODEL.format(field=field, value=_short(value)))
-    return value
+    return _text(value, field, "bad_model")
 
 
 def _decision_id(obj: dict) -> str:
@@ -266,7 +289,7 @@ def _decision_id(obj: dict) -> str:
         )
     if not 0 < len(value) <= MAX_ID_CHARS:
         raise EventError("bad_decision_id", MSG_ID.format(value=_short(value)))
-    return value
+    return _text(value, "decision_id", "bad_decision_id")
 
 
 def _label(value: Any, *, allow_null: bool) -> int:
@@ -291,6 +314,7 @@ def _attributes(value: Any) -> dict[str, str | None]:
                 "bad_attributes",
                 MSG_ATTRS.format(why="names must be 1..128 characters without ','", value=_short(name)),
             )
+        _text(name, "attributes", "bad_attributes")
         if group is None:
             continue
         if not isinstance(group, str):
@@ -307,6 +331,7 @@ def _attributes(value: Any) -> dict[str, str | None]:
                     value=_short(group),
                 ),
             )
+        _text(group, f"attributes.{name}", "bad_attribute_value")
     return value
 
 

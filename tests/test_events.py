@@ -84,6 +84,12 @@ BAD_DECISIONS = [
     (mutate(attributes={"race": "__other__"}), "bad_attribute_value", "attributes.race"),
     (mutate(attributes={"race": "a,b"}), "bad_attribute_value", "attributes.race"),
     (mutate(features=[1, 2]), "bad_features", "features"),
+    # a lone surrogate escape is JSON, but not Unicode text: no checkpoint or label could hold it
+    (mutate(decision_id="@").replace(b"@", b"\\ud800x"), "bad_decision_id", "decision_id"),
+    (mutate(model="@").replace(b"@", b"m\\udfff"), "bad_model", "model"),
+    (mutate(model_version="@").replace(b"@", b"\\uDC00"), "bad_model", "model_version"),
+    (mutate(attributes={"@": "x"}).replace(b"@", b"r\\ud83d"), "bad_attributes", "attributes"),
+    (mutate(attributes={"race": "@"}).replace(b"@", b"\\ud83dBlack"), "bad_attribute_value", "attributes.race"),
 ]
 
 
@@ -105,6 +111,11 @@ def test_outcome_reasons():
     bad = dict(good)
     del bad["label"]
     assert decode_outcome(orjson.dumps(bad)).reason == "missing_field:label"
+    lone = orjson.dumps({**good, "decision_id": "@"}).replace(b"@", b"\\ud800")
+    assert decode_outcome(lone).reason == "bad_decision_id"
+    from fairwatch.streaming.batch import decode_outcome_batch
+
+    assert [e.reason for _, e in decode_outcome_batch([lone])[1]] == ["bad_decision_id"]
 
 
 def test_valid_event_forms():
@@ -712,3 +723,76 @@ def test_nanosecond_stamps_round_to_the_microsecond_on_both_paths():
         parse_timestamp(late)
     assert stamps_column([late]) is None
     _assert_batch_equals_per_event([mutate(decision_id=f"n{j}", ts=s) for j, s in enumerate([*cases, late])])
+
+
+#: byte strings that JSON producers (and broken ones) put where a parser may only skip:
+#: bytes that are not UTF-8, nesting past a parser's depth, numbers past ``int``'s digit limit
+SPLICES = [
+    b"\xff",
+    b"\xc3",
+    b"\xe9",
+    b"\xc3\xa9",
+    b"\xed\xa0\x80",
+    b"\xe2\x82",
+    b"\xf4\x90\x80\x80",
+    b"\x00",
+    b"\\ud800",
+    b'"',
+    b"\\",
+    b"[" * 1100,
+    b"[" * 3000 + b"]" * 3000,
+    b"9" * 4400,
+    b"1e999",
+    b"NaN",
+    b",",
+    b":",
+    b"{",
+    b"}",
+    b" ",
+]
+
+
+def _spliced(raw: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+    out = bytearray(raw)
+    for at, cut, piece in edits:
+        i = at % (len(out) + 1)
+        out[i : i + cut] = piece
+    return bytes(out)
+
+
+_edits = st.lists(st.tuples(st.integers(0, 400), st.integers(0, 3), st.sampled_from(SPLICES)), min_size=1, max_size=3)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_edits, min_size=1, max_size=12), st.integers(0, 11))
+def test_spliced_bytes_get_the_validators_verdict_on_both_fast_paths(edits, clean_at):
+    """Bytes spliced into valid decisions and outcomes — above all into the parts the fast path
+    skips instead of reading (``features``, unknown fields): the batch decoders accept, value and
+    refuse each event as the per-event validator does, in a run with clean events, and never raise.
+    (Latin-1 bytes inside ``features`` were once counted valid; a nesting 3,000 deep raised
+    ``RecursionError`` out of the engine.)"""
+    from fairwatch.streaming.batch import AttributeRegistry, decode_decision_batch, decode_outcome_batch
+    from fairwatch.streaming.events import outcome_fields
+
+    decision = orjson.dumps({**GOOD, "extra": {"note": "x"}})
+    outcome = orjson.dumps({"schema": "outcome/v1", "decision_id": "8f1c", "model": "m", "ts": GOOD["ts"], "label": 1})
+    for base, fast, slow in (
+        (decision, decode_decision_batch, decision_fields),
+        (outcome, decode_outcome_batch, outcome_fields),
+    ):
+        raws = [_spliced(base, e) for e in edits]
+        raws.insert(clean_at % (len(raws) + 1), base)
+        expected_good, expected_bad = [], []
+        for j, raw in enumerate(raws):
+            try:
+                f = slow(raw, now=NOW)
+            except EventError as exc:
+                expected_bad.append((j, exc.reason))
+            else:
+                expected_good.append(f[:6] + (tuple(f[6].items()),) + f[7:] if slow is decision_fields else f)
+        kw = {"registry": AttributeRegistry()} if fast is decode_decision_batch else {}
+        good, bad = fast(raws, now=NOW, **kw)
+        assert good.rows() == expected_good
+        assert [(j, e.reason) for j, e in bad] == expected_bad
+        kept = [*good.ids, *good.models, *(good.versions if slow is decision_fields else ())]
+        orjson.dumps(kept)  # what was accepted is text a checkpoint can write

@@ -43,7 +43,22 @@ KAFKA_ONLY = {
     "fairness_pipeline_runs_total",
     "fairwatch_evaluator",
 }
-POISON = [b"{not json", b'{"schema":"decision/v1"}', b"\xff\xfe", b"[1]", b'{"schema":"decision/v9"}']
+_VALID_BUT = (
+    b'{"schema":"decision/v1","decision_id":"poison","model":"loan-approval","model_version":"v1",'
+    b'"ts":"2026-11-21T10:15:00Z","score":0.5,"decision":1,"attributes":{"race":"White"},"features":'
+)
+POISON = [
+    b"{not json",
+    b'{"schema":"decision/v1"}',
+    b"\xff\xfe",
+    b"[1]",
+    b'{"schema":"decision/v9"}',
+    # valid decisions but for their features, which the fast path skips rather than reads:
+    _VALID_BUT + b'{"a":' + b"[" * 3000 + b"]" * 3000 + b"}}",  # nested past any parser's depth
+    _VALID_BUT + b'{"name":"Ren\xe9e"}}',  # Latin-1, not UTF-8
+    # JSON, but a lone surrogate is no text: kept as the id, it would fail every checkpoint
+    _VALID_BUT.replace(b'"poison"', b'"\\ud800"') + b"null}",
+]
 
 
 def free_port() -> int:
@@ -301,8 +316,11 @@ def test_kafka_stream_equals_replay_and_poison_goes_to_dead_letters(kafka_bootst
         "missing_field:decision_id",
         "not_an_object",
         "unknown_schema",
+        "bad_decision_id",
     }
     assert all(x["topic"] == topics.decisions and x["offset"] is not None for x in letters)
+    log = d.log.read_text()
+    assert "stream failed" not in log and "checkpoint write failed" not in log, log[-3000:]
 
 
 def child_pids(pid: int) -> list[int]:
