@@ -357,6 +357,12 @@ def _text_only(raws) -> bool:
     return True
 
 
+def _printable(*columns: Sequence[str]) -> bool:
+    """Whether the names hold no control character (nor any other character Python does not
+    print: those go to the validator, which refuses only control characters)."""
+    return all("".join(c).isprintable() for c in columns)
+
+
 def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | None:
     """Columns of a run in which every event is valid and in a fast form, else ``None``."""
     n = len(raws)
@@ -365,6 +371,8 @@ def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | N
         return None
     # One transpose in C (structs → field tuples): cheaper than one attrgetter pass per field.
     _, ids, models, versions, stamps, scores, decisions, attrs, _, labels = zip(*map(_astuple, objs), strict=True)
+    if not _printable(models, versions):
+        return None
     ts = _stamps(stamps, now, skew)
     if ts is None:
         return None
@@ -504,6 +512,8 @@ def _outcome_run(raws, now, skew) -> OutcomeColumns | None:
     if objs is None:
         return None
     _, ids, models, stamps, labels = zip(*map(_astuple, objs), strict=True)
+    if not _printable(models):
+        return None
     ts = _stamps(stamps, now, skew)
     if ts is None:
         return None

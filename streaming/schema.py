@@ -101,6 +101,8 @@ MSG_ID = "decision_id: must be 1..128 characters, got {value!r}"
 #: checkpoint, metric label or log line could hold it
 MSG_SURROGATE = "{field}: must be Unicode text, without a lone surrogate escape such as \\ud800, got {value!r}"
 MSG_MODEL = "{field}: must be 1..128 characters, got {value!r}"
+#: names become metric labels, PostgreSQL text (which cannot hold NUL) and report headings
+MSG_CONTROL = "{field}: must not contain control characters (U+0000 to U+001F, U+007F), got {value!r}"
 MSG_SCORE_RANGE = "score: must be in [0, 1], got {value!r}"
 MSG_SCORE_FINITE = "score: must be finite, got {value!r}"
 MSG_DECISION = "decision: must be 0 or 1, got {value!r}"
@@ -262,6 +264,7 @@ def _require(obj: dict, field: str) -> Any:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def _text(value: str, field: str, reason: str) -> str:
@@ -271,13 +274,21 @@ def _text(value: str, field: str, reason: str) -> str:
     return value
 
 
+def _label_text(value: str, field: str, reason: str) -> str:
+    """``value`` as :func:`_text`, and without control characters: a model, version, attribute
+    name or group, which a metric label, a PostgreSQL column and a report will hold."""
+    if not value.isprintable() and _CONTROL.search(value):
+        raise EventError(reason, MSG_CONTROL.format(field=field, value=_short(value)))
+    return _text(value, field, reason)
+
+
 def _name(obj: dict, field: str) -> str:
     value = _require(obj, field)
     if not isinstance(value, str):
         raise EventError(f"bad_type:{field}", MSG_TYPE.format(field=field, expected="a string", value=_short(value)))
     if not 0 < len(value) <= MAX_NAME_CHARS:
         raise EventError("bad_model", MSG_MODEL.format(field=field, value=_short(value)))
-    return _text(value, field, "bad_model")
+    return _label_text(value, field, "bad_model")
 
 
 def _decision_id(obj: dict) -> str:
@@ -314,7 +325,7 @@ def _attributes(value: Any) -> dict[str, str | None]:
                 "bad_attributes",
                 MSG_ATTRS.format(why="names must be 1..128 characters without ','", value=_short(name)),
             )
-        _text(name, "attributes", "bad_attributes")
+        _label_text(name, "attributes", "bad_attributes")
         if group is None:
             continue
         if not isinstance(group, str):
@@ -331,7 +342,7 @@ def _attributes(value: Any) -> dict[str, str | None]:
                     value=_short(group),
                 ),
             )
-        _text(group, f"attributes.{name}", "bad_attribute_value")
+        _label_text(group, f"attributes.{name}", "bad_attribute_value")
     return value
 
 

@@ -90,6 +90,11 @@ BAD_DECISIONS = [
     (mutate(model_version="@").replace(b"@", b"\\uDC00"), "bad_model", "model_version"),
     (mutate(attributes={"@": "x"}).replace(b"@", b"r\\ud83d"), "bad_attributes", "attributes"),
     (mutate(attributes={"race": "@"}).replace(b"@", b"\\ud83dBlack"), "bad_attribute_value", "attributes.race"),
+    # control characters in what becomes a label and a PostgreSQL text column (NUL: impossible there)
+    (mutate(model="loan\x00approval"), "bad_model", "model"),
+    (mutate(model_version="v3\n"), "bad_model", "model_version"),
+    (mutate(attributes={"ra\tce": "x"}), "bad_attributes", "attributes"),
+    (mutate(attributes={"race": "Black\x7f"}), "bad_attribute_value", "attributes.race"),
 ]
 
 
@@ -116,6 +121,9 @@ def test_outcome_reasons():
     from fairwatch.streaming.batch import decode_outcome_batch
 
     assert [e.reason for _, e in decode_outcome_batch([lone])[1]] == ["bad_decision_id"]
+    nul = orjson.dumps({**good, "model": "m\x00"})
+    assert decode_outcome(nul).reason == "bad_model"
+    assert [e.reason for _, e in decode_outcome_batch([nul])[1]] == ["bad_model"]
 
 
 def test_valid_event_forms():
@@ -726,8 +734,14 @@ def test_nanosecond_stamps_round_to_the_microsecond_on_both_paths():
 
 
 #: byte strings that JSON producers (and broken ones) put where a parser may only skip:
-#: bytes that are not UTF-8, nesting past a parser's depth, numbers past ``int``'s digit limit
+#: bytes that are not UTF-8, escapes of control characters and surrogates, nesting past a parser's
+#: depth, numbers past ``int``'s digit limit
 SPLICES = [
+    b"\\u0000",
+    b"\\n",
+    b"\x7f",
+    b"\\u00a0",
+    b"\\u2028",
     b"\xff",
     b"\xc3",
     b"\xe9",
@@ -796,3 +810,5 @@ def test_spliced_bytes_get_the_validators_verdict_on_both_fast_paths(edits, clea
         assert [(j, e.reason) for j, e in bad] == expected_bad
         kept = [*good.ids, *good.models, *(good.versions if slow is decision_fields else ())]
         orjson.dumps(kept)  # what was accepted is text a checkpoint can write
+        names = "".join([*good.models, *(good.versions if slow is decision_fields else ())])
+        assert not re.search("[\x00-\x1f\x7f]", names)  # and a label or a PostgreSQL column can hold

@@ -58,6 +58,8 @@ POISON = [
     _VALID_BUT + b'{"name":"Ren\xe9e"}}',  # Latin-1, not UTF-8
     # JSON, but a lone surrogate is no text: kept as the id, it would fail every checkpoint
     _VALID_BUT.replace(b'"poison"', b'"\\ud800"') + b"null}",
+    # a NUL in a model name: no PostgreSQL text column (the replicas' daily statistics) can hold it
+    _VALID_BUT.replace(b'"loan-approval"', b'"loan\\u0000approval"') + b"null}",
 ]
 
 
@@ -317,6 +319,7 @@ def test_kafka_stream_equals_replay_and_poison_goes_to_dead_letters(kafka_bootst
         "not_an_object",
         "unknown_schema",
         "bad_decision_id",
+        "bad_model",
     }
     assert all(x["topic"] == topics.decisions and x["offset"] is not None for x in letters)
     log = d.log.read_text()
