@@ -256,16 +256,24 @@ def test_batch_decoder_equals_per_event_decoder(raws):
     from fairwatch.streaming.events import decode_decision_batch
 
     good, bad = decode_decision_batch(raws, now=NOW)
-    expected_good, expected_bad = [], []
-    for j, raw in enumerate(raws):
-        try:
-            f = decision_fields(raw, now=NOW)
-        except EventError as exc:
-            expected_bad.append((j, exc.reason))
-        else:
-            expected_good.append(f[:6] + (tuple(f[6].items()),) + f[7:])
+    expected_good, expected_bad = per_event(raws, decision_fields)
     assert good.rows() == expected_good
     assert [(j, e.reason) for j, e in bad] == expected_bad
+
+
+def per_event(raws: list[bytes], validate) -> tuple[list[tuple], list[tuple[int, str]]]:
+    """What the per-event validator ``validate`` (``decision_fields`` or ``outcome_fields``) makes
+    of each event: the rows of the valid ones as the batch decoders give them (attributes as an
+    item tuple), and ``(position, reason)`` of the others."""
+    good, bad = [], []
+    for j, raw in enumerate(raws):
+        try:
+            f = validate(raw, now=NOW)
+        except EventError as exc:
+            bad.append((j, exc.reason))
+        else:
+            good.append(f[:6] + (tuple(f[6].items()),) + f[7:] if validate is decision_fields else f)
+    return good, bad
 
 
 def test_engine_counts_every_reason_under_its_label():
@@ -796,19 +804,11 @@ def test_spliced_bytes_get_the_validators_verdict_on_both_fast_paths(edits, clea
     ):
         raws = [_spliced(base, e) for e in edits]
         raws.insert(clean_at % (len(raws) + 1), base)
-        expected_good, expected_bad = [], []
-        for j, raw in enumerate(raws):
-            try:
-                f = slow(raw, now=NOW)
-            except EventError as exc:
-                expected_bad.append((j, exc.reason))
-            else:
-                expected_good.append(f[:6] + (tuple(f[6].items()),) + f[7:] if slow is decision_fields else f)
+        expected_good, expected_bad = per_event(raws, slow)
         kw = {"registry": AttributeRegistry()} if fast is decode_decision_batch else {}
         good, bad = fast(raws, now=NOW, **kw)
         assert good.rows() == expected_good
         assert [(j, e.reason) for j, e in bad] == expected_bad
-        kept = [*good.ids, *good.models, *(good.versions if slow is decision_fields else ())]
-        orjson.dumps(kept)  # what was accepted is text a checkpoint can write
-        names = "".join([*good.models, *(good.versions if slow is decision_fields else ())])
-        assert not re.search("[\x00-\x1f\x7f]", names)  # and a label or a PostgreSQL column can hold
+        names = [*good.models, *(good.versions if slow is decision_fields else ())]
+        orjson.dumps([*good.ids, *names])  # what was accepted is text a checkpoint can write
+        assert not re.search("[\x00-\x1f\x7f]", "".join(names))  # and a label or a PostgreSQL column can hold
