@@ -24,7 +24,7 @@ from fairwatch.monitor.decoder import start as start_decoder
 from fairwatch.monitor.engine import DECISIONS_TOPIC, OUTCOMES_TOPIC, Engine, EngineSettings
 from fairwatch.monitor.snapshot import Snapshot
 from fairwatch.streaming.batch import OutcomeColumns, decode_outcome_batch
-from fairwatch.streaming.files import DeadLetterFile, read_jsonl_batches
+from fairwatch.streaming.files import DeadLetterFile, check_input, read_jsonl_batches
 from fairwatch.streaming.schema import EventError, Rejection, parse_timestamp
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -187,11 +187,8 @@ def replay(
     usable.
     """
     engine = Engine(settings)
-    dpath = Path(decisions)
-    opath = Path(outcomes) if outcomes else None
-    for p, field in ((dpath, "--file"), (opath, "--outcomes")):
-        if p is not None and not p.is_file():
-            raise FileNotFoundError(f"{field}: no such file {str(p)!r}")
+    dpath = check_input(decisions, "--file")
+    opath = check_input(outcomes, "--outcomes") if outcomes else None
     dl = DeadLetterFile(dead_letter, source=str(dpath)) if dead_letter else None
     total = dpath.stat().st_size + (opath.stat().st_size if opath else 0)
     n_dec = rejected = 0

@@ -41,7 +41,7 @@ from fairwatch.monitor.decoder import start as start_decoder
 from fairwatch.monitor.engine import DECISIONS_TOPIC, OUTCOMES_TOPIC, Engine
 from fairwatch.monitor.replay import EventFeed, closing_if, file_progress
 from fairwatch.streaming.batch import decode_decision_batch
-from fairwatch.streaming.files import DeadLetterFile
+from fairwatch.streaming.files import DeadLetterFile, check_input
 
 __all__ = ["BacktestResult", "backtest", "rfc3339"]
 
@@ -171,11 +171,8 @@ def backtest(
     ``learn_baseline`` seconds of event time (where the config approves none).
     """
     config = config or Config()
-    dpath = Path(decisions)
-    opath = Path(outcomes) if outcomes else None
-    for p, field in ((dpath, "--file"), (opath, "--outcomes")):
-        if p is not None and not p.is_file():
-            raise FileNotFoundError(f"{field}: no such file {str(p)!r}")
+    dpath = check_input(decisions, "--file")
+    opath = check_input(outcomes, "--outcomes") if outcomes else None
     if learn_baseline is not None and not (math.isfinite(learn_baseline) and learn_baseline > 0):
         raise ValueError(f"--learn-baseline: must be a positive duration, got {learn_baseline!r}")
     out_dir = Path(out)

@@ -34,6 +34,9 @@ overridden by FAIRWATCH_<KEY> / FAIRWATCH_<SECTION>__<KEY> environment variables
 With no configuration at all every command runs on embedded defaults.
 """
 
+#: input files of replay and backtest: the compressed forms they read as they are
+_PACKED = " (plain, or compressed with gzip, bzip2 or xz)"
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -131,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
             "counted and written with their reason to the dead-letter file; they never stop the replay."
         ),
     )
-    rep.add_argument("--file", required=True, metavar="DECISIONS.jsonl", help="decision events, JSON lines")
-    rep.add_argument("--outcomes", metavar="OUTCOMES.jsonl", help="outcome events, JSON lines")
+    rep.add_argument("--file", required=True, metavar="DECISIONS.jsonl", help="decision events, JSON lines" + _PACKED)
+    rep.add_argument("--outcomes", metavar="OUTCOMES.jsonl", help="outcome events, JSON lines" + _PACKED)
     rep.add_argument(
         "--snapshot", metavar="OUT.json", help="write the final metric snapshot (format: docs/files.md) here"
     )
@@ -152,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
             "and DIR/summary.json; invalid lines are counted and dead-lettered to DIR/deadletter.jsonl."
         ),
     )
-    bt.add_argument("--file", required=True, metavar="DECISIONS.jsonl", help="decision events, JSON lines")
-    bt.add_argument("--outcomes", metavar="OUTCOMES.jsonl", help="outcome events, JSON lines")
+    bt.add_argument("--file", required=True, metavar="DECISIONS.jsonl", help="decision events, JSON lines" + _PACKED)
+    bt.add_argument("--outcomes", metavar="OUTCOMES.jsonl", help="outcome events, JSON lines" + _PACKED)
     bt.add_argument(
         "--learn-baseline",
         type=_duration_arg,
@@ -333,9 +336,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     import orjson
 
     from fairwatch.monitor.replay import replay
+    from fairwatch.streaming.files import InputFileError, stem
 
     cfg = load_command_config(args)
-    dead = args.dead_letter or str(Path(args.file).with_suffix("")) + ".deadletter.jsonl"
+    dead = args.dead_letter or stem(args.file) + ".deadletter.jsonl"
     try:
         result = replay(
             args.file,
@@ -345,7 +349,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=not args.no_progress and sys.stderr.isatty(),
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, InputFileError) as exc:
         print(f"fairwatch replay: {exc}", file=sys.stderr)
         return EXIT_USAGE
     data = orjson.dumps(result.snapshot.to_json(), option=orjson.OPT_INDENT_2)
