@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .errors import BAD_VALUE, UNREADABLE_FILE, PipelineInputError
+
+log = logging.getLogger("fairwatch.pipeline")
 
 __all__ = [
     "ADULT_COLUMNS",
@@ -33,7 +36,11 @@ ADULT_COLUMNS = [
 
 
 def load_table(path: str | Path, *, field: str = "--data") -> pd.DataFrame:
-    """Read CSV (optionally ``.gz``), Parquet or JSON Lines into a DataFrame."""
+    """Read CSV (optionally ``.gz``), Parquet or JSON Lines into a DataFrame.
+
+    A CSV is read as spreadsheets write it (:func:`_read_csv`): UTF-8 (with or without a
+    byte-order mark) or else Windows-1252, separated by commas or else by the semicolons, tabs
+    or bars of its header line."""
     p = Path(path)
     try:
         name = p.name.lower()
@@ -41,9 +48,63 @@ def load_table(path: str | Path, *, field: str = "--data") -> pd.DataFrame:
             return pd.read_parquet(p)
         if name.endswith((".jsonl", ".ndjson", ".jsonl.gz")):
             return pd.read_json(p, lines=True)
-        return pd.read_csv(p)
+        return _read_csv(p)
     except (OSError, ValueError, ImportError) as exc:
         raise PipelineInputError(UNREADABLE_FILE.format(field=field, value=str(path), reason=exc), field=field) from exc
+
+
+#: suffixes pandas reads as compressed (their first bytes say nothing of the text)
+_PACKED_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst", ".tar")
+#: separators a spreadsheet's CSV export uses where the comma is the decimal mark
+_OTHER_SEPARATORS = (";", "\t", "|")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV file as a spreadsheet saved it.
+
+    * Text that is not UTF-8 is read as Windows-1252 (Excel's "CSV" on Windows; Latin-1 letters
+      such as ``ä`` are the same bytes), with a warning; UTF-16 with a byte-order mark (Excel's
+      "Unicode text") as UTF-16; text that is none of these is an error.
+    * A header without a comma that splits at ``;``, tab or ``|`` is read with that separator;
+      with ``;``, numbers are read with a decimal comma where that makes more columns numeric
+      (``50,3`` is 50.3 in such files: with a decimal point it would be a category).
+    """
+    head = b""
+    if path.suffix.lower() not in _PACKED_SUFFIXES:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte-order mark ("Unicode text")
+        return _separated(path, pd.read_csv(path, encoding="utf-16"), "utf-16")
+    if b"\0" in head:
+        raise ValueError("holds NUL bytes: not a text file (UTF-16 without a byte-order mark?); save it as UTF-8")
+    try:
+        df, encoding = pd.read_csv(path), "utf-8"
+    except UnicodeDecodeError as exc:
+        try:
+            df, encoding = pd.read_csv(path, encoding="cp1252"), "cp1252"
+        except UnicodeDecodeError:
+            raise ValueError(f"neither UTF-8 ({exc.reason}) nor Windows-1252 text: save it as UTF-8") from None
+        log.warning("%s is not UTF-8 (%s): read as Windows-1252", path, exc.reason)
+    return _separated(path, df, encoding)
+
+
+def _separated(path: Path, df: pd.DataFrame, encoding: str) -> pd.DataFrame:
+    """``df`` (``path`` read with commas), or ``path`` read again with the separator of its header."""
+    if len(df.columns) == 1:
+        header = str(df.columns[0])
+        sep = max(_OTHER_SEPARATORS, key=header.count)
+        if sep in header:
+            df = pd.read_csv(path, sep=sep, encoding=encoding)
+            if sep == ";":
+                comma = pd.read_csv(path, sep=sep, encoding=encoding, decimal=",")
+                if _numeric_columns(comma) > _numeric_columns(df):
+                    df = comma
+            log.info("%s: columns separated by %r", path, sep)
+    return df
+
+
+def _numeric_columns(df: pd.DataFrame) -> int:
+    return sum(pd.api.types.is_numeric_dtype(t) for t in df.dtypes)
 
 
 def load_adult(*paths: str | Path) -> pd.DataFrame:

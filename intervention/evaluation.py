@@ -26,7 +26,8 @@ def intersectional_report(
     |FPR(g) − FPR|)`` against the overall rates; ``accuracy``. Summary (eligible groups
     only): ``average_accuracy`` (unweighted mean over groups), ``worst_accuracy_deviation
     = max_g (average − accuracy(g))``, ``worst_outcome_ratio = min_g acc / max_g acc``,
-    ``min_dp_ratio`` and ``max_eo_gap`` (Buolamwini & Gebru 2018 style disaggregation).
+    ``min_dp_ratio`` and ``max_eo_gap`` (Buolamwini & Gebru 2018 style disaggregation); each
+    ``None`` with fewer than two eligible groups.
 
     >>> s = pd.DataFrame({"race": ["A", "A", "B", "B"], "sex": ["F", "M", "F", "M"]})
     >>> r = intersectional_report([1, 0, 1, 0], [1, 0, 0, 0], s)
@@ -53,10 +54,13 @@ def intersectional_report(
             "eo_gap": round(max(gaps), 6) if gaps else None,
             "accuracy": round(r["accuracy"], 6),
         }
-    accs = [groups[k]["accuracy"] for k in eligible]
+    # the summaries compare groups: with fewer than two eligible ones there is nothing to compare
+    # (one group's "deviation" 0 and "ratio" 1 would read as a pass)
+    compared = eligible if len(eligible) >= 2 else []
+    accs = [groups[k]["accuracy"] for k in compared]
     avg = float(np.mean(accs)) if accs else None
-    dps = [groups[k]["dp_ratio"] for k in eligible if groups[k]["dp_ratio"] is not None]
-    eos = [groups[k]["eo_gap"] for k in eligible if groups[k]["eo_gap"] is not None]
+    dps = [groups[k]["dp_ratio"] for k in compared if groups[k]["dp_ratio"] is not None]
+    eos = [groups[k]["eo_gap"] for k in compared if groups[k]["eo_gap"] is not None]
     worst_dev = max((avg - a for a in accs), default=None) if avg is not None else None
     return {
         "attribute": labels.name,
@@ -64,7 +68,7 @@ def intersectional_report(
         "insufficient_groups": sorted(set(rates) - set(eligible)),
         "average_accuracy": None if avg is None else round(avg, 6),
         "worst_accuracy_deviation": None if worst_dev is None else round(worst_dev, 6),
-        "worst_accuracy_group": min(eligible, key=lambda k: groups[k]["accuracy"]) if eligible else None,
+        "worst_accuracy_group": min(compared, key=lambda k: groups[k]["accuracy"]) if compared else None,
         "worst_outcome_ratio": round(min(accs) / max(accs), 6) if accs and max(accs) > 0 else None,
         "min_dp_ratio": min(dps) if dps else None,
         "max_eo_gap": max(eos) if eos else None,

@@ -123,8 +123,14 @@ def _eligible(rates: GroupRates, min_group_size: int) -> list[str]:
 
 
 def _spread(values: list[float | None]) -> tuple[float, float] | None:
+    """``(min, max)`` of the defined values; ``None`` with fewer than two (one group is not a
+    comparison: its "ratio" would read as perfect parity).
+
+    >>> _spread([0.4, None, 0.7]), _spread([0.4, None]), _spread([])
+    ((0.4, 0.7), None, None)
+    """
     vals = [v for v in values if v is not None]
-    if not vals:
+    if len(vals) < 2:
         return None
     return min(vals), max(vals)
 
@@ -288,7 +294,7 @@ def fairness_summary(
         kw = {"sensitive_features": feat, "min_group_size": min_group_size}
         eligible = _eligible(rates, min_group_size)
         sr = {k: rates[k]["selection_rate"] for k in eligible}
-        ref = max(sr, key=lambda k: sr[k]) if sr else None
+        ref = max(sr, key=lambda k: sr[k]) if len(sr) >= 2 else None  # one group: no comparison, no DI
         entry = {
             "dp_ratio": _maybe_round(demographic_parity_ratio(yp, **kw)),
             "dp_difference": _maybe_round(demographic_parity_difference(yp, **kw)),

@@ -33,7 +33,7 @@ from .artifacts import write_json
 from .causal import causal_analysis, load_expert_knowledge, write_dot
 from .config import PipelineConfig
 from .data import Split, binary_outcome, load_adult, load_table, make_encoder, split_data
-from .errors import PipelineInputError, check_columns
+from .errors import BAD_VALUE, PipelineInputError, check_columns
 from .evaluation import intersectional_report, pareto_frontier
 from .gates import (
     GateResult,
@@ -194,6 +194,15 @@ def prepare_context(cfg: PipelineConfig, df: pd.DataFrame | None = None) -> Pipe
         df = df.sample(n=int(cfg.sample), random_state=cfg.seed).reset_index(drop=True)
     for a in cfg.protected:
         df[a] = df[a].astype(object).where(df[a].notna(), "__missing__").astype(str)
+        groups = df[a].value_counts()
+        if len(groups) < 2:
+            held = (
+                f"every row is in one group ({groups.index[0]!r}, {int(groups.iloc[0])} rows)"
+                if len(groups)
+                else "no rows"
+            )
+            reason = f"{held}; fairness compares groups: at least two are needed"
+            raise PipelineInputError(BAD_VALUE.format(field="--protected", value=a, reason=reason), field="--protected")
     y = binary_outcome(df[cfg.outcome])
     skip = set(cfg.protected) | {cfg.outcome} | set(cfg.exclude)
     features = cfg.features or [c for c in df.columns if c not in skip]

@@ -180,3 +180,51 @@ def test_python_m_intervention_runs():
     r = subprocess.run([sys.executable, "-m", "intervention", "pipeline", "run", "--config", "/nonexistent.yaml"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2 and r.stderr.startswith("error: --config: cannot read '/nonexistent.yaml'")
+
+
+def test_a_protected_attribute_of_one_group_is_a_clear_error(data, capsys):
+    """Every row in one group: nothing to compare, so no run (a plan from it would certify a
+    parity ratio of 1.0 that compared nothing)."""
+    import pandas as pd
+
+    one = pd.read_csv(data / "loan_data.csv").assign(sex="female")
+    one.to_csv(data / "one_group.csv", index=False)
+    argv = ["--data", str(data / "one_group.csv"), "--protected", "race,sex", "--outcome", "approved",
+            "--exclude", "repaid", "--no-progress", "--output", str(data / "o1")]  # fmt: skip
+    assert main(["pipeline", "run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --protected: 'sex' is invalid: every row is in one group ('female', 3000 rows)")
+    assert err.count("\n") == 1 and not (data / "o1" / "remediation_plan.md").exists()
+
+
+def test_spreadsheet_csv_exports_read_as_the_data(data, caplog):
+    """A CSV as European spreadsheets save it (semicolons, decimal commas, Windows-1252 text) and
+    tab-separated text read as the same table as the plain CSV; text in no known encoding is an
+    error naming the file."""
+    import logging
+
+    import pandas as pd
+    from fairwatch.intervention.data import load_table
+    from fairwatch.intervention.errors import PipelineInputError
+
+    plain = load_table(data / "loan_data.csv").assign(
+        region=lambda d: "Zürich-" + d["race"].astype(str), debt_ratio=lambda d: (d["income"] % 997 / 997).round(3)
+    )
+    plain.to_csv(data / "utf8.csv", index=False)
+    plain = load_table(data / "utf8.csv")
+    assert plain["debt_ratio"].dtype.kind == "f" and not plain["debt_ratio"].eq(plain["debt_ratio"].round()).all()
+    plain.to_csv(data / "excel.csv", sep=";", decimal=",", index=False, encoding="cp1252")
+    plain.to_csv(data / "tabs.tsv", sep="\t", index=False)
+    plain.to_csv(data / "bom.csv", index=False, encoding="utf-8-sig")
+    with caplog.at_level(logging.INFO, "fairwatch.pipeline"):
+        for name in ("excel.csv", "tabs.tsv", "bom.csv"):
+            pd.testing.assert_frame_equal(load_table(data / name), plain, check_dtype=False, obj=name)
+    assert "excel.csv is not UTF-8" in caplog.text and "read as Windows-1252" in caplog.text
+    plain.to_csv(data / "unicode.txt", sep="\t", index=False, encoding="utf-16")  # Excel's "Unicode text"
+    pd.testing.assert_frame_equal(load_table(data / "unicode.txt"), plain, check_dtype=False)
+    (data / "utf16le.csv").write_bytes("a,b\n1,2\n".encode("utf-16-le"))
+    with pytest.raises(PipelineInputError, match=r"--data: cannot read '.*utf16le\.csv': holds NUL bytes"):
+        load_table(data / "utf16le.csv")
+    (data / "mixed.csv").write_bytes(b"a,b\n\x81\xe4,2\n")  # 0x81: no character in Windows-1252
+    with pytest.raises(PipelineInputError, match=r"cannot read '.*mixed\.csv': neither UTF-8 .* save it as UTF-8"):
+        load_table(data / "mixed.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from fairlearn.metrics import (
     MetricFrame,
@@ -58,3 +59,29 @@ def test_min_group_size_excludes_small_groups(adult, preds):
 def test_empty_denominator_is_none():
     r = m.group_rates([0, 0], [1, 0], sensitive_features=["a", "a"])
     assert r["a"]["tpr"] is None and r["a"]["fpr"] == 0.5
+
+
+def test_one_eligible_group_is_no_comparison():
+    """With one group of at least ``min_group_size`` rows the others are left out, and there is
+    nothing left to compare: every ratio, gap, disparate impact and intersectional summary is
+    ``None`` (read as "cannot be assessed", a failed gate), not the 1.0 / 0.0 of perfect parity."""
+    from fairwatch.intervention.evaluation import intersectional_report
+
+    rng = np.random.default_rng(3)
+    sex = np.array(["M"] * 200 + ["F"] * 12)
+    y, yp = rng.integers(0, 2, 212), np.r_[rng.integers(0, 2, 200), np.zeros(12, int)]
+    kw = {"sensitive_features": sex, "min_group_size": 30}
+    assert m.demographic_parity_ratio(yp, **kw) is None
+    assert m.demographic_parity_difference(yp, **kw) is None
+    assert m.equalized_odds_gap(y, yp, **kw) is None
+    assert m.equal_opportunity_gap(y, yp, **kw) is None
+    s = m.fairness_summary(y, yp, pd.DataFrame({"sex": sex}), min_group_size=30)
+    entry = s["attributes"]["sex"]
+    assert entry["dp_ratio"] is None and entry["reference_group"] is None
+    assert entry["insufficient_groups"] == ["F"] and s["worst"]["min_disparate_impact"] is None
+    inter = intersectional_report(y, yp, pd.DataFrame({"sex": sex}), min_group_size=30)
+    assert inter["min_dp_ratio"] is None and inter["worst_accuracy_deviation"] is None
+    assert inter["worst_outcome_ratio"] is None and inter["groups"]["F"]["eligible"] is False
+    # two eligible groups: compared as before (F selected 0 times: ratio 0)
+    s2 = m.fairness_summary(y, yp, pd.DataFrame({"sex": sex}), min_group_size=10)["attributes"]["sex"]
+    assert s2["dp_ratio"] == 0.0 and s2["reference_group"] == "M"
