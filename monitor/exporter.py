@@ -18,6 +18,7 @@ snapshot yet means no series.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections import defaultdict
@@ -30,7 +31,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
-__all__ = ["FairnessCollector", "serve_metrics"]
+from fairwatch.errors import FairwatchError
+
+__all__ = ["FairnessCollector", "ListenError", "serve_metrics"]
+
+
+class ListenError(FairwatchError):
+    """The metrics endpoint cannot listen on its address (the port is taken, the host is not
+    this machine's, …): names the address and the reason."""
+
 
 log = logging.getLogger("fairwatch.exporter")
 
@@ -150,7 +159,11 @@ def serve_metrics(
             return [body]
         return metrics_app(environ, start_response)
 
-    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    try:
+        server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    except OSError as exc:
+        hint = " (another process holds the port: a fairwatch still running?)" if exc.errno == errno.EADDRINUSE else ""
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
     thread = threading.Thread(target=server.serve_forever, name="fairwatch-http", daemon=True)
     thread.start()
     log.info("metrics endpoint listening", extra={"host": host, "port": server.server_port})

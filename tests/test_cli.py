@@ -354,3 +354,23 @@ def test_demo_duration_takes_the_duration_syntax():
     args = build_parser().parse_args(["demo", "--duration", "10s"])
     assert args.duration == 10.0
     assert build_parser().parse_args(["demo", "--duration", "2m"]).duration == 120.0
+
+
+def test_a_taken_metrics_port_is_a_configuration_error(capsys):
+    """The metrics port held by another process (a daemon still running): one line naming
+    metrics.port, the address and the reason, exit code 3 — not a traceback."""
+    from fairwatch.monitor.exporter import ListenError
+
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(ListenError, match=rf"cannot listen on 0\.0\.0\.0:{port}: Address already in use"):
+            serve_metrics(SnapshotBoard(), port=port)
+        assert main(["demo", "--port", str(port), "--duration", "2s", "--no-live"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"fairwatch: configuration error: metrics.port: cannot listen on 0.0.0.0:{port}: Address already in use"
+        " (another process holds the port: a fairwatch still running?); choose another with --port or metrics.port"
+    )
+    assert not any("Traceback" in line for line in err)

@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
 
         tune_gc()
     from fairwatch.app.config import EXIT_CONFIG, ConfigError
+    from fairwatch.monitor.exporter import ListenError
 
     func = args.func
     if getattr(args, "extra", None):  # the pipeline's stages: one check for all of them
@@ -415,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
         from fairwatch.app.redact import redact
 
         print(redact(f"fairwatch: configuration error: {exc}"), file=sys.stderr)
+        return EXIT_CONFIG
+    except ListenError as exc:  # the address is configuration too: metrics.host / metrics.port (--port)
+        print(f"fairwatch: configuration error: metrics.port: {exc}; choose another with --port or metrics.port",
+              file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import signal
 import tempfile
 import threading
@@ -32,7 +33,7 @@ from rich.text import Text
 from fairwatch.app.config import Config
 from fairwatch.app.families import FAMILIES
 from fairwatch.monitor.engine import Engine
-from fairwatch.monitor.exporter import serve_metrics
+from fairwatch.monitor.exporter import ListenError, serve_metrics
 from fairwatch.monitor.snapshot import Snapshot, SnapshotBoard
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
@@ -302,7 +303,14 @@ def run_demo(
         # the policy's fast windows (5m confirmed by 15m, …) come with config.engine_settings()
     engine = Engine(settings)
     board = SnapshotBoard()
-    server, _ = serve_metrics(board, host=config.metrics.host, port=config.metrics.port, families=FAMILIES)
+    try:
+        server, _ = serve_metrics(board, host=config.metrics.host, port=config.metrics.port, families=FAMILIES)
+    except ListenError:  # nothing ran: leave no temporary directory behind
+        if tmp is not None:
+            tmp.cleanup()
+            if pipelines is not None:
+                shutil.rmtree(pipeline_dir, ignore_errors=True)
+        raise
     port = server.server_port
     stop = _Stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
