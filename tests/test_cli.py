@@ -147,7 +147,16 @@ def test_bad_cli_arguments_and_config(tmp_path: Path, capsys):
     assert "join.ttl: invalid duration 'forever'" in capsys.readouterr().err
     cfg.write_text("windowz: [1h]\n")
     assert main(["replay", "--config", str(cfg), "--file", str(f)]) == 3
-    assert "windowz: unknown key" in capsys.readouterr().err
+    assert "windowz: unknown key; did you mean 'windows'?" in capsys.readouterr().err
+    # a client option put beside kafka.options instead of inside: named, its value (a password) never shown
+    cfg.write_text("kafka:\n  sasl_plain_password: hunter2-s3cret\n  bootstrap_server: b:9092\n")
+    assert main(["replay", "--config", str(cfg), "--file", str(f)]) == 3
+    err = capsys.readouterr().err
+    assert "kafka.sasl_plain_password: unknown key; known: bootstrap_servers," in err and "hunter2" not in err
+    cfg.write_text("state:\n  url: [hunter2-s3cret]\n")
+    assert main(["replay", "--config", str(cfg), "--file", str(f)]) == 3
+    err = capsys.readouterr().err
+    assert "state.url: Input should be a valid string" in err and "hunter2" not in err
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["demo", "--help"], ["replay", "--help"]])

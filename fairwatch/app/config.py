@@ -312,6 +312,30 @@ def _env_overrides(env: Mapping[str, str], secrets: set[str] = frozenset()) -> d
 _SECRET_WORDS = ("password", "token", "secret", "key", "url", "dsn")
 
 
+def _secret_word(loc: tuple) -> bool:
+    """Whether the last key of ``loc`` names what may be a secret (its value is never shown)."""
+    return bool(loc) and any(w in str(loc[-1]).lower() for w in _SECRET_WORDS)
+
+
+def _unknown_key_hint(loc: tuple) -> str:
+    """``"; did you mean 'windows'?"`` (or the keys known there) for an unknown key at ``loc``.
+
+    >>> _unknown_key_hint(("windowz",))
+    "; did you mean 'windows'?"
+    >>> _unknown_key_hint(("kafka", "zzz")).startswith("; known: ")
+    True
+    """
+    model: Any = Config
+    for part in loc[:-1]:
+        ann = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return ""  # a mapping of the user's own keys (a model's name, …): nothing to suggest
+        model = ann
+    fields = list(model.model_fields)
+    hint = difflib.get_close_matches(str(loc[-1]), fields, n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(fields)}"
+
+
 def _is_text(annotation: Any, key: str) -> bool:
     """A text field (``str`` / ``str | None``), or a free-form key that looks like a credential."""
     if annotation is str or annotation == (str | None):
@@ -358,9 +382,9 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         key = ".".join(str(x) for x in err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key (input {err['input']!r})"
-        elif "input" in err and err["type"] != "value_error":
-            msg = f"{msg} (got {err['input']!r})"
+            msg = f"unknown key{_unknown_key_hint(err['loc'])}"
+        elif "input" in err and err["type"] != "value_error" and not _secret_word(err["loc"]):
+            msg = f"{msg} (got {err['input']!r})"  # never the value of a key that may hold a secret
         if key == "config" and ": " in msg:  # whole-config checks name their key themselves
             key, _, msg = msg.partition(": ")
         raise ConfigError(key, msg) from None
