@@ -57,6 +57,7 @@ __all__ = [
     "MemoryAuditLog",
     "VerifyResult",
     "verify",
+    "head_path",
     "entry_hash",
     "read_head",
     "GENESIS",
@@ -105,14 +106,16 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(entry)).hexdigest()
 
 
-def _head_path(path: Path) -> Path:
+def head_path(path: str | os.PathLike[str]) -> Path:
+    """The head file of the audit log at ``path`` (``<log>.head``)."""
+    path = Path(path)
     return path.with_name(path.name + ".head")
 
 
 def read_head(path: str | os.PathLike[str]) -> tuple[int, str] | None:
     """``(seq, hash)`` of the last entry as recorded in the head file, or ``None``."""
     try:
-        data = json.loads(_head_path(Path(path)).read_text())
+        data = json.loads(head_path(Path(path)).read_text())
         return int(data["seq"]), str(data["hash"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None
@@ -215,7 +218,7 @@ class AuditLog:
         if self.fsync:
             os.fsync(fh.fileno())
         self._written = entry
-        head = _head_path(self.path)
+        head = head_path(self.path)
         tmp = head.with_name(head.name + ".tmp")
         with open(tmp, "w") as h:
             json.dump({"seq": entry["seq"], "hash": entry["hash"]}, h)

@@ -135,6 +135,15 @@ def test_cli_verify_exit_codes_and_message(tmp_path, capsys):
     assert main(["audit", "verify", "--log", str(path)]) == 1
     err = capsys.readouterr().err
     assert "FAILED at entry seq 3" in err and A.R_HASH in err
+    # a path where no log was ever written (mistyped, or log and head both removed): not "ok"
+    missing = tmp_path / "nope" / "audit.jsonl"
+    assert main(["audit", "verify", "--log", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fairwatch audit verify: --log: no audit log at {str(missing)!r}") and "ok" not in err
+    # the log removed but its head file kept: the chain is broken, seq by seq
+    path.unlink()
+    assert main(["audit", "verify", "--log", str(path)]) == 1
+    assert "FAILED at entry seq 1" in capsys.readouterr().err
 
 
 def test_two_writer_processes_keep_one_chain(tmp_path):

@@ -82,9 +82,15 @@ def _load(args: argparse.Namespace):
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from fairwatch.monitor.audit import verify
+    from fairwatch.monitor.audit import head_path, verify
 
     path = args.log or _load(args).alerts.audit_path
+    if not Path(path).exists() and not head_path(path).exists():
+        # nothing was ever written there: not a verified chain (a mistyped --log must not read "ok")
+        where = "--log" if args.log else "alerts.audit_path"
+        print(f"fairwatch audit verify: {where}: no audit log at {str(path)!r} (and no head file"
+              f" {str(head_path(path))!r}): nothing to verify", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     res = verify(path)
     print(res.message(path), file=sys.stdout if res.ok else sys.stderr)
     return EXIT_OK if res.ok else EXIT_FAILURE
