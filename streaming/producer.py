@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from fairwatch.streaming import kafka_loop
 from fairwatch.streaming.simulator import LoanSimulator
 
-__all__ = ["SimulateResult", "simulate"]
+from fairwatch.errors import FairwatchError
+
+__all__ = ["ProduceError", "SimulateResult", "simulate"]
+
+
+class ProduceError(FairwatchError, RuntimeError):
+    """The simulator's events could not be written: names the brokers and Kafka's reason."""
+
 
 log = logging.getLogger("fairwatch.streaming.producer")
 
@@ -40,10 +47,26 @@ def simulate(
     step: float = 1.0,
     stop: threading.Event | None = None,
     client_options: dict | None = None,
+    bootstrap_timeout: float = 30.0,
 ) -> SimulateResult:
-    """Produce until ``duration`` simulated seconds, ``max_decisions`` decisions, or ``stop``."""
+    """Produce until ``duration`` simulated seconds, ``max_decisions`` decisions, or ``stop``.
+
+    :class:`ProduceError` if the brokers cannot be reached within ``bootstrap_timeout`` seconds
+    or refuse the events."""
+    from kafka.errors import KafkaError
+
+    try:
+        return _produce(sim, bootstrap_servers, decisions_topic, outcomes_topic, speed, duration, max_decisions,
+                        step, stop, client_options, bootstrap_timeout)  # fmt: skip
+    except KafkaError as exc:
+        raise ProduceError(f"cannot write to Kafka at {bootstrap_servers}: {exc}") from None
+
+
+def _produce(sim, bootstrap_servers, decisions_topic, outcomes_topic, speed, duration, max_decisions, step, stop,
+             client_options, bootstrap_timeout) -> SimulateResult:  # fmt: skip
     from kafka import KafkaProducer
 
+    defaults = KafkaProducer.DEFAULT_CONFIG
     kafka_loop.install()
 
     security = {k: v for k, v in (client_options or {}).items() if k.startswith(("security_", "sasl_", "ssl_"))}
@@ -54,6 +77,8 @@ def simulate(
         batch_size=256 * 1024,
         compression_type=None,
         **security,
+        # kafka-python 3 only (2.x waits for the first metadata request instead)
+        **({"bootstrap_timeout_ms": int(bootstrap_timeout * 1000)} if "bootstrap_timeout_ms" in defaults else {}),
     )
     stop = stop or threading.Event()
     n_dec = n_out = 0

@@ -383,3 +383,28 @@ def test_a_taken_metrics_port_is_a_configuration_error(capsys):
         " (another process holds the port: a fairwatch still running?); choose another with --port or metrics.port"
     )
     assert not any("Traceback" in line for line in err)
+
+
+def test_simulate_without_a_reachable_broker_is_one_line():
+    """No broker at the address: a ProduceError naming it and Kafka's reason, which the CLI
+    prints as one line with exit code 1 (a runtime failure), not a traceback from inside
+    kafka-python. In a child process: kafka-python leaves its IO thread's socket pair open
+    when the producer's constructor fails (the CLI exits next)."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = f"""
+import sys
+from fairwatch.app import cli
+from fairwatch.streaming import producer
+real = producer.simulate
+producer.simulate = lambda *a, **k: real(*a, **k, bootstrap_timeout=2.0)  # the CLI's call, a shorter wait
+sys.exit(cli.main(["simulate", "--bootstrap-servers", "127.0.0.1:{port}", "--max-decisions", "5"]))
+"""
+    t = time.monotonic()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - t < 30
+    assert res.returncode == 1, res.stderr
+    err = res.stderr.strip().splitlines()
+    assert err[-1].startswith(f"fairwatch simulate: cannot write to Kafka at 127.0.0.1:{port}: KafkaTimeoutError")
+    assert "Traceback" not in res.stderr

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from fairwatch.app.commands import EXIT_OK, EXIT_USAGE, load_alerts, load_command_config, needs_extra
+from fairwatch.app.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, load_alerts, load_command_config, needs_extra
 
 __all__ = ["main", "build_parser"]
 
@@ -280,7 +280,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from fairwatch.streaming.producer import simulate
+    from fairwatch.streaming.producer import ProduceError, simulate
     from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay
 
     cfg = load_command_config(args)
@@ -295,17 +295,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         delay=OutcomeDelay(kind="lognormal", median_s=args.outcome_delay, sigma=0.5),
         start=_simulation_start(args),
     )
-    result = simulate(
-        sim,
-        bootstrap_servers=args.bootstrap_servers,
-        decisions_topic=cfg.kafka.decisions_topic,
-        outcomes_topic=cfg.kafka.outcomes_topic,
-        speed=args.speed,
-        duration=args.duration,
-        max_decisions=args.max_decisions,
-        stop=stop,
-        client_options=cfg.kafka.options,
-    )
+    try:
+        result = simulate(
+            sim,
+            bootstrap_servers=args.bootstrap_servers,
+            decisions_topic=cfg.kafka.decisions_topic,
+            outcomes_topic=cfg.kafka.outcomes_topic,
+            speed=args.speed,
+            duration=args.duration,
+            max_decisions=args.max_decisions,
+            stop=stop,
+            client_options=cfg.kafka.options,
+        )
+    except ProduceError as exc:
+        print(f"fairwatch simulate: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     print(
         f"produced {result.decisions} decisions and {result.outcomes} outcomes "
         f"({result.simulated_seconds:.0f} simulated seconds)",
