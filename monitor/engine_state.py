@@ -15,10 +15,17 @@ from fairwatch.monitor.stats import CountsTable
 from fairwatch.monitor.windows import BucketRing
 from fairwatch.streaming.join import JoinStore, SpillTier
 
+from fairwatch.errors import FairwatchError
+
 if TYPE_CHECKING:
     from fairwatch.monitor.engine import CountObserver, EngineSettings
 
-__all__ = ["ModelState", "models_blob", "models_from_blob"]
+__all__ = ["CheckpointMismatch", "ModelState", "models_blob", "models_from_blob"]
+
+
+class CheckpointMismatch(FairwatchError, ValueError):
+    """A checkpoint taken with other window settings (or in another format) than this engine's."""
+
 
 _TABLE = ("dec", "lab", "cal_n", "cal_s", "cal_l")
 
@@ -102,7 +109,7 @@ class ModelState:
         saved = [(r["window"], r["slots"]) for r in meta["rings"]]
         mine = [(r.spec.name, r.slots) for r in self.rings]
         if saved != mine:
-            raise ValueError(
+            raise CheckpointMismatch(
                 f"checkpoint of model {self.model!r} has windows {saved}, configuration has {mine}: "
                 "changed windows, buckets, lateness or label maturity need a fresh state"
             )
@@ -196,7 +203,7 @@ def models_from_blob(
     """The models and the events ledger of a checkpoint blob."""
     arrays, meta = unpack(blob)
     if meta.get("format") != FORMAT_VERSION:
-        raise ValueError(f"checkpoint format {meta.get('format')!r}, this fairwatch reads {FORMAT_VERSION}")
+        raise CheckpointMismatch(f"checkpoint format {meta.get('format')!r}, this fairwatch reads {FORMAT_VERSION}")
     states = []
     for i, m in enumerate(meta["models"]):
         st = ModelState(m["model"], settings, observer)

@@ -264,3 +264,31 @@ def test_an_evaluator_that_cannot_read_the_alert_memory_neither_acts_nor_overwri
     finally:
         second.alerts.close()
         second.store.close()
+
+
+def test_a_checkpoint_of_other_window_settings_stops_the_daemon_and_stays_as_it_was(tmp_path, monkeypatch):
+    """Windows changed in the configuration, the state store kept: the partition's checkpoint
+    cannot be continued. Its assignment stops the daemon with a configuration error naming the
+    checkpoint, the windows and the two ways out; nothing is consumed for it, and the stored
+    checkpoint is not overwritten. A damaged checkpoint stops it too (a CheckpointError)."""
+    from fairwatch.app.config import ConfigError, load_config
+    from fairwatch.app.daemon import CheckpointError, Daemon
+
+    d, slow = _assigned_daemon(tmp_path)
+    slow.release.set()
+    d.on_assign([0])
+    events = _events(120.0)
+    _apply(d, events, 0, len(events))
+    d.checkpoint()
+    stored = d.store.load([d._key(0)])[d._key(0)]
+    env = {"FAIRWATCH_STATE__URL": f"sqlite:///{tmp_path}/state.db", "FAIRWATCH_WINDOWS": "[1h, 24h, 30d]"}
+    changed = Daemon(load_config(env=env))
+    with pytest.raises(ConfigError, match=r"state\.url: checkpoint 'fairwatch/0': .* has windows .*'30d'.*fresh state"):
+        changed.on_assign([0])
+    assert changed.fatal is not None and changed.ledgers == {} and changed.positions == {}
+    changed.checkpoint()  # (a shutdown checkpoint) writes nothing of the partition it could not restore
+    again = changed.store.load([d._key(0)])[d._key(0)]
+    assert (again.state, again.offsets) == (stored.state, stored.offsets)
+    d.store.save({d._key(0): Checkpoint(stored.state[: len(stored.state) // 2], stored.offsets)})
+    with pytest.raises(CheckpointError, match=r"checkpoint 'fairwatch/0' in the state store cannot be read"):
+        Daemon(load_config(env={"FAIRWATCH_STATE__URL": env["FAIRWATCH_STATE__URL"]})).on_assign([0])

@@ -237,6 +237,14 @@ class DaemonProcess:
         raise AssertionError(f"timed out waiting for {what}; log tail:\n{self.log.read_text()[-3000:]}")
 
 
+def assert_no_message_stopped_the_stream(log: str) -> None:
+    """A daemon log in which the stream failed at most for a group join that stalled (the daemon
+    rejoins after ``kafka.join_timeout``; seen once in the full suite on a loaded machine, the
+    test's counts then still exact), never for a message, a decode or a write."""
+    failures = [x for x in log.splitlines() if "stream failed" in x]
+    assert all("consumer group join did not complete" in x for x in failures), log[-3000:]
+
+
 def events_total(m: dict, topic: str, result: str = "ok") -> float:
     return sum(
         v
@@ -323,7 +331,32 @@ def test_kafka_stream_equals_replay_and_poison_goes_to_dead_letters(kafka_bootst
     }
     assert all(x["topic"] == topics.decisions and x["offset"] is not None for x in letters)
     log = d.log.read_text()
-    assert "stream failed" not in log and "checkpoint write failed" not in log, log[-3000:]
+    assert_no_message_stopped_the_stream(log)
+    assert "checkpoint write failed" not in log, log[-3000:]
+    # The windows changed in the configuration, the state kept: the restart stops with exit code 3
+    # and one line naming the checkpoint and the ways out, instead of retrying forever (kafka-python
+    # wraps a rebalance listener's error); the stored checkpoint stays as it was.
+    from fairwatch.monitor.state import open_state_store
+
+    store = open_state_store(f"sqlite:///{tmp_path}/state.db")
+    before = {k: (c.state, c.offsets) for k, c in store.load(store.keys()).items()}
+    store.close()
+    changed = DaemonProcess(kafka_bootstrap, topics, f"sqlite:///{tmp_path}/state.db", tmp_path, "changed")
+    changed.env["FAIRWATCH_WINDOWS"] = "[1h, 24h, 30d]"
+    changed.start()
+    try:
+        assert changed.proc.wait(timeout=180) == 3, changed.log.read_text()[-3000:]
+    finally:
+        changed.stop()
+    out = changed.log.read_text()
+    assert "fairwatch: configuration error: state.url: checkpoint '" in out and "'30d'" in out, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    assert_no_message_stopped_the_stream(out)
+    store = open_state_store(f"sqlite:///{tmp_path}/state.db")
+    try:
+        assert {k: (c.state, c.offsets) for k, c in store.load(store.keys()).items()} == before
+    finally:
+        store.close()
 
 
 def child_pids(pid: int) -> list[int]:

@@ -249,7 +249,8 @@ def _duration_arg(text: str) -> float:
 def _cmd_run(args: argparse.Namespace) -> int:
     import faulthandler
 
-    from fairwatch.app.daemon import run
+    from fairwatch.app.daemon import CheckpointError, run
+    from fairwatch.app.redact import redact
 
     cfg = load_command_config(args)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack on stderr, the daemon goes on
@@ -262,7 +263,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         updates["state"] = cfg.state.model_copy(update={"url": args.state})
     if args.port is not None:
         updates["metrics"] = cfg.metrics.model_copy(update={"port": args.port})
-    return run(cfg.model_copy(update=updates))
+    try:
+        return run(cfg.model_copy(update=updates))
+    except CheckpointError as exc:  # a changed configuration is a ConfigError: exit code 3, in main
+        print(redact(f"fairwatch run: {exc}"), file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _simulation_start(args: argparse.Namespace) -> float:

@@ -36,13 +36,15 @@ from fairwatch.app.config import Config, ConfigError
 from fairwatch.app.evaluator import Evaluator
 from fairwatch.app.families import FAMILIES
 from fairwatch.app.redact import redact, register_secret
+from fairwatch.errors import FairwatchError
 from fairwatch.monitor.daily import DailyStats, DailyStore, EventDays
+from fairwatch.monitor.engine_state import CheckpointMismatch
 from fairwatch.monitor.exporter import serve_metrics
 from fairwatch.monitor.partials import PARTIAL, PartitionEngines, local_samples, partial_blob, partial_of
 from fairwatch.monitor.snapshot import Sample, SnapshotBoard
 from fairwatch.monitor.state import Checkpoint, StateStore, open_state_store
 
-__all__ = ["Daemon", "run"]
+__all__ = ["CheckpointError", "Daemon", "run"]
 
 log = logging.getLogger("fairwatch.daemon")
 
@@ -61,6 +63,9 @@ class Daemon:
         self.stop = threading.Event()
         self.signals = 0
         self.ready = False
+        #: a checkpoint that cannot be restored: the daemon stops (retrying cannot help, and going
+        #: on without it would count that partition from its committed offsets with no state)
+        self.fatal: Exception | None = None
         self.broker_ok = False
         self.clock = time.monotonic  # replaced in tests of the liveness rule
         self.last_loop = self.last_progress = self.clock()
@@ -172,7 +177,12 @@ class Daemon:
             ledger: Counter = Counter()
             models: list[str] = []
             if cp is not None:
-                ledger, models = self.engines[p].restore_blob(cp.state)
+                try:
+                    ledger, models = self.engines[p].restore_blob(cp.state)
+                except Exception as exc:
+                    self.fatal = _unrestorable(self._key(p), exc)
+                    log.error("checkpoint cannot be restored; stopping", extra={"key": self._key(p), "error": str(exc)})
+                    raise self.fatal from None
                 offsets.update(cp.offsets)
             self.ledgers[p] = ledger
             self.engines[p].events.update(ledger)
@@ -493,6 +503,9 @@ class Daemon:
                     self._loop()
                     backoff = 1.0
                 except Exception as exc:  # the stream failed: back to the last checkpoint, reconnect
+                    if self.fatal is not None:  # (raised inside poll: kafka-python 3 wraps it)
+                        self._disconnect()
+                        raise self.fatal from None
                     log.error(
                         "stream failed; resuming from the last checkpoint",
                         extra={"error": repr(exc), "retry_in_s": backoff},
@@ -634,6 +647,8 @@ class Daemon:
         while not self.stop.is_set():
             self.last_loop = now = time.monotonic()
             batches = self.source.poll(timeout_ms=200)
+            if self.fatal is not None:  # (kafka-python 2 logs a rebalance listener's error and goes on)
+                raise self.fatal
             if batches:
                 self._apply(batches)
                 flowing = True
@@ -670,6 +685,26 @@ class Daemon:
         finally:
             self._publish()
             self._disconnect()
+
+
+class CheckpointError(FairwatchError, RuntimeError):
+    """A checkpoint in the state store that cannot be read: names its key and the reason."""
+
+
+def _unrestorable(key: str, exc: Exception) -> Exception:
+    """The error that stops the daemon for the checkpoint ``key`` that failed with ``exc``: a
+    :class:`ConfigError` when the configuration changed under it (windows, buckets, lateness,
+    label maturity, or a checkpoint of another format), else a :class:`CheckpointError`."""
+    if isinstance(exc, CheckpointMismatch):
+        return ConfigError(
+            "state.url",
+            f"checkpoint {key!r}: {exc}. Go back to the settings it was taken with, or start from a fresh"
+            " state: another state.url or kafka.group_id (the counts start again from the oldest retained event)",
+        )
+    return CheckpointError(
+        f"checkpoint {key!r} in the state store cannot be read ({type(exc).__name__}: {exc}); nothing was"
+        " consumed for its partition. Restore the state store from a backup, or start from a fresh state"
+    )
 
 
 def run(config: Config) -> int:
