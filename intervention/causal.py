@@ -216,9 +216,12 @@ def check_edges(df: pd.DataFrame, g: nx.DiGraph, *, alpha: float = 0.05) -> list
         if u not in df.columns or v not in df.columns:
             rec.update(test="untestable", supported=None)
         elif pd.api.types.is_numeric_dtype(df[u]) and pd.api.types.is_numeric_dtype(df[v]):
-            r = stats.spearmanr(df[u], df[v])
-            rec.update(test="spearman", statistic=round(float(r.statistic), 6),
-                       p_value=float(r.pvalue), supported=bool(r.pvalue < alpha))  # fmt: skip
+            if df[u].nunique() < 2 or df[v].nunique() < 2:  # one value: no correlation to test
+                rec.update(test="constant", supported=None)
+            else:
+                r = stats.spearmanr(df[u], df[v])
+                rec.update(test="spearman", statistic=round(float(r.statistic), 6),
+                           p_value=float(r.pvalue), supported=bool(r.pvalue < alpha))  # fmt: skip
         else:
             cv, p = cramers_v(df[u], df[v])
             rec.update(test="chi2", statistic=round(cv, 6), p_value=p, supported=bool(p < alpha))
@@ -416,6 +419,22 @@ def propose_dag(
                            "not approved by domain experts — awaits expert review"}  # fmt: skip
 
 
+def _numbers_filled(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``df`` with the missing numbers of ``columns`` replaced by their column's median.
+
+    >>> _numbers_filled(pd.DataFrame({"x": [1.0, None, 3.0], "s": ["a", None, "b"]}), ["x", "s"])["x"].tolist()
+    [1.0, 2.0, 3.0]
+    """
+    gaps = [c for c in columns if pd.api.types.is_numeric_dtype(df[c]) and df[c].isna().any()]
+    if not gaps:
+        return df
+    out = df.copy()
+    for c in gaps:
+        median = out[c].median()
+        out[c] = out[c].fillna(0.0 if pd.isna(median) else median)
+    return out
+
+
 def causal_analysis(
     df: pd.DataFrame,
     *,
@@ -428,9 +447,13 @@ def causal_analysis(
     primary: str | None = None,
     min_group_size: int = 30,
 ) -> tuple[dict[str, Any], nx.DiGraph, dict[str, str]]:
-    """Run the whole causal component; returns (report, DAG, node roles)."""
+    """Run the whole causal component; returns (report, DAG, node roles).
+
+    Missing numbers in ``features`` count as the column's median here (0 where a column has
+    none): the tests of association and the regressions need a value in every row."""
     check_columns("--protected", protected, df.columns)
     check_columns("--mediators", mediators, df.columns)
+    df = _numbers_filled(df, features)
     source = "expert knowledge"
     if knowledge is None:
         knowledge = propose_dag(df, protected=protected, outcome=outcome, outcome_values=outcome_values,

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .errors import BAD_VALUE, UNREADABLE_FILE, PipelineInputError
@@ -143,9 +145,20 @@ def binary_outcome(values: pd.Series, *, field: str = "--outcome") -> np.ndarray
     s = values
     if s.dtype == bool:
         return s.to_numpy().astype(int)
+    if s.isna().any():  # the outcome is what every metric counts: a row without one is no row
+        first = s.index[s.isna().to_numpy()][0]
+        raise PipelineInputError(
+            BAD_VALUE.format(
+                field=field,
+                value=s.name,
+                reason=f"{int(s.isna().sum())} row(s) have no value (the first: data row {first + 1}); "
+                "drop them, or fill them in",
+            ),
+            field=field,
+        )
     if pd.api.types.is_numeric_dtype(s):
         uniq = set(pd.unique(s.dropna()).tolist())
-        if s.isna().any() or not uniq <= {0, 1}:
+        if not uniq <= {0, 1}:
             raise PipelineInputError(
                 BAD_VALUE.format(field=field, value=s.name, reason=f"must be 0/1, found {sorted(uniq)[:5]!r}"),
                 field=field,
@@ -209,12 +222,20 @@ def numeric_columns(df: pd.DataFrame, columns: Sequence[str]) -> list[str]:
 
 
 def make_encoder(df: pd.DataFrame, features: Sequence[str]) -> ColumnTransformer:
-    """Standardize numeric features and one-hot encode the others (unknowns ignored)."""
+    """Standardize numeric features and one-hot encode the others (unknowns ignored).
+
+    Missing numbers (empty cells, ``NA``) are the column's median plus a 0/1 "was missing"
+    column, so the model can still learn from the gap (scikit-learn's ``SimpleImputer``). A
+    missing category is a category of its own. (A column with no value in any row never gets
+    here: the pipeline leaves it out of the features.)"""
     num = numeric_columns(df, features)
     cat = [c for c in features if c not in num]
     transformers: list[tuple[str, Any, list[str]]] = []
     if num:
-        transformers.append(("num", StandardScaler(), num))
+        scaler: Any = StandardScaler()
+        if df[num].isna().any().any():
+            scaler = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+        transformers.append(("num", scaler, num))
     if cat:
         transformers.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False, min_frequency=10), cat))
     return ColumnTransformer(transformers, sparse_threshold=0.0, verbose_feature_names_out=False)

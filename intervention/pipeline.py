@@ -190,6 +190,7 @@ def prepare_context(cfg: PipelineConfig, df: pd.DataFrame | None = None) -> Pipe
     check_columns("--features", cfg.features, df.columns)
     check_columns("--mediators", cfg.mediators, df.columns)
     check_columns("repair_features", cfg.repair_features, df.columns)
+    binary_outcome(df[cfg.outcome])  # before sampling: a bad row is named by its place in the data
     if cfg.sample is not None and int(cfg.sample) < len(df):
         df = df.sample(n=int(cfg.sample), random_state=cfg.seed).reset_index(drop=True)
     for a in cfg.protected:
@@ -206,6 +207,10 @@ def prepare_context(cfg: PipelineConfig, df: pd.DataFrame | None = None) -> Pipe
     y = binary_outcome(df[cfg.outcome])
     skip = set(cfg.protected) | {cfg.outcome} | set(cfg.exclude)
     features = cfg.features or [c for c in df.columns if c not in skip]
+    empty = [c for c in features if df[c].isna().all()]
+    if empty:  # nothing to learn from, and every statistic of it undefined
+        log.warning("features left out: no value in any row: %s", ", ".join(empty))
+        features = [c for c in features if c not in empty]
     bad = sorted(set(features) & set(cfg.protected))
     if bad:
         raise PipelineInputError(

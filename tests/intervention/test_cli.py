@@ -228,3 +228,37 @@ def test_spreadsheet_csv_exports_read_as_the_data(data, caplog):
     (data / "mixed.csv").write_bytes(b"a,b\n\x81\xe4,2\n")  # 0x81: no character in Windows-1252
     with pytest.raises(PipelineInputError, match=r"cannot read '.*mixed\.csv': neither UTF-8 .* save it as UTF-8"):
         load_table(data / "mixed.csv")
+
+
+def test_missing_values_in_features_run_and_a_missing_outcome_is_named(data, capsys, caplog):
+    """Real data has gaps. Missing numbers (15 % of ``income``), a missing category, and a
+    column empty in every row run through the whole pipeline (median plus a "was missing"
+    indicator for the model, the median for the causal statistics; the empty column left out,
+    with a warning); a row without an outcome is one line naming the first such row."""
+    import logging
+
+    import numpy as np
+    import pandas as pd
+
+    df = pd.read_csv(data / "loan_data.csv")
+    rng = np.random.default_rng(8)
+    df.loc[rng.random(len(df)) < 0.15, "income"] = np.nan
+    df.loc[rng.random(len(df)) < 0.10, "zip_code"] = None
+    df["notes"] = np.nan
+    df.to_csv(data / "gaps.csv", index=False)
+    out = data / "gaps"
+    argv = ["--data", str(data / "gaps.csv"), "--protected", "race,sex", "--outcome", "approved",
+            "--exclude", "repaid", "--no-progress", "--sample", "1500", "--output", str(out)]  # fmt: skip
+    with caplog.at_level(logging.WARNING, "fairwatch.intervention"):
+        assert main(["pipeline", "run", *argv]) in (0, 1, 4)
+    assert "features left out: no value in any row: notes" in caplog.text
+    run = json.loads((out / "run.json").read_text())
+    assert "income" in json.dumps(run) and (out / "remediation_plan.md").is_file()
+    assert "Traceback" not in capsys.readouterr().err
+    df.loc[[7, 40], "approved"] = np.nan
+    df.to_csv(data / "no_outcome.csv", index=False)
+    argv[1] = str(data / "no_outcome.csv")
+    assert main(["pipeline", "run", *argv]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: --outcome: 'approved' is invalid: 2 row(s) have no value (the first: data row 8); drop them"
+    )
