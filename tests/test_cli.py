@@ -129,6 +129,28 @@ def test_replay_dead_letters_bad_lines_and_goes_on(tmp_path: Path, capsys):
     assert "3 rejected" in capsys.readouterr().err
 
 
+def test_replay_outputs_that_cannot_be_written_stop_it_before_it_starts(tmp_path: Path, capsys):
+    """A --snapshot or --dead-letter that cannot be written is found before the replay (which
+    may take hours), one line naming the option; a missing folder is made; so is backtest's --out."""
+    dec = tmp_path / "d.jsonl"
+    write_jsonl(sim("none"), 600.0, dec)
+    (tmp_path / "afile").write_text("")
+    for option, target, why in (
+        ("--snapshot", tmp_path / "afile" / "s.json", "is a file, not a folder"),
+        ("--snapshot", tmp_path, "it is a directory"),
+        ("--dead-letter", tmp_path / "afile" / "x" / "dl.jsonl", "is a file, not a folder"),
+    ):
+        assert main(["replay", "--file", str(dec), option, str(target), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"fairwatch replay: {option}: cannot write {str(target)!r}: ") and why in err, err
+        assert "replay finished" not in err and "Traceback" not in err
+    snap = tmp_path / "new" / "deeper" / "s.json"
+    assert main(["replay", "--file", str(dec), "--snapshot", str(snap), "--no-progress"]) == 0
+    assert orjson.loads(snap.read_bytes())
+    assert main(["backtest", "--file", str(dec), "--out", str(tmp_path / "afile" / "bt"), "--no-progress"]) == 2
+    assert "fairwatch backtest: --out: cannot make the folder" in capsys.readouterr().err
+
+
 def test_bad_cli_arguments_and_config(tmp_path: Path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["replay"])

@@ -176,7 +176,10 @@ def backtest(
     if learn_baseline is not None and not (math.isfinite(learn_baseline) and learn_baseline > 0):
         raise ValueError(f"--learn-baseline: must be a positive duration, got {learn_baseline!r}")
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out: cannot make the folder {str(out_dir)!r} ({exc.strerror or exc})") from None
     interval = float(config.alerts.evaluation_interval or config.evaluation_interval)
     engine = Engine(config.engine_settings())
     dl = DeadLetterFile(out_dir / "deadletter.jsonl", source=str(dpath))

@@ -349,6 +349,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     cfg = load_command_config(args)
     dead = args.dead_letter or stem(args.file) + ".deadletter.jsonl"
+    for option, out in (("--snapshot", args.snapshot), ("--dead-letter", dead)):
+        problem = _unwritable(out)
+        if problem:  # found now, not after a replay of hours
+            print(f"fairwatch replay: {option}: cannot write {out!r}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         result = replay(
             args.file,
@@ -372,6 +377,27 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _unwritable(path: str | None) -> str | None:
+    """Why a file cannot be written at ``path`` (its folder is made if missing), or ``None``."""
+    import os
+
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        return "it is a directory"
+    blocking = next((q for q in p.parents if q.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        return f"{str(blocking)!r} is a file, not a folder"
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"its folder cannot be made ({exc.strerror or exc})"
+    if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        return "permission denied"
+    return None
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
