@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import bz2
 import gzip
+import io
+import logging
 import lzma
 import zlib
 from collections.abc import Iterator, Sequence
@@ -13,11 +15,14 @@ from itertools import compress, repeat
 from pathlib import Path
 from typing import BinaryIO
 
+import msgspec
 import numpy as np
 import orjson
 from fairwatch.streaming.events import Rejection
 
 from fairwatch.errors import FairwatchError
+
+log = logging.getLogger("fairwatch.files")
 
 __all__ = ["read_jsonl_batches", "check_input", "stem", "DeadLetterFile", "InputFileError", "LineMeta"]
 
@@ -117,12 +122,16 @@ def read_jsonl_batches(
     offset = lineno = 0
     tail = b""
     with _opened(path) as (fh, raw, packed):
+        first: bytes | None = _read(fh, chunk_bytes, path, packed, 0)
+        if first.lstrip(_LEADING)[:1] == b"[":  # maybe one JSON array of events, not JSON lines
+            whole = first + _read(fh, -1, path, packed, 0)
+            elements = _json_array(path, whole)
+            if elements is not None:
+                yield from _array_batches(elements, batch_size, raw.tell())
+                return
+            fh, first = io.BytesIO(whole), None  # JSON lines after all: from the start
         while True:
-            try:
-                chunk = fh.read(chunk_bytes)
-            except _CORRUPT as exc:
-                what = f"the {packed} data is corrupt or ends early" if packed else "cannot be read"
-                raise InputFileError(f"{str(path)!r}: {what}, after line {lineno} ({exc})") from None
+            chunk, first = (first, None) if first is not None else (_read(fh, chunk_bytes, path, packed, lineno), None)
             if chunk:
                 data = tail + chunk
                 raws = data.split(b"\n")
@@ -150,6 +159,40 @@ def read_jsonl_batches(
                 break
     if lines:
         yield lines, LineMeta(numbers), offset if packed is None else int(ends[-1])
+
+
+#: what may come before a file's first value: whitespace and a UTF-8 byte-order mark
+_LEADING = b" \t\r\n\xef\xbb\xbf"
+_RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw]).decode
+
+
+def _read(fh: BinaryIO, size: int, path, packed: str | None, lineno: int) -> bytes:
+    """``fh.read(size)``, or :class:`InputFileError` naming the file and the last line read."""
+    try:
+        return fh.read(size)
+    except _CORRUPT as exc:
+        what = f"the {packed} data is corrupt or ends early" if packed else "cannot be read"
+        raise InputFileError(f"{str(path)!r}: {what}, after line {lineno} ({exc})") from None
+
+
+def _json_array(path, data: bytes) -> list[msgspec.Raw] | None:
+    """The elements of ``data`` if it is one JSON array (``[{…}, {…}]``, as ``json.dump`` of a
+    list writes it, on one line or pretty-printed), else ``None`` with a warning: it is then
+    read as JSON lines (a first line such as ``[1, 2]`` is one invalid event, dead-lettered)."""
+    try:
+        return _RAW_ARRAY(data.lstrip(b"\xef\xbb\xbf"))
+    except msgspec.DecodeError as exc:
+        log.warning("%s starts with '[' but is not one JSON array (%s): read as JSON lines", path, exc)
+        return None
+
+
+def _array_batches(elements: list, batch_size: int, size: int) -> Iterator[tuple[list[bytes], LineMeta, int]]:
+    """Batches of a JSON array's elements, each as an event's bytes, numbered from 1 (their
+    "line"); ``bytes_read`` in proportion to the elements given, up to ``size``."""
+    n = len(elements)
+    for lo in range(0, n, batch_size):
+        hi = min(lo + batch_size, n)
+        yield [bytes(e) for e in elements[lo:hi]], LineMeta(np.arange(lo + 1, hi + 1)), size * hi // n
 
 
 class LineMeta(Sequence):

@@ -124,3 +124,48 @@ def test_the_dead_letter_file_of_an_archive_is_named_after_its_events(tmp_path, 
     letters = (tmp_path / "d.deadletter.jsonl").read_bytes().splitlines()
     assert len(letters) == 80 and orjson.loads(letters[0])["source"] == str(packed)
     assert "(written to " + str(tmp_path / "d.deadletter.jsonl") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_array_of_events_replays_as_its_json_lines(tmp_path, indent):
+    """A file holding one JSON array of events (``json.dump`` of a list, on one line or
+    pretty-printed) gives the JSON-lines file's snapshot and counts; its invalid elements are
+    dead-lettered with their element number as the line."""
+    import json
+
+    dec, out = _replay_file(tmp_path)
+    lines = [x for x in dec.read_bytes().splitlines() if x]
+    events = []
+    for x in lines:
+        try:
+            events.append(json.loads(x))
+        except ValueError:
+            events.append("not json")  # a string element: rejected, as the bad line was
+    array = tmp_path / "d.json"
+    array.write_text(json.dumps(events, indent=indent))
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    a = _replayed(array, out, tmp_path / "a.dl", False)
+    b = _replayed(plain, out, tmp_path / "b.dl", False)
+    assert a[:4] == b[:4] and [x["reason"] for x in a[4]] == [x["reason"] for x in b[4]]
+    assert [x["offset"] for x in a[4] if x["topic"] == "fairness.decisions"] == [
+        x["offset"] for x in b[4] if x["topic"] == "fairness.decisions"
+    ]
+
+
+def test_a_file_that_only_starts_like_an_array_is_read_as_json_lines(tmp_path, caplog):
+    """A first line ``[1, 2]`` (an invalid event) or an array cut short: read as JSON lines with a
+    warning; the other lines count as before, nothing is lost."""
+    import logging
+
+    dec, out = _replay_file(tmp_path)
+    odd = tmp_path / "odd.jsonl"
+    odd.write_bytes(b"[1, 2]\n" + dec.read_bytes())
+    with caplog.at_level(logging.WARNING, "fairwatch.files"):
+        got = _replayed(odd, out, tmp_path / "odd.dl", False)
+    assert "starts with '[' but is not one JSON array" in caplog.text
+    want = _replayed(dec, out, tmp_path / "plain.dl", False)
+    assert got[3] == want[3] + 1 and got[4][0]["reason"] == "not_an_object" and got[4][0]["offset"] == 1
+    # (one line more shifts the batches: score sums add up in another order, equal to 1e-9)
+    samples = [[(n, lab, round(v, 9)) for n, lab, v in r[0] if n != "fairwatch_events_total"] for r in (got, want)]
+    assert samples[0] == samples[1]
