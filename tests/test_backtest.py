@@ -97,7 +97,16 @@ def test_backtest_cli_prints_a_summary_and_learns_a_baseline(tmp_path, capsys):
     # only degradation against a baseline has tier-1 rules: a tier-1 change means it was learned
     rows = [json.loads(x) for x in (tmp_path / "bt" / "incidents.jsonl").read_text().splitlines()]
     assert s["tier_raises"]["1"] >= 1 and any(r["tier"] == 1 for r in rows)
+    assert s["baseline_unfinished"] == [] and "warning" not in text
     assert main(["backtest", "--file", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 2
+    # a baseline asked for longer than the history: no tier-1 raise, and it is said why
+    argv = ["backtest", "--file", str(tmp_path / "decisions.jsonl"), "--config", str(cfg_path),
+            "--learn-baseline", "30d", "--out", str(tmp_path / "bt30"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    s = orjson.loads((tmp_path / "bt30" / "summary.json").read_bytes())
+    assert s["tier_raises"]["1"] == 0 and [u["model"] for u in s["baseline_unfinished"]] == ["loan-approval"]
+    assert "warning: the baseline of 'loan-approval' was still being learned when its events ended" in text
 
 
 def test_a_model_that_appears_later_is_judged_and_rolled_back_as_if_alone(tmp_path):

@@ -278,6 +278,12 @@ def backtest(
             t_eval += interval
             if empty > settle:  # nothing can change until the next line: skip the gap
                 t_eval = max(t_eval, math.ceil(min(nxt) / interval) * interval)
+        # --learn-baseline longer than a model's history: no baseline, so the degradation rules
+        # (relative to it) judged nothing for that model; said, not left to be read as "no alert"
+        unfinished = [
+            {"model": m, "learning_until": rfc3339(lr.end), "events_end": rfc3339(engine.models[m].max_ts)}
+            for m, lr in sorted(loop.learners.items())
+        ] if loop is not None else []  # fmt: skip
         if loop is not None:
             loop.close()
     dl.close()
@@ -290,6 +296,7 @@ def backtest(
         "tier_raises": {k: raises.get(k, 0) for k in ("1", "2", "3")},
         "rollbacks": rollbacks,
         "first_raise_at": first_raise,
+        "baseline_unfinished": unfinished,
         "models": models,
         "evidence": config.alerts.policy.evidence,
         "budget_s": config.alerts.budget.model_dump(),

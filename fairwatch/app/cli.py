@@ -428,6 +428,12 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         f"simulated rollbacks: {len(s['rollbacks'])}"
         + "".join(f"\n  {r['at']} {r['model']} (from {r['from_version']})" for r in s["rollbacks"])
         + f"\nwrote {result.incidents} and {result.summary_path}"
+        + "".join(
+            f"\nwarning: the baseline of {u['model']!r} was still being learned when its events ended"
+            f" ({u['events_end']}; --learn-baseline needs them until {u['learning_until']}): the degradation"
+            " rules, relative to a baseline, judged nothing for it; only the absolute guards did"
+            for u in s["baseline_unfinished"]
+        )
     )
     return EXIT_OK
 
