@@ -42,8 +42,22 @@ class TextFormatter(logging.Formatter):
         return redact(f"{base} {extra}" if extra else base)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not as it was when logging was
+    configured: a caller that runs commands in one process and swaps ``sys.stderr`` between them
+    (pytest's capture, a notebook) never has records written to a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it
+        pass
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text", stream=None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
