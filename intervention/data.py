@@ -157,7 +157,7 @@ def binary_outcome(values: pd.Series, *, field: str = "--outcome") -> np.ndarray
             field=field,
         )
     if pd.api.types.is_numeric_dtype(s):
-        uniq = set(pd.unique(s.dropna()).tolist())
+        uniq = set(pd.unique(s).tolist())
         if not uniq <= {0, 1}:
             raise PipelineInputError(
                 BAD_VALUE.format(field=field, value=s.name, reason=f"must be 0/1, found {sorted(uniq)[:5]!r}"),

@@ -115,7 +115,7 @@ def head_path(path: str | os.PathLike[str]) -> Path:
 def read_head(path: str | os.PathLike[str]) -> tuple[int, str] | None:
     """``(seq, hash)`` of the last entry as recorded in the head file, or ``None``."""
     try:
-        data = json.loads(head_path(Path(path)).read_text())
+        data = json.loads(head_path(path).read_text())
         return int(data["seq"]), str(data["hash"])
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return None

@@ -122,16 +122,15 @@ def read_jsonl_batches(
     offset = lineno = 0
     tail = b""
     with _opened(path) as (fh, raw, packed):
-        first: bytes | None = _read(fh, chunk_bytes, path, packed, 0)
-        if first.lstrip(_LEADING)[:1] == b"[":  # maybe one JSON array of events, not JSON lines
-            whole = first + _read(fh, -1, path, packed, 0)
+        if _read(fh.peek, 4096, path, packed, 0).lstrip(_LEADING)[:1] == b"[":  # maybe one JSON array
+            whole = _read(fh.read, -1, path, packed, 0)
             elements = _json_array(path, whole)
             if elements is not None:
                 yield from _array_batches(elements, batch_size, raw.tell())
                 return
-            fh, first = io.BytesIO(whole), None  # JSON lines after all: from the start
+            fh = io.BytesIO(whole)  # JSON lines after all: from the start
         while True:
-            chunk, first = (first, None) if first is not None else (_read(fh, chunk_bytes, path, packed, lineno), None)
+            chunk = _read(fh.read, chunk_bytes, path, packed, lineno)
             if chunk:
                 data = tail + chunk
                 raws = data.split(b"\n")
@@ -166,10 +165,11 @@ _LEADING = b" \t\r\n\xef\xbb\xbf"
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
-def _read(fh: BinaryIO, size: int, path, packed: str | None, lineno: int) -> bytes:
-    """``fh.read(size)``, or :class:`InputFileError` naming the file and the last line read."""
+def _read(read, size: int, path, packed: str | None, lineno: int) -> bytes:
+    """``read(size)`` (a file's ``read`` or ``peek``), or :class:`InputFileError` naming the file
+    and the last line read."""
     try:
-        return fh.read(size)
+        return read(size)
     except _CORRUPT as exc:
         what = f"the {packed} data is corrupt or ends early" if packed else "cannot be read"
         raise InputFileError(f"{str(path)!r}: {what}, after line {lineno} ({exc})") from None

@@ -368,6 +368,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     data = orjson.dumps(result.snapshot.to_json(), option=orjson.OPT_INDENT_2)
     if args.snapshot:
+        Path(args.snapshot).parent.mkdir(parents=True, exist_ok=True)
         Path(args.snapshot).write_bytes(data + b"\n")
     else:
         sys.stdout.buffer.write(data + b"\n")
@@ -380,7 +381,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _unwritable(path: str | None) -> str | None:
-    """Why a file cannot be written at ``path`` (its folder is made if missing), or ``None``."""
+    """Why a file cannot be written at ``path`` (missing folders made then), or ``None``;
+    looks only, makes nothing."""
     import os
 
     if not path:
@@ -388,16 +390,12 @@ def _unwritable(path: str | None) -> str | None:
     p = Path(path)
     if p.is_dir():
         return "it is a directory"
-    blocking = next((q for q in p.parents if q.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        return f"{str(blocking)!r} is a file, not a folder"
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"its folder cannot be made ({exc.strerror or exc})"
-    if not os.access(p.parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        return "permission denied"
-    return None
+    if p.exists():
+        return None if os.access(p, os.W_OK) else "permission denied"
+    nearest = next(q for q in p.parents if q.exists())  # the folder the missing ones go in
+    if not nearest.is_dir():
+        return f"{str(nearest)!r} is a file, not a folder"
+    return None if os.access(nearest, os.W_OK) else "permission denied"
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
