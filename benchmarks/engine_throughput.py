@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 from fairwatch.monitor.engine import Engine, EngineSettings  # noqa: E402
+from fairwatch.streaming import batch  # noqa: E402
 from fairwatch.streaming.simulator import LoanSimulator, OutcomeDelay  # noqa: E402
 from stamp_forms import FORMS, restamp  # noqa: E402  (benchmarks/, beside this script)
 
@@ -66,6 +67,13 @@ def stream(n: int, seed: int = 1):
         vals = sim.advance_batch(BATCH / RATE).topic_values(False)[: n - made]
         made += len(vals)
         yield vals
+
+
+def decoder_label() -> str:
+    """Which fast path decoded the events (``--msgspec-only`` turns the C one off)."""
+    if batch.NATIVE and batch._fastpath is not None:
+        return "C fast path (streaming/_fastpath.c), msgspec for the runs it leaves, runs of 1,024 events"
+    return "msgspec-typed decode + datetime.timestamp column, runs of 1,024 events (no C fast path)"
 
 
 def cpu() -> float:
@@ -248,9 +256,16 @@ def main() -> int:
     p.add_argument("--memory-events", type=int, default=10_000_000, help="events for the RSS run (0 = skip)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--repeat", type=int, default=3, help="engine runs; the median one is reported (shared machine)")
+    p.add_argument(
+        "--msgspec-only",
+        action="store_true",
+        help="without the C fast path (streaming/_fastpath.c): the decoder of an install built without a compiler",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.msgspec_only:
+        batch._fastpath = None
     if args.memory_child:
         memory_child(*args.memory_child)
         return 0
@@ -273,8 +288,7 @@ def main() -> int:
             "avg_event_bytes": float(np.mean([len(e) for e in events[:10_000]])),
             "clock": "process CPU time (one core)",
             "repeat": args.repeat,
-            "decoder": "msgspec-typed decode + vectorised RFC 3339 column, runs of 1,024 events "
-            "(streaming.batch.decode_decision_batch)",
+            "decoder": decoder_label(),
             "malloc": "glibc mmap threshold fixed at 1 MiB (fairwatch.app.runtime.tune_malloc)",
             "gc": {"frozen_import_heap": True, "thresholds": list(GC_THRESHOLDS)},
         },
@@ -310,7 +324,8 @@ def main() -> int:
         mark = min(1_000_000, args.memory_events // 10)
         print(f"memory: {args.memory_events:,} events in a fresh process …", file=sys.stderr)
         out = subprocess.run(
-            [sys.executable, __file__, "--memory-child", str(args.memory_events), str(mark)],
+            [sys.executable, __file__, "--memory-child", str(args.memory_events), str(mark)]
+            + (["--msgspec-only"] if args.msgspec_only else []),
             capture_output=True,
             text=True,
             check=True,

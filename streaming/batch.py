@@ -269,6 +269,14 @@ class _FastOutcome(msgspec.Struct, gc=False):
 
 assert (DECISION_SCHEMA, OUTCOME_SCHEMA) == ("decision/v1", "outcome/v1")  # the Literals above spell them out
 _DECODERS = {cls: msgspec.json.Decoder(cls).decode for cls in (_FastDecision, _FastOutcome)}
+
+try:  # the C fast path (streaming/_fastpath.c), built by the install where a C compiler is found
+    from fairwatch.streaming import _fastpath
+except ImportError:  # pragma: no cover - an install without a compiler: msgspec alone, same results
+    _fastpath = None
+#: Whether the C fast path is built; without it every run takes the msgspec path (slower, same results).
+NATIVE = _fastpath is not None
+_LIMITS = (MAX_EVENT_BYTES, MAX_ID_CHARS, MAX_NAME_CHARS)
 _astuple = msgspec.structs.astuple
 _LABEL_CODE = {None: -1, 0: 0, 1: 1}
 
@@ -364,7 +372,15 @@ def _printable(*columns: Sequence[str]) -> bool:
 
 
 def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | None:
-    """Columns of a run in which every event is valid and in a fast form, else ``None``."""
+    """Columns of a run in which every event is valid and in a fast form, else ``None``.
+
+    The C fast path first; a run it does not take (it takes only what it is sure of) goes
+    to msgspec. A run the C path reads but whose ``ts`` range or attribute sets fail would
+    fail msgspec's checks too (the same checks of the same values): ``None`` at once."""
+    if _fastpath is not None and type(raws) is list:
+        got = _fastpath.decisions(raws, *_LIMITS)
+        if got is not None:
+            return _native_columns(got, now, skew, reg)
     n = len(raws)
     objs = _decode_all(raws, _FastDecision)
     if objs is None:
@@ -395,6 +411,29 @@ def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | N
         np.array(sets, np.int64),
         label,
         np.fromiter(map(_fingerprint, raws), np.int64, n),
+    )
+
+
+def _native_columns(got: tuple, now, skew, reg: AttributeRegistry) -> DecisionColumns | None:
+    """:class:`DecisionColumns` of a run the C fast path read (its columns as bytearrays)."""
+    ids, models, versions, ts, score, decision, attrs, label, fingerprint = got
+    ts = _checked(np.frombuffer(ts, np.float64), now, skew)
+    if ts is None:
+        return None
+    sets = reg.ids_of_raw(attrs)
+    if sets is None:
+        return None
+    return DecisionColumns(
+        reg,
+        ids,
+        models,
+        versions,
+        ts,
+        np.frombuffer(score, np.float64),
+        np.frombuffer(decision, np.int8).astype(np.int64),
+        np.array(sets, np.int64),
+        np.frombuffer(label, np.int8).astype(np.int64),
+        np.frombuffer(fingerprint, np.uint32).astype(np.int64),
     )
 
 
@@ -432,6 +471,11 @@ def _stamps(stamps: Sequence[datetime | float], now: float | None, skew: float) 
             ts = np.array(stamps, np.float64)
         else:  # text and numbers in one run
             ts = np.array([s if type(s) is float else s.timestamp() for s in stamps], np.float64)
+    return _checked(ts, now, skew)
+
+
+def _checked(ts: np.ndarray, now: float | None, skew: float) -> np.ndarray | None:
+    """``ts`` if every time is in range (and not too far ahead of ``now``), else ``None``."""
     if not (ts.min() >= MIN_TS and ts.max() < MAX_TS):  # also false for nan
         return None
     if now is not None and ts.max() - now > skew:
@@ -508,6 +552,14 @@ def decode_outcome_batch(
 
 
 def _outcome_run(raws, now, skew) -> OutcomeColumns | None:
+    if _fastpath is not None and type(raws) is list:
+        got = _fastpath.outcomes(raws, *_LIMITS)
+        if got is not None:
+            ids, models, ts, label = got
+            ts = _checked(np.frombuffer(ts, np.float64), now, skew)
+            return (
+                None if ts is None else OutcomeColumns(ids, models, ts, np.frombuffer(label, np.int8).astype(np.int64))
+            )
     objs = _decode_all(raws, _FastOutcome)
     if objs is None:
         return None

@@ -19,6 +19,28 @@ from fairwatch.streaming.events import (
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+
+@pytest.fixture(autouse=True, scope="module", params=["C", "msgspec"])
+def fast_path(request):
+    """Every test here runs on both fast paths: the C one (``streaming/_fastpath.c``, the default
+    where the install could build it) and msgspec alone (an install without a C compiler, and
+    every run the C path leaves to it). Module-scoped: hypothesis's tests may use it."""
+    import fairwatch.streaming.batch as batch
+
+    if request.param == "C":
+        if not batch.NATIVE:
+            from tests.infra.fixtures import service_unavailable
+
+            service_unavailable("the C fast path", "not built (no C compiler at install time?)")
+        yield "C"
+        return
+    saved, batch._fastpath = batch._fastpath, None
+    try:
+        yield "msgspec"
+    finally:
+        batch._fastpath = saved
+
+
 GOOD = {
     "schema": "decision/v1",
     "decision_id": "8f1c",

@@ -4,7 +4,8 @@
 #     and postgres itself in a temp dir on a free loopback port;
 #   - promtool and amtool (Debian's prometheus, prometheus-alertmanager) for the rule tests;
 #   - Java + Maven, and the Apache Kafka 4.x jars from Maven Central, cached by
-#     tests/infra/kafka_broker.py (default ~/.cache/fairwatch/kafka-<version>/libs).
+#     tests/infra/kafka_broker.py (default ~/.cache/fairwatch/kafka-<version>/libs);
+#   - a C compiler and Python's headers, for the install's one C extension.
 # Idempotent; when everything is there it does no apt or network work and takes ~1 s.
 set -euo pipefail
 
@@ -23,6 +24,11 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+# a C compiler and Python's headers: the install builds the fast path (streaming/_fastpath.c),
+# which CI must test and measure (tests/test_fastpath.py fails under CI without it)
+command -v cc >/dev/null || missing+=(gcc)
+"$python" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || missing+=(python3-dev)
 
 services=(postgresql prometheus prometheus-alertmanager)
 
