@@ -308,6 +308,7 @@ def decode_decision_batch(
     bad: list[tuple[int, EventError]] = []
     fast = partial(_run_columns, now=now, skew=max_future_skew, reg=reg)
     slow = partial(decision_fields, now=now, max_future_skew=max_future_skew)
+    raws = raws if type(raws) is list else list(raws)  # the C path reads a list
     for lo in range(0, len(raws), _RUN):
         run = raws[lo : lo + _RUN]
         _decode_run(run, 0, len(run), lo, fast, slow, partial(DecisionColumns.from_rows, reg), parts, bad)
@@ -377,7 +378,7 @@ def _run_columns(raws, now, skew, reg: AttributeRegistry) -> DecisionColumns | N
     The C fast path first; a run it does not take (it takes only what it is sure of) goes
     to msgspec. A run the C path reads but whose ``ts`` range or attribute sets fail would
     fail msgspec's checks too (the same checks of the same values): ``None`` at once."""
-    if _fastpath is not None and type(raws) is list:
+    if _fastpath is not None:
         got = _fastpath.decisions(raws, *_LIMITS)
         if got is not None:
             return _native_columns(got, now, skew, reg)
@@ -545,6 +546,7 @@ def decode_outcome_batch(
     bad: list[tuple[int, EventError]] = []
     fast = partial(_outcome_run, now=now, skew=max_future_skew)
     slow = partial(outcome_fields, now=now, max_future_skew=max_future_skew)
+    raws = raws if type(raws) is list else list(raws)  # the C path reads a list
     for lo in range(0, len(raws), _RUN):
         run = raws[lo : lo + _RUN]
         _decode_run(run, 0, len(run), lo, fast, slow, OutcomeColumns.from_rows, parts, bad)
@@ -552,7 +554,7 @@ def decode_outcome_batch(
 
 
 def _outcome_run(raws, now, skew) -> OutcomeColumns | None:
-    if _fastpath is not None and type(raws) is list:
+    if _fastpath is not None:
         got = _fastpath.outcomes(raws, *_LIMITS)
         if got is not None:
             ids, models, ts, label = got
