@@ -97,8 +97,6 @@ utf8_char(Cur *c)
 #define S_NON_ASCII 2
 #define S_DEL 4
 
-/* A JSON string at c->p (which is '"'): advances past its closing quote and sets *flags;
- * its content is [*start, c->p - 1). 0 if invalid, or if it escapes a UTF-16 surrogate. */
 /* 1 for the bytes a string scan passes over as they are: printable ASCII but '"' and '\\' */
 static unsigned char plain[256];
 
@@ -109,6 +107,8 @@ init_plain(void)
         plain[ch] = ch != '"' && ch != '\\';
 }
 
+/* A JSON string at c->p (which is '"'): advances past its closing quote and sets *flags;
+ * its content is [*start, c->p - 1). 0 if invalid, or if it escapes a UTF-16 surrogate. */
 static int
 scan_string(Cur *c, const unsigned char **start, int *flags)
 {
@@ -136,12 +136,13 @@ scan_string(Cur *c, const unsigned char **start, int *flags)
             f |= S_ESCAPE;
             if (c->end - c->p < 2)
                 return 0;
-            unsigned char e = c->p[1];
-            if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+            unsigned char esc = c->p[1];
+            if (esc == '"' || esc == '\\' || esc == '/' || esc == 'b' || esc == 'f' || esc == 'n' || esc == 'r' ||
+                esc == 't') {
                 c->p += 2;
                 continue;
             }
-            if (e != 'u' || c->end - c->p < 6)
+            if (esc != 'u' || c->end - c->p < 6)
                 return 0;
             for (int k = 2; k < 6; k++)
                 if (!is_hex(c->p[k]))
