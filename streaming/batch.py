@@ -1,5 +1,9 @@
 """The batch fast path: raw decision bytes → :class:`DecisionColumns` (the engine's input).
 
+Each run of events goes first to the C fast path (``streaming/_fastpath.c``, where the
+install built it: :data:`NATIVE`), which reads the forms producers write in one pass and
+declines anything else; a run it declines takes the msgspec path below, unchanged.
+
 msgspec decodes each event into a typed struct and checks in C what the
 schema's scalar rules say (schema name, id and name lengths, score in [0, 1],
 decision and label values, types) and parses RFC 3339 ``ts`` text into an aware
