@@ -17,7 +17,7 @@
  * in skipped values is limited to MAX_DEPTH (recursion bounded).
  *
  * Rules mirrored (schema.py): whole event valid JSON (RFC 8259; UTF-8 checked in every
- * string, lone surrogate escapes refused as the msgspec path refuses them); size limit;
+ * string; a surrogate escape only as a pair, in what it skips or keeps raw); size limit;
  * schema exact; decision_id 1..max_id characters; model and model_version 1..max_name
  * printable ASCII; ts RFC 3339 "YYYY-MM-DD[Tt ]HH:MM:SS[.f{1,9}](Z|z|+HH:MM|-HH:MM)" (the
  * fraction truncated to the microsecond, then one microsecond added when its 7th digit is
@@ -107,8 +107,24 @@ init_plain(void)
         plain[ch] = ch != '"' && ch != '\\';
 }
 
+/* "\\uD800".."\\uDBFF" at p (6 bytes, hex already checked for the first escape) */
+static inline int
+is_high_escape(const unsigned char *p)
+{
+    return (p[2] == 'd' || p[2] == 'D') && (p[3] == '8' || p[3] == '9' || p[3] == 'a' || p[3] == 'A' || p[3] == 'b' ||
+                                            p[3] == 'B');
+}
+
+/* "\\uDC00".."\\uDFFF" at p (6 bytes) */
+static inline int
+is_low_escape(const unsigned char *p)
+{
+    return (p[2] == 'd' || p[2] == 'D') && ((p[3] >= 'c' && p[3] <= 'f') || (p[3] >= 'C' && p[3] <= 'F')) &&
+           is_hex(p[4]) && is_hex(p[5]);
+}
+
 /* A JSON string at c->p (which is '"'): advances past its closing quote and sets *flags;
- * its content is [*start, c->p - 1). 0 if invalid, or if it escapes a UTF-16 surrogate. */
+ * its content is [*start, c->p - 1). 0 if invalid, or if it escapes a lone UTF-16 surrogate. */
 static int
 scan_string(Cur *c, const unsigned char **start, int *flags)
 {
@@ -147,8 +163,15 @@ scan_string(Cur *c, const unsigned char **start, int *flags)
             for (int k = 2; k < 6; k++)
                 if (!is_hex(c->p[k]))
                     return 0;
-            if ((c->p[2] == 'd' || c->p[2] == 'D') && !(c->p[3] >= '0' && c->p[3] <= '7'))
-                return 0; /* \uD800-\uDFFF, even in a pair: as the msgspec path, left to the validator */
+            if ((c->p[2] == 'd' || c->p[2] == 'D') && !(c->p[3] >= '0' && c->p[3] <= '7')) {
+                /* \uD800-\uDFFF: only a high surrogate followed at once by a low one (an emoji
+                 * as json.dumps writes it) is text; a lone one is left to the validator */
+                if (!is_high_escape(c->p) || c->end - c->p < 12 || c->p[6] != '\\' || c->p[7] != 'u' ||
+                    !is_low_escape(c->p + 6))
+                    return 0;
+                c->p += 12;
+                continue;
+            }
             c->p += 6;
             continue;
         }

@@ -145,6 +145,7 @@ def test_the_forms_producers_write_take_the_c_path():
         {"attributes": {"sex": "Männlich", "race": None}},
         {"attributes": {"nationality": "Türkiye", "age_band": "25–34"}},
         {"features": {"note": "naïve café", "history": [[1, 2], {"a": None}], "x": -1.5e-7}},
+        {"features": {"note": "approved 🚀"}, "attributes": {"sex": "F", "team": "🦊"}},  # json.dumps: \ud83d\ude80
         {"features": None},
         {"label": 0},
         {"label": 1},
@@ -170,11 +171,20 @@ def test_the_forms_producers_write_take_the_c_path():
         orjson.dumps({**GOOD, "model": "mod\\u00e8le"}).replace(b"\\\\", b"\\"),  # an escape in a name it reads
         orjson.dumps({**GOOD, "model": "modèle"}),  # a name that is not ASCII
         orjson.dumps(GOOD)[:-1] + b',"score":0.5}',  # a field twice (the validator takes the last)
-        orjson.dumps({**GOOD, "features": {"e": "x"}}).replace(b'"x"', b'"\\ud83d\\ude00"'),  # a surrogate pair
+        orjson.dumps({**GOOD, "features": {"e": "x"}}).replace(b'"x"', b'"\\ud83d"'),  # a lone surrogate
+        orjson.dumps({**GOOD, "features": {"e": "x"}}).replace(b'"x"', b'"\\ude00\\ud83d"'),  # a pair reversed
         orjson.dumps({**GOOD, "features": {"deep": [[[[[[[[[[1]]]]]]]]]]}}).replace(b"[1]", b"[" * 70 + b"]" * 70),
         b"\xef\xbb\xbf" + orjson.dumps(GOOD),  # a byte-order mark
     ],
-    ids=["escaped_model", "non_ascii_model", "repeated_field", "surrogate_pair", "nesting_past_64", "bom"],
+    ids=[
+        "escaped_model",
+        "non_ascii_model",
+        "repeated_field",
+        "lone_surrogate",
+        "reversed_pair",
+        "nesting_past_64",
+        "bom",
+    ],
 )
 def test_what_the_c_path_leaves_to_msgspec_and_the_validator(raw):
     """Forms the C path declines by design: the run goes on to msgspec (and the validator),
