@@ -279,3 +279,22 @@ def test_kafka_live_consumer_rides_through_broker_restart(restartable_kafka_brok
     finally:
         consumer.close(autocommit=False)
     assert sorted(int(r.value) for r in records) == list(range(200))  # nothing lost, no repeats
+
+
+def test_a_failed_kafka_python_connect_closes_its_socket() -> None:
+    """kafka-python 3.0.x leaves the socket of a failed connect to the GC; the fixtures make it
+    close it (``fixtures.close_failed_connect_sockets``), so a ResourceWarning at collection
+    is always a leak of ours. Here: a connect whose deadline has passed."""
+    import socket
+
+    import kafka.errors
+    from kafka.net.inet import KafkaNetSocket
+
+    fixtures.close_failed_connect_sockets()  # idempotent: pytest_configure did it already
+    assert KafkaNetSocket.sock_connect.closes_on_failure
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    coro = KafkaNetSocket().sock_connect(None, sock, ("127.0.0.1", free_ports(1)[0]), timeout_at=time.monotonic() - 1)
+    with pytest.raises(kafka.errors.KafkaTimeoutError):
+        coro.send(None)
+    assert sock.fileno() == -1  # closed, not left to the garbage collector
