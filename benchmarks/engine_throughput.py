@@ -71,7 +71,7 @@ def stream(n: int, seed: int = 1):
 
 def decoder_label() -> str:
     """Which fast path decoded the events (``--msgspec-only`` turns the C one off)."""
-    if batch.NATIVE and batch._fastpath is not None:
+    if batch._fastpath is not None:
         return "C fast path (streaming/_fastpath.c), msgspec for the runs it leaves, runs of 1,024 events"
     return "msgspec-typed decode + datetime.timestamp column, runs of 1,024 events (no C fast path)"
 

@@ -233,6 +233,69 @@ scan_literal(Cur *c, const char *word, Py_ssize_t len)
     return 1;
 }
 
+/* An object member's key and its ':' (after whitespace): the key's content is *len bytes
+ * from *start, what it held in *flags. 0 if not one. */
+static int
+read_key(Cur *c, const unsigned char **start, Py_ssize_t *len, int *flags)
+{
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != '"' || !scan_string(c, start, flags))
+        return 0;
+    *len = c->p - 1 - *start;
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != ':')
+        return 0;
+    c->p++;
+    return 1;
+}
+
+/* After a member or an element: 1 at ',' (another follows), 2 at `close` (the container
+ * ends), 0 at anything else; advances past what it read. */
+static int
+after_item(Cur *c, unsigned char close)
+{
+    skip_ws(c);
+    if (c->p >= c->end)
+        return 0;
+    if (*c->p == close) {
+        c->p++;
+        return 2;
+    }
+    if (*c->p != ',')
+        return 0;
+    c->p++;
+    return 1;
+}
+
+static int skip_value(Cur *c, int depth);
+
+/* An object ('{', close '}': keyed members) or an array ('[', close ']') at c->p, checked
+ * and skipped. */
+static int
+skip_container(Cur *c, int depth, unsigned char close)
+{
+    const unsigned char *s;
+    Py_ssize_t n;
+    int f;
+    if (depth >= MAX_DEPTH)
+        return 0;
+    c->p++;
+    skip_ws(c);
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        return 1;
+    }
+    for (;;) {
+        if (close == '}' && !read_key(c, &s, &n, &f))
+            return 0;
+        if (!skip_value(c, depth + 1))
+            return 0;
+        int next = after_item(c, close);
+        if (next != 1)
+            return next == 2;
+    }
+}
+
 /* Any JSON value at c->p (after whitespace), checked and skipped. */
 static int
 skip_value(Cur *c, int depth)
@@ -246,58 +309,9 @@ skip_value(Cur *c, int depth)
     case '"':
         return scan_string(c, &s, &f);
     case '{':
-        if (depth >= MAX_DEPTH)
-            return 0;
-        c->p++;
-        skip_ws(c);
-        if (c->p < c->end && *c->p == '}') {
-            c->p++;
-            return 1;
-        }
-        for (;;) {
-            skip_ws(c);
-            if (c->p >= c->end || *c->p != '"' || !scan_string(c, &s, &f))
-                return 0;
-            skip_ws(c);
-            if (c->p >= c->end || *c->p != ':')
-                return 0;
-            c->p++;
-            if (!skip_value(c, depth + 1))
-                return 0;
-            skip_ws(c);
-            if (c->p >= c->end)
-                return 0;
-            if (*c->p == '}') {
-                c->p++;
-                return 1;
-            }
-            if (*c->p != ',')
-                return 0;
-            c->p++;
-        }
+        return skip_container(c, depth, '}');
     case '[':
-        if (depth >= MAX_DEPTH)
-            return 0;
-        c->p++;
-        skip_ws(c);
-        if (c->p < c->end && *c->p == ']') {
-            c->p++;
-            return 1;
-        }
-        for (;;) {
-            if (!skip_value(c, depth + 1))
-                return 0;
-            skip_ws(c);
-            if (c->p >= c->end)
-                return 0;
-            if (*c->p == ']') {
-                c->p++;
-                return 1;
-            }
-            if (*c->p != ',')
-                return 0;
-            c->p++;
-        }
+        return skip_container(c, depth, ']');
     case 't':
         return scan_literal(c, "true", 4);
     case 'f':
@@ -558,14 +572,10 @@ parse_event(const unsigned char *buf, Py_ssize_t len, int outcome, Py_ssize_t ma
         return 0;
     c.p++;
     for (;;) {
-        skip_ws(&c);
-        if (c.p >= c.end || *c.p != '"' || !scan_string(&c, &s, &f) || (f & S_ESCAPE))
+        Py_ssize_t key_len;
+        if (!read_key(&c, &s, &key_len, &f) || (f & S_ESCAPE))
             return 0; /* an escaped key could spell a field's name */
-        int field = field_of(s, c.p - 1 - s);
-        skip_ws(&c);
-        if (c.p >= c.end || *c.p != ':')
-            return 0;
-        c.p++;
+        int field = field_of(s, key_len);
         skip_ws(&c);
         if (field != F_OTHER) {
             if (seen & (1u << field))
@@ -638,16 +648,11 @@ parse_event(const unsigned char *buf, Py_ssize_t len, int outcome, Py_ssize_t ma
             if (!skip_value(&c, 1))
                 return 0;
         }
-        skip_ws(&c);
-        if (c.p >= c.end)
+        int next = after_item(&c, '}');
+        if (next == 0)
             return 0;
-        if (*c.p == '}') {
-            c.p++;
+        if (next == 2)
             break;
-        }
-        if (*c.p != ',')
-            return 0;
-        c.p++;
     }
     skip_ws(&c);
     if (c.p != c.end)

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import sysconfig
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import crc32c
@@ -134,7 +134,7 @@ def test_the_forms_producers_write_take_the_c_path():
         when.replace(tzinfo=None).isoformat() + "Z",
         when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         when.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        when.astimezone(__import__("datetime").timezone(timedelta(hours=5, minutes=30))).isoformat(),
+        when.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat(),
         "2026-11-21t10:15:00.123456789z",
         "2026-11-21 10:15:00Z",
         when.timestamp(),

@@ -23,17 +23,23 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 DATA_SUFFIXES = (".yml", ".yaml", ".json", ".md", ".html", ".txt", ".j2", ".typed")
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    src = copy_sources(tmp_path_factory.mktemp("src") / "fairwatch")
-    out = tmp_path_factory.mktemp("wheel")
+def build_wheel(folder: Path, **env: str) -> Path:
+    """The wheel of a fresh copy of the sources, built in ``folder`` (``env`` added to the build's)."""
+    src = copy_sources(folder / "src" / "fairwatch")
+    out = folder / "wheel"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
         check=True,
         timeout=600,
+        env={**os.environ, **env},
     )
     (built,) = out.glob("fairwatch-*.whl")
     return built
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("build"))
 
 
 def _names(wheel: Path) -> set[str]:
@@ -105,15 +111,7 @@ def test_without_a_c_compiler_the_wheel_builds_and_decodes_the_same(tmp_path: Pa
     install still succeeds, without the extension, and the decoders give the same results
     (msgspec alone). Checked by importing the wheel's own files over this environment's
     dependencies."""
-    src = copy_sources(tmp_path / "src" / "fairwatch")
-    out = tmp_path / "wheel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
-        check=True,
-        timeout=600,
-        env={**os.environ, "CC": "false"},
-    )
-    (built,) = out.glob("fairwatch-*.whl")
+    built = build_wheel(tmp_path, CC="false")
     assert not [n for n in _names(built) if "_fastpath" in n and not n.endswith(".c")]
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(built) as z:
